@@ -1,0 +1,165 @@
+/* Configuration: the native YAML file, loaded into an immutable snapshot, validated with file:line
+ * errors; and HTTPRoute-style route matching over that snapshot. */
+#ifndef INFERGATE_CONFIG_H
+#define INFERGATE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infergate/http.h"
+
+typedef enum { IG_LB_ROUND_ROBIN, IG_LB_RANDOM, IG_LB_LEAST_REQUEST, IG_LB_INFERENCE } ig_lb_policy_t;
+typedef enum { IG_ENGINE_VLLM, IG_ENGINE_VLLM_V0, IG_ENGINE_SGLANG, IG_ENGINE_TRTLLM } ig_engine_t;
+typedef enum { IG_CRIT_CRITICAL, IG_CRIT_STANDARD, IG_CRIT_SHEDDABLE } ig_criticality_t;
+
+typedef struct {
+  char *host; /* numeric IPv4/IPv6 or a hostname resolved at load time */
+  int port;
+} ig_endpoint_cfg_t;
+
+/* A backend is a static endpoint list with a balancing policy. An inference pool is a backend with
+ * policy IG_LB_INFERENCE: its endpoints are model servers whose metrics are scraped. */
+typedef struct {
+  char *name;
+  ig_lb_policy_t policy;
+  ig_endpoint_cfg_t *endpoints;
+  size_t n_endpoints;
+  unsigned connect_timeout_ms;  /* default 2000 */
+  unsigned response_timeout_ms; /* time to response head; default 60000 */
+  unsigned idle_timeout_ms;     /* between bytes once streaming; default 300000 */
+  unsigned max_idle_conns;      /* per endpoint keep-alive pool; default 64 */
+  /* inference pools only */
+  ig_engine_t engine;           /* default vLLM */
+  unsigned scrape_interval_ms;  /* default 50 */
+  char *metrics_path;           /* default "/metrics" */
+  char *scheduler;              /* scheduler profile name, default "default" */
+  const char *file;
+  int line;
+} ig_backend_cfg_t;
+
+typedef enum { IG_PATH_PREFIX, IG_PATH_EXACT } ig_path_match_t;
+
+typedef struct {
+  char *name; /* lower-cased */
+  char *value;
+} ig_header_match_cfg_t;
+
+typedef struct {
+  ig_path_match_t path_type;
+  char *path; /* default prefix "/" */
+  char *method; /* NULL = any */
+  ig_header_match_cfg_t *headers;
+  size_t n_headers;
+} ig_match_cfg_t;
+
+typedef struct {
+  char *backend; /* backend or pool name */
+  size_t backend_index;
+  unsigned weight; /* default 1 */
+} ig_backend_ref_t;
+
+typedef struct {
+  char *name;
+  char **hostnames; /* lower-cased; "*.example.com" wildcards allowed; none = any host */
+  size_t n_hostnames;
+  char **listeners; /* listener names this route attaches to; none = every http listener */
+  size_t n_listeners;
+  ig_match_cfg_t *matches; /* none = one prefix "/" match */
+  size_t n_matches;
+  ig_backend_ref_t *backends;
+  size_t n_backends;
+  unsigned timeout_ms; /* whole request, 0 = none */
+  const char *file;
+  int line;
+} ig_route_cfg_t;
+
+typedef enum { IG_PROTO_HTTP, IG_PROTO_TCP } ig_listener_proto_t;
+
+typedef struct {
+  char *name;
+  char *host;
+  int port;
+  ig_listener_proto_t protocol;
+  char *tcp_backend; /* protocol tcp: backend name */
+  size_t tcp_backend_index;
+  const char *file;
+  int line;
+} ig_listener_cfg_t;
+
+typedef struct {
+  char *name;
+  unsigned weight; /* 1..1000000 */
+} ig_target_cfg_t;
+
+/* An InferenceModel: a client-facing model name served by a pool, with weighted targets. */
+typedef struct {
+  char *model_name;
+  ig_criticality_t criticality; /* default Standard */
+  char *pool;
+  size_t pool_index;
+  ig_target_cfg_t *targets; /* none = the model name itself */
+  size_t n_targets;
+  const char *file;
+  int line;
+} ig_model_cfg_t;
+
+typedef struct {
+  ig_listener_cfg_t *listeners;
+  size_t n_listeners;
+  char *admin_host; /* NULL = no admin listener */
+  int admin_port;
+  ig_backend_cfg_t *backends;
+  size_t n_backends;
+  ig_route_cfg_t *routes;
+  size_t n_routes;
+  ig_model_cfg_t *models;
+  size_t n_models;
+  char *default_model;       /* used when a request to a pool has no "model"; NULL = 400 */
+  size_t max_header_bytes;   /* default 16384 */
+  size_t max_headers;        /* default 100 */
+  size_t max_body_bytes;     /* default 4 MiB */
+  unsigned max_connections;  /* default 10000 */
+  unsigned client_timeout_ms; /* idle keep-alive / slow head; default 60000 */
+  unsigned drain_timeout_ms; /* default 10000 */
+  char *access_log;          /* NULL = off, "-" = stdout, else a path */
+  char *source;              /* file the config was read from (owned) */
+} ig_config_t;
+
+typedef struct {
+  char *file;
+  int line; /* 1-based; 0 when not tied to a line */
+  int column;
+  char *message;
+} ig_config_error_t;
+
+typedef struct {
+  ig_config_error_t *v;
+  size_t n;
+} ig_config_errors_t;
+
+/* Loads and validates a native YAML config. On success returns 0 and a new snapshot in *out (free
+ * with ig_config_free). On failure returns IG_ECONFIG and appends every error found to errs (free
+ * with ig_config_errors_free); *out is NULL. */
+int ig_config_load(const char *path, ig_config_t **out, ig_config_errors_t *errs);
+/* Same, from a string; name is used as the file name in errors. */
+int ig_config_load_string(const char *name, const char *yaml, size_t len, ig_config_t **out,
+                          ig_config_errors_t *errs);
+void ig_config_free(ig_config_t *cfg);
+void ig_config_errors_free(ig_config_errors_t *errs);
+/* Prints "file:line:column: error: message" lines to f (a FILE *). */
+void ig_config_errors_print(const ig_config_errors_t *errs, void *f);
+/* Finds a backend (or pool) by name; returns its index or -1. */
+long ig_config_find_backend(const ig_config_t *cfg, const char *name);
+/* Finds an InferenceModel by client-facing model name; NULL when none. */
+const ig_model_cfg_t *ig_config_find_model(const ig_config_t *cfg, const char *model, size_t len);
+
+/* Route matching with Gateway API HTTPRoute precedence: among routes attached to listener li whose
+ * hostnames match host (exact beats wildcard beats none), the match with, in order: an exact path
+ * over a prefix, the longest prefix, a method, the most header matches; ties go to the route
+ * defined first. Prefix matching is by path segment ("/v1" matches "/v1" and "/v1/x", not "/v1x").
+ * Returns the route index, or -1 when nothing matches. */
+long ig_route_match(const ig_config_t *cfg, size_t li, const char *host, size_t host_len, const char *method,
+                    size_t method_len, const char *path, size_t path_len, const ig_http_header_t *hdrs,
+                    size_t n_hdrs);
+
+#endif

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages infergate needs, and only those missing.
+# Usage: scripts/deps.sh [bench]   ("bench" adds wrk, nginx and haproxy)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config clang libuv1-dev libssl-dev libjansson-dev libyaml-dev
+      libcmocka-dev python3-pytest python3-requests python3-aiohttp python3-yaml curl)
+if [ "${1:-}" = bench ]; then pkgs+=(wrk nginx-light haproxy); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

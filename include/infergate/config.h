@@ -7,9 +7,9 @@
 #include <stdint.h>
 
 #include "infergate/http.h"
+#include "infergate/metrics.h" /* ig_engine_t */
 
 typedef enum { IG_LB_ROUND_ROBIN, IG_LB_RANDOM, IG_LB_LEAST_REQUEST, IG_LB_INFERENCE } ig_lb_policy_t;
-typedef enum { IG_ENGINE_VLLM, IG_ENGINE_VLLM_V0, IG_ENGINE_SGLANG, IG_ENGINE_TRTLLM } ig_engine_t;
 typedef enum { IG_CRIT_CRITICAL, IG_CRIT_STANDARD, IG_CRIT_SHEDDABLE } ig_criticality_t;
 
 typedef struct {

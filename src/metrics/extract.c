@@ -1,0 +1,153 @@
+/* Engine metrics extraction: the queue, batch, KV-cache and LoRA view of one model-server pod, from a
+ * Prometheus text scrape, per the metric names of each engine dialect (DESIGN.md "Model server
+ * metrics"). */
+#include "infergate/metrics.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  const char *waiting;
+  const char *running;
+  const char *kv;     /* the engine's own KV usage metric */
+  const char *kv_alt; /* accepted when kv is absent (vLLM V0 <-> V1) */
+  int vllm_info;      /* lora_requests_info and cache_config_info */
+} dialect_t;
+
+static const dialect_t dialects[] = {
+    [IG_ENGINE_VLLM] = {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
+                        "vllm:gpu_cache_usage_perc", 1},
+    [IG_ENGINE_VLLM_V0] = {"vllm:num_requests_waiting", "vllm:num_requests_running",
+                           "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", 1},
+    [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL, 0},
+    [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, 0},
+};
+
+static const struct {
+  const char *name;
+  ig_engine_t engine;
+} engine_names[] = {
+    {"vllm", IG_ENGINE_VLLM},       {"vllm-v1", IG_ENGINE_VLLM}, {"vllm-v0", IG_ENGINE_VLLM_V0},
+    {"vllm_v0", IG_ENGINE_VLLM_V0}, {"sglang", IG_ENGINE_SGLANG}, {"trtllm", IG_ENGINE_TRTLLM},
+    {"trt-llm", IG_ENGINE_TRTLLM},  {"tensorrt-llm", IG_ENGINE_TRTLLM},
+};
+
+int ig_metrics_engine_parse(const char *s, ig_engine_t *out) {
+  for (size_t i = 0; i < sizeof engine_names / sizeof engine_names[0]; i++)
+    if (ig_strncaseeq(s, strlen(s), engine_names[i].name)) {
+      *out = engine_names[i].engine;
+      return 0;
+    }
+  return IG_EINVAL;
+}
+
+const char *ig_metrics_engine_name(ig_engine_t e) {
+  switch (e) {
+  case IG_ENGINE_VLLM: return "vllm";
+  case IG_ENGINE_VLLM_V0: return "vllm-v0";
+  case IG_ENGINE_SGLANG: return "sglang";
+  case IG_ENGINE_TRTLLM: return "trtllm";
+  }
+  return "unknown";
+}
+
+static int name_is(const ig_prom_sample_t *s, const char *name) { return name && ig_prom_name_is(s, name); }
+
+/* Splits a comma-separated adapter list into names (blanks trimmed, empty entries and names that do
+ * not fit IG_LORA_NAME_MAX skipped, at most IG_MAX_LORAS kept). Returns the count. */
+static int split_loras(const char *list, char names[IG_MAX_LORAS][IG_LORA_NAME_MAX]) {
+  int n = 0;
+  const char *p = list;
+  while (*p && n < IG_MAX_LORAS) {
+    const char *e = strchr(p, ',');
+    if (!e) e = p + strlen(p);
+    const char *a = p, *b = e;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    size_t l = (size_t)(b - a);
+    if (l > 0 && l < IG_LORA_NAME_MAX) {
+      memcpy(names[n], a, l);
+      names[n][l] = '\0';
+      n++;
+    }
+    p = *e ? e + 1 : e;
+  }
+  return n;
+}
+
+/* Reads an adapter-list label; a value too long for the buffer keeps its complete leading entries. */
+static int lora_label(const ig_prom_sample_t *s, const char *key, char names[IG_MAX_LORAS][IG_LORA_NAME_MAX]) {
+  char buf[IG_MAX_LORAS * IG_LORA_NAME_MAX * 2];
+  int rc = ig_prom_label(s, key, buf, sizeof buf);
+  if (rc == IG_ENOENT) return 0;
+  if (rc == IG_ETOOBIG) {
+    char *comma = strrchr(buf, ',');
+    if (comma)
+      *comma = '\0';
+    else
+      buf[0] = '\0';
+  }
+  return split_loras(buf, names);
+}
+
+/* Reads an integer label value; returns 1 and sets *out when present and numeric. */
+static int int_label(const ig_prom_sample_t *s, const char *key, long *out) {
+  char buf[32];
+  if (ig_prom_label(s, key, buf, sizeof buf) <= 0) return 0;
+  char *e = NULL;
+  double d = strtod(buf, &e); /* "4" or "4.0" */
+  if (e == buf || *e || !isfinite(d) || d < 0 || d > (double)LONG_MAX / 2) return 0;
+  *out = (long)d;
+  return 1;
+}
+
+int ig_metrics_extract(ig_engine_t engine, const char *text, size_t len, ig_pod_metrics_t *out) {
+  memset(out, 0, sizeof *out);
+  if ((unsigned)engine >= sizeof dialects / sizeof dialects[0]) return IG_EINVAL;
+  const dialect_t *d = &dialects[engine];
+  ig_prom_sample_t s;
+  size_t pos = 0;
+  int has_alt = 0, has_lora = 0;
+  double kv_alt = 0, lora_ts = 0;
+
+  while (ig_prom_next(text, len, &pos, &s) == 1) {
+    int finite = isfinite(s.value);
+    if (name_is(&s, d->waiting)) {
+      if (finite) {
+        out->waiting += s.value;
+        out->has_waiting = 1;
+      }
+    } else if (name_is(&s, d->running)) {
+      if (finite) {
+        out->running += s.value;
+        out->has_running = 1;
+      }
+    } else if (name_is(&s, d->kv)) {
+      if (finite && (!out->has_kv || s.value > out->kv_usage)) out->kv_usage = s.value;
+      out->has_kv |= finite;
+    } else if (name_is(&s, d->kv_alt)) {
+      if (finite && (!has_alt || s.value > kv_alt)) kv_alt = s.value;
+      has_alt |= finite;
+    } else if (d->vllm_info && ig_prom_name_is(&s, "vllm:lora_requests_info")) {
+      /* one series per state change, valued with its timestamp: the newest wins */
+      if (!finite || (has_lora && s.value <= lora_ts)) continue;
+      has_lora = 1;
+      lora_ts = s.value;
+      long ml = 0;
+      out->max_lora = int_label(&s, "max_lora", &ml) && ml <= INT_MAX ? (int)ml : 0;
+      out->n_running_loras = lora_label(&s, "running_lora_adapters", out->running_loras);
+      out->n_waiting_loras = lora_label(&s, "waiting_lora_adapters", out->waiting_loras);
+    } else if (d->vllm_info && ig_prom_name_is(&s, "vllm:cache_config_info")) {
+      long v;
+      if (int_label(&s, "block_size", &v) && v <= INT_MAX) out->block_size = (int)v;
+      if (int_label(&s, "num_gpu_blocks", &v)) out->num_gpu_blocks = v;
+    }
+  }
+  if (!out->has_kv && has_alt) {
+    out->kv_usage = kv_alt;
+    out->has_kv = 1;
+  }
+  return out->has_waiting || out->has_running || out->has_kv ? 0 : IG_ENOENT;
+}

@@ -1,0 +1,16 @@
+/* Private to the config module (and its tests and fuzzer): a seam to replace host name resolution. */
+#ifndef INFERGATE_CONFIG_INTERNAL_H
+#define INFERGATE_CONFIG_INTERNAL_H
+
+#include <stddef.h>
+
+/* Resolves host (a host name or numeric address, NUL-terminated) into a numeric address string in
+ * out[0..cap). Returns 0, or a non-zero value when the host cannot be resolved; *why then points at a
+ * static description. */
+typedef int (*ig_config_resolver_fn)(const char *host, char *out, size_t cap, const char **why);
+
+/* Replaces the resolver used by ig_config_load*; NULL restores the default (getaddrinfo, IPv4 first).
+ * Process-wide; meant for tests and fuzzers, which must not touch DNS. */
+void ig_config_set_resolver(ig_config_resolver_fn fn);
+
+#endif

@@ -3,7 +3,8 @@
 # Usage: scripts/deps.sh [bench]   ("bench" adds wrk, nginx and haproxy)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libuv1-dev libssl-dev libjansson-dev libyaml-dev
-      libcmocka-dev python3-pytest python3-requests python3-aiohttp python3-yaml curl)
+      libcmocka-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+      python3-pytest python3-requests python3-aiohttp python3-yaml python3-grpcio python3-protobuf curl)
 if [ "${1:-}" = bench ]; then pkgs+=(wrk nginx-light haproxy); fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -30,6 +30,9 @@ static const command_t commands[] = {
 #ifdef IG_HAVE_BENCH
     {"bench", ig_cmd_bench, "load generator: TTFT/TPOT/ITL/E2E percentiles and throughput"},
 #endif
+#ifdef IG_HAVE_EPP
+    {"epp", ig_cmd_epp, "endpoint picker for Envoy-based gateways (ext_proc over gRPC)"},
+#endif
 #ifdef IG_HAVE_DEMO
     {"demo", ig_cmd_demo, "sim pods + gateway + load, side-by-side table"},
 #endif

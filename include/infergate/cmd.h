@@ -7,5 +7,6 @@ int ig_cmd_check(int argc, char **argv);
 int ig_cmd_sim(int argc, char **argv);
 int ig_cmd_bench(int argc, char **argv);
 int ig_cmd_demo(int argc, char **argv);
+int ig_cmd_epp(int argc, char **argv);
 
 #endif

@@ -1,0 +1,211 @@
+/* Scheduler: the inference-aware endpoint picker (filters, scorers, pickers, profiles), the per-pod
+ * prefix-cache index, the saturation detector and admission, and the flow-control queue.
+ *
+ * The module is a pure library: it does no I/O, reads no clock and never calls the proxy. The caller
+ * (the proxy glue) owns an array of ig_sched_pod_t, copies scraped metrics into it, and passes times in.
+ * See docs/scheduling.md for the profiles, weights and rules. Single-threaded: one ig_sched_t per pool
+ * (or per thread). */
+#ifndef INFERGATE_SCHED_H
+#define INFERGATE_SCHED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "infergate/core.h"
+
+/* Criticality, in priority order. Same order as config.h's ig_criticality_t (Critical, Standard,
+ * Sheddable) so the glue may map one to the other by value. */
+typedef enum { IG_SCHED_CRIT_CRITICAL, IG_SCHED_CRIT_STANDARD, IG_SCHED_CRIT_SHEDDABLE } ig_sched_crit_t;
+#define IG_SCHED_N_CRIT 3
+
+/* Same limits as metrics.h's ig_pod_metrics_t, so the glue can copy the adapter lists verbatim. */
+#define IG_SCHED_MAX_LORAS 16
+#define IG_SCHED_LORA_NAME_MAX 64
+
+/* ---- prefix-cache index ------------------------------------------------------------------------ */
+
+/* Approximate LRU set of prompt block hashes believed to be in one pod's KV cache. */
+typedef struct ig_sched_prefix ig_sched_prefix_t;
+
+#define IG_SCHED_PREFIX_DEFAULT_CAPACITY 31250 /* blocks per pod */
+#define IG_SCHED_PREFIX_BLOCK_CHARS 64         /* prompt characters per block */
+#define IG_SCHED_PREFIX_MAX_BLOCKS 256         /* blocks looked up per request */
+
+/* Creates an empty index holding about capacity block hashes (0 = the default 31,250). Memory grows
+ * with use, up to about 16 bytes per block of capacity. Free with ig_sched_prefix_free. */
+ig_sched_prefix_t *ig_sched_prefix_new(size_t capacity);
+void ig_sched_prefix_free(ig_sched_prefix_t *idx);
+/* Forgets everything (e.g. the pod restarted). */
+void ig_sched_prefix_clear(ig_sched_prefix_t *idx);
+/* Number of block hashes currently held (at most about the capacity). */
+size_t ig_sched_prefix_size(const ig_sched_prefix_t *idx);
+
+/* Splits prompt[0..len) into full blocks of block_chars characters (0 = 64) and writes the chained
+ * hash of each block (hash of block i covers the model name and blocks 0..i) to out[0..max). A trailing
+ * partial block is not hashed. model may be NULL. Returns the number of hashes written. */
+size_t ig_sched_prefix_hashes(const char *model, const char *prompt, size_t len, size_t block_chars,
+                              uint64_t *out, size_t max);
+/* Number of consecutive leading hashes of h[0..n) present in the index (0..n). Read-only. */
+size_t ig_sched_prefix_match(const ig_sched_prefix_t *idx, const uint64_t *h, size_t n);
+/* Records h[0..n) as most recently used, evicting the least recently used generation when full. */
+void ig_sched_prefix_insert(ig_sched_prefix_t *idx, const uint64_t *h, size_t n);
+
+/* ---- pods and requests ------------------------------------------------------------------------- */
+
+/* LoRA adapter state of one pod (cold data, kept out of ig_sched_pod_t so that a pick over a large
+ * pool touches little memory). Same fields and limits as metrics.h's ig_pod_metrics_t. */
+typedef struct {
+  int max_lora; /* adapter slots; 0 = unknown / no LoRA */
+  int n_running_loras, n_waiting_loras;
+  char running_loras[IG_SCHED_MAX_LORAS][IG_SCHED_LORA_NAME_MAX];
+  char waiting_loras[IG_SCHED_MAX_LORAS][IG_SCHED_LORA_NAME_MAX];
+} ig_sched_lora_t;
+
+/* The scheduler's view of one endpoint. Owned by the caller; ig_sched_pick updates `pending` and the
+ * prefix index of the pod it picks. */
+typedef struct {
+  size_t id;                  /* caller's endpoint id, opaque here */
+  double waiting;             /* scraped queue length */
+  double running;             /* scraped batch size */
+  double kv_usage;            /* scraped KV-cache usage, 0..1 */
+  uint64_t metrics_age_ms;    /* time since the last successful scrape */
+  int has_metrics;            /* 0 until the first successful scrape: the pod counts as stale */
+  unsigned pending;           /* requests we sent since the last scrape; added to waiting so picks do
+                                 not herd between scrapes. ig_sched_pick increments it on the pod it
+                                 picks; the glue resets it to 0 when it stores a new scrape. */
+  unsigned inflight;          /* our requests currently outstanding on the pod (glue-maintained:
+                                 +1 at dispatch, -1 at completion); used by "least-request" */
+  const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
+  ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
+} ig_sched_pod_t;
+
+/* One request to place. Nothing is retained after the call. */
+typedef struct {
+  const char *model;       /* target model after the InferenceModel split (LoRA adapter name or
+                              base model); NULL = unknown */
+  ig_sched_crit_t crit;
+  const char *prompt;      /* text used for prefix hashing (may be NULL) */
+  size_t prompt_len;
+  const char *fairness_id; /* x-gateway-inference-fairness-id, for the flow-control queue; may be NULL */
+  size_t fairness_id_len;
+  const size_t *subset;    /* allowed indexes into pods[] (e.g. Envoy's subset hint); NULL = all */
+  size_t n_subset;
+} ig_sched_request_t;
+
+/* ---- the scheduler ----------------------------------------------------------------------------- */
+
+/* Thresholds. Start from ig_sched_opts_default and change what you need. */
+typedef struct {
+  double queue_threshold;       /* pod saturated when waiting + pending >= this; 5 */
+  double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
+  uint64_t stale_ms;            /* pod stale (and saturated) when metrics are older; 200 */
+  double critical_queue_max;    /* gie: Critical keeps pods with queue < this; 128 */
+  double lora_affinity_p;       /* gie: probability of preferring pods with the adapter active; 0.999 */
+  double imbalance_abs;         /* cache-aware herding guard: fall back to least-queue when */
+  double imbalance_rel;         /*   max-min load > abs and max > rel * min; 64 and 1.5 */
+  size_t prefix_block_chars;    /* 64 */
+  size_t prefix_max_blocks;     /* 256 (at most IG_SCHED_PREFIX_MAX_BLOCKS) */
+} ig_sched_opts_t;
+
+void ig_sched_opts_default(ig_sched_opts_t *o);
+
+typedef struct ig_sched ig_sched_t;
+
+/* 1 when name is a known profile: "default", "gie", "round-robin", "random", "least-request". */
+int ig_sched_profile_exists(const char *name);
+/* 1 when name is a known scorer: "queue", "kv", "prefix", "lora". */
+int ig_sched_scorer_exists(const char *name);
+
+/* Creates a scheduler for a profile (NULL = "default") with a seeded random source (ties, sampling)
+ * and options (NULL = defaults). Returns NULL when the profile is unknown (check first with
+ * ig_sched_profile_exists). Free with ig_sched_free. */
+ig_sched_t *ig_sched_new(const char *profile, uint64_t seed);
+ig_sched_t *ig_sched_new_opts(const char *profile, uint64_t seed, const ig_sched_opts_t *opts);
+void ig_sched_free(ig_sched_t *s);
+const char *ig_sched_profile_name(const ig_sched_t *s);
+const ig_sched_opts_t *ig_sched_opts(const ig_sched_t *s);
+
+/* Sets (0 removes) a scorer's weight in a scoring profile ("default"). Returns 0, IG_ENOENT for an
+ * unknown scorer, IG_ENOTSUP for a profile that does not score, IG_EINVAL for a negative or
+ * non-finite weight. */
+int ig_sched_set_weight(ig_sched_t *s, const char *scorer, double weight);
+/* A scorer's weight in this scheduler's profile (0 when unused). */
+double ig_sched_weight(const ig_sched_t *s, const char *scorer);
+
+/* Pre-sizes the scratch buffers for pools of up to n pods (pick grows them otherwise, once). */
+void ig_sched_reserve(ig_sched_t *s, size_t n);
+
+/* Picks an endpoint for req among pods[0..n) (or the request's subset). On success returns 0 and writes
+ * to order[0..*n_order) pod indexes, best first: the pick, then fallbacks for retries (candidates that
+ * passed the filters by rank, then the other allowed pods). On entry *n_order is the capacity of order
+ * (>= 1). The picked pod's `pending` is incremented and its prefix index records the request's blocks.
+ * Returns IG_ENOENT when no pod is allowed (n == 0, empty subset), IG_EFULL when the profile sheds the
+ * request (answer 429), IG_EINVAL on bad arguments. *n_order is 0 on failure. Allocates nothing once
+ * the scratch buffers are large enough for n. */
+int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *req, size_t *order,
+                  size_t *n_order);
+
+/* One scorer's score in [0,1] for each of pods[0..n) (all treated as candidates), into out[0..n). For
+ * tests and explain/debug output; no state changes. Returns 0 or IG_ENOENT for an unknown scorer. */
+int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pods, size_t n,
+                    const ig_sched_request_t *req, double *out);
+
+/* ---- saturation and admission ------------------------------------------------------------------ */
+
+/* 1 when the pod is saturated: no metrics, metrics older than stale_ms, waiting + pending >=
+ * queue_threshold, or kv_usage >= kv_threshold. */
+int ig_sched_pod_saturated(const ig_sched_t *s, const ig_sched_pod_t *pod);
+/* 1 when every pod is saturated (stale pods count as saturated, so also when no pod is fresh). */
+int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n);
+
+typedef enum {
+  IG_SCHED_ADMIT_PICK,  /* schedule now with ig_sched_pick */
+  IG_SCHED_ADMIT_QUEUE, /* put in the flow-control queue until a pod frees up (TTL -> 503) */
+  IG_SCHED_ADMIT_SHED,  /* answer 429 */
+} ig_sched_admit_t;
+
+typedef struct ig_sched_queue ig_sched_queue_t;
+
+/* Decides what to do with a new request (only the request's subset counts, when given).
+ * Profile "default": PICK when some pod is not saturated and no request of the same or a higher band
+ * waits in q (q may be NULL); otherwise SHED a Sheddable request and QUEUE the others.
+ * Profile "gie" and the baselines never queue: PICK (gie sheds inside ig_sched_pick). */
+ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,
+                                const ig_sched_request_t *req, const ig_sched_queue_t *q);
+
+/* ---- flow-control queue ------------------------------------------------------------------------ */
+
+/* A pure data structure: priority bands Critical > Standard > Sheddable; inside a band, round-robin
+ * between fairness ids (one FIFO per id); a deadline per request; a fixed capacity. Times are passed
+ * in by the caller (milliseconds on any monotonic clock). */
+typedef struct ig_sched_qnode ig_sched_qnode_t;
+
+/* Creates a queue for at most capacity requests (>= 1). All memory is allocated here. */
+ig_sched_queue_t *ig_sched_queue_new(size_t capacity);
+/* Frees the queue; items still queued are dropped (their data is not touched). */
+void ig_sched_queue_free(ig_sched_queue_t *q);
+
+/* Queues data (the caller's request handle) in its band and flow, to expire at now_ms + ttl_ms.
+ * When the queue is full, the newest request of the lowest band below crit is evicted to make room
+ * (*evicted = its data: answer it 429); when no lower band holds anything, returns IG_EFULL (answer
+ * 429) and nothing changes. *node (may be NULL) receives a handle for ig_sched_queue_cancel, valid
+ * until the item leaves the queue. Returns 0, IG_EFULL or IG_EINVAL. */
+int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, const char *fairness_id,
+                        size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
+                        void **evicted);
+/* Takes the next request: the highest non-empty band, the next flow of that band in round-robin order,
+ * that flow's oldest request. Returns 0 with *data set, IG_ETIMEDOUT with *data set when that request
+ * had expired (answer 503 and call again), or IG_ENOENT when empty. *crit (may be NULL) gets its band. */
+int ig_sched_queue_pop(ig_sched_queue_t *q, uint64_t now_ms, void **data, ig_sched_crit_t *crit);
+/* Removes one expired request (earliest deadline first): 0 with *data set, or IG_ENOENT when none has
+ * expired at now_ms. */
+int ig_sched_queue_expire(ig_sched_queue_t *q, uint64_t now_ms, void **data);
+/* Removes a queued request (client went away); returns its data. node must be live. */
+void *ig_sched_queue_cancel(ig_sched_queue_t *q, ig_sched_qnode_t *node);
+/* Earliest deadline of a queued request, or UINT64_MAX when empty (arm a timer for it). */
+uint64_t ig_sched_queue_next_deadline(const ig_sched_queue_t *q);
+size_t ig_sched_queue_len(const ig_sched_queue_t *q);
+size_t ig_sched_queue_band_len(const ig_sched_queue_t *q, ig_sched_crit_t crit);
+size_t ig_sched_queue_capacity(const ig_sched_queue_t *q);
+
+#endif

@@ -1,0 +1,109 @@
+/* Scheduler internals shared by the files of src/sched: the scheduler state, the per-pick context and
+ * the tables of filters and scorers. */
+#ifndef IG_SCHED_INTERNAL_H
+#define IG_SCHED_INTERNAL_H
+
+#include <math.h>
+
+#include "infergate/sched.h"
+
+enum { SC_QUEUE, SC_KV, SC_PREFIX, SC_LORA, N_SCORERS };
+
+/* What one pick sees. Scorers read it; their prepare step fills the stats they need. */
+typedef struct {
+  struct ig_sched *s;
+  const ig_sched_pod_t *pods;
+  const ig_sched_request_t *req;
+  const size_t *cand; /* candidate pod indexes */
+  size_t n;
+  double qmin, qmax;    /* queue scorer: waiting + pending over the candidates */
+  size_t n_hashes;      /* prefix scorer: blocks of the request (hashes in s->hashes) */
+  const uint32_t *match; /* prefix scorer: matched blocks, indexed by pod index */
+} ig_sched_ctx_t;
+
+/* A scorer: a name, an optional once-per-pick preparation over the candidates, and a score in [0,1].
+ * prepare returns 0 when the score is the same for every candidate, so the pick may skip it. */
+typedef struct ig_scorer {
+  const char *name;
+  int (*prepare)(ig_sched_ctx_t *ctx);
+  double (*score)(const ig_sched_ctx_t *ctx, size_t pod);
+} ig_scorer_t;
+
+/* A filter: keeps some of in[0..n) in out (order kept) and returns how many. 0 = nothing passed; the
+ * caller then decides (fallback to the input, branch, or shed). */
+typedef struct ig_filter {
+  const char *name;
+  size_t (*filter)(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out);
+} ig_filter_t;
+
+typedef enum { PICK_SCORED, PICK_GIE, PICK_ROUND_ROBIN, PICK_RANDOM, PICK_LEAST_REQUEST } pick_kind_t;
+
+typedef struct {
+  const char *name;
+  pick_kind_t kind;
+  int admission;               /* queue/shed on saturation in ig_sched_admit */
+  double weights[N_SCORERS];
+} profile_t;
+
+typedef struct {
+  int64_t key; /* larger is better */
+  uint64_t rnd; /* random tie-break */
+  size_t idx;
+} rank_t;
+
+struct ig_sched {
+  const profile_t *prof;
+  double w[N_SCORERS];
+  ig_sched_opts_t o;
+  ig_rng_t rng;
+  size_t rr;
+  /* scratch, sized for cap pods */
+  size_t cap;
+  size_t *set[4];
+  uint32_t *mark; /* membership stamps, compared with epoch */
+  uint32_t epoch;
+  uint32_t *match;
+  rank_t *rank;
+  uint64_t hashes[IG_SCHED_PREFIX_MAX_BLOCKS];
+};
+
+extern const ig_scorer_t ig_sched_scorers[N_SCORERS];
+extern const ig_filter_t ig_sched_filters[]; /* NULL-name terminated */
+int ig_sched_scorer_index(const char *name);
+
+/* Pod helpers, inline because every pass of a pick calls them once per pod. */
+static inline double ig_sched_nonneg(double v) { return isfinite(v) && v > 0 ? v : 0; }
+
+/* waiting + pending (our own requests since the last scrape) */
+static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) { return ig_sched_nonneg(p->waiting) + p->pending; }
+
+/* kv_usage clamped to [0,1] */
+static inline double ig_sched_pod_kv(const ig_sched_pod_t *p) {
+  double kv = ig_sched_nonneg(p->kv_usage);
+  return kv > 1 ? 1 : kv;
+}
+
+/* waiting + running + pending: the load of the cache-aware herding guard */
+static inline double ig_sched_pod_load(const ig_sched_pod_t *p) {
+  return ig_sched_nonneg(p->waiting) + ig_sched_nonneg(p->running) + p->pending;
+}
+
+static inline int ig_sched_pod_fresh(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
+  return p->has_metrics && p->metrics_age_ms <= o->stale_ms;
+}
+
+static inline int ig_sched_pod_sat(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
+  return !ig_sched_pod_fresh(o, p) || ig_sched_pod_queue(p) >= o->queue_threshold ||
+         ig_sched_pod_kv(p) >= o->kv_threshold;
+}
+
+int ig_sched_pod_has_lora(const char lists[][IG_SCHED_LORA_NAME_MAX], int n, const char *model);
+
+/* Filters (score.c). */
+size_t ig_sched_filter_fresh(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out);
+size_t ig_sched_filter_unsaturated(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out);
+/* The original GIE filter tree over in[0..n). Returns the survivors' count (written to out; uses
+ * tmp as scratch, both sized n), or 0 when the request is to be shed. */
+size_t ig_sched_gie_tree(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out, size_t *tmp);
+
+#endif

@@ -1,0 +1,531 @@
+/* Unit tests for the scheduler: scorers, profiles, tie-breaks, staleness, saturation, herding guards,
+ * fallback order, baselines and a large-pool sanity run. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "infergate/sched.h"
+
+static void pod_set(ig_sched_pod_t *p, size_t id, double waiting, double kv) {
+  memset(p, 0, sizeof *p);
+  p->id = id;
+  p->waiting = waiting;
+  p->kv_usage = kv;
+  p->has_metrics = 1;
+  p->metrics_age_ms = 10;
+}
+
+static ig_sched_request_t req_std(void) {
+  ig_sched_request_t r = {.model = "base", .crit = IG_SCHED_CRIT_STANDARD};
+  return r;
+}
+
+static int pick1(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *r, size_t *out) {
+  size_t order[1] = {0}, k = 1;
+  int rc = ig_sched_pick(s, pods, n, r, order, &k);
+  *out = (size_t)-1;
+  if (rc == 0) {
+    assert_int_equal(k, 1);
+    *out = order[0];
+  }
+  return rc;
+}
+
+static void test_profiles(void **state) {
+  (void)state;
+  const char *names[] = {"default", "gie", "round-robin", "random", "least-request"};
+  for (size_t i = 0; i < 5; i++) {
+    assert_true(ig_sched_profile_exists(names[i]));
+    ig_sched_t *s = ig_sched_new(names[i], 1);
+    assert_non_null(s);
+    assert_string_equal(ig_sched_profile_name(s), names[i]);
+    ig_sched_free(s);
+  }
+  assert_false(ig_sched_profile_exists("nope"));
+  assert_false(ig_sched_profile_exists(NULL));
+  assert_null(ig_sched_new("nope", 1));
+  ig_sched_t *s = ig_sched_new(NULL, 1);
+  assert_string_equal(ig_sched_profile_name(s), "default");
+  /* documented default weights */
+  assert_true(ig_sched_weight(s, "queue") == 2);
+  assert_true(ig_sched_weight(s, "kv") == 2);
+  assert_true(ig_sched_weight(s, "prefix") == 3);
+  assert_true(ig_sched_weight(s, "lora") == 1);
+  assert_true(ig_sched_weight(s, "bogus") == 0);
+  assert_int_equal(ig_sched_set_weight(s, "bogus", 1), IG_ENOENT);
+  assert_int_equal(ig_sched_set_weight(s, "kv", -1), IG_EINVAL);
+  assert_int_equal(ig_sched_set_weight(s, "kv", 5), 0);
+  assert_true(ig_sched_weight(s, "kv") == 5);
+  ig_sched_free(s);
+  s = ig_sched_new("gie", 1);
+  assert_int_equal(ig_sched_set_weight(s, "kv", 1), IG_ENOTSUP);
+  ig_sched_free(s);
+  assert_true(ig_sched_scorer_exists("prefix"));
+  assert_false(ig_sched_scorer_exists("x"));
+  ig_sched_free(NULL);
+}
+
+static void test_queue_scorer(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t pods[4];
+  double out[4];
+  pod_set(&pods[0], 0, 0, 0);
+  pod_set(&pods[1], 1, 10, 0);
+  pod_set(&pods[2], 2, 5, 0);
+  pod_set(&pods[3], 3, 4, 0);
+  pods[3].pending = 1; /* our own in-flight count adds to the queue */
+  assert_int_equal(ig_sched_scores(s, "queue", pods, 4, NULL, out), 0);
+  assert_float_equal(out[0], 1.0, 1e-12);
+  assert_float_equal(out[1], 0.0, 1e-12);
+  assert_float_equal(out[2], 0.5, 1e-12);
+  assert_float_equal(out[3], 0.5, 1e-12);
+  /* all equal -> 1 */
+  for (int i = 0; i < 4; i++) pod_set(&pods[i], (size_t)i, 3, 0);
+  ig_sched_scores(s, "queue", pods, 4, NULL, out);
+  for (int i = 0; i < 4; i++) assert_float_equal(out[i], 1.0, 1e-12);
+  assert_int_equal(ig_sched_scores(s, "nope", pods, 4, NULL, out), IG_ENOENT);
+  ig_sched_free(s);
+}
+
+static void test_kv_scorer(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t pods[4];
+  double out[4];
+  pod_set(&pods[0], 0, 0, 0);
+  pod_set(&pods[1], 1, 0, 0.25);
+  pod_set(&pods[2], 2, 0, 1.5); /* clamped */
+  pod_set(&pods[3], 3, 0, -1);
+  ig_sched_scores(s, "kv", pods, 4, NULL, out);
+  assert_float_equal(out[0], 1.0, 1e-12);
+  assert_float_equal(out[1], 0.75, 1e-12);
+  assert_float_equal(out[2], 0.0, 1e-12);
+  assert_float_equal(out[3], 1.0, 1e-12);
+  ig_sched_free(s);
+}
+
+static void test_lora_scorer(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t pods[4];
+  ig_sched_lora_t lo[4];
+  double out[4];
+  memset(lo, 0, sizeof lo);
+  for (int i = 0; i < 4; i++) {
+    pod_set(&pods[i], (size_t)i, 0, 0);
+    pods[i].lora = &lo[i];
+    lo[i].max_lora = 2;
+    lo[i].n_running_loras = 2;
+    strcpy(lo[i].running_loras[0], "a");
+    strcpy(lo[i].running_loras[1], "b");
+  }
+  strcpy(lo[0].running_loras[1], "sql"); /* active */
+  lo[1].n_running_loras = 1;             /* free slot */
+  strcpy(lo[2].waiting_loras[0], "sql"); /* waiting */
+  lo[2].n_waiting_loras = 1;
+  ig_sched_request_t r = {.model = "sql"};
+  ig_sched_scores(s, "lora", pods, 4, &r, out);
+  assert_float_equal(out[0], 1.0, 1e-12);
+  assert_float_equal(out[1], 0.8, 1e-12);
+  assert_float_equal(out[2], 0.6, 1e-12);
+  assert_float_equal(out[3], 0.0, 1e-12);
+  /* a pool without LoRA scores everyone the same */
+  for (int i = 0; i < 4; i++) pod_set(&pods[i], (size_t)i, 0, 0);
+  ig_sched_scores(s, "lora", pods, 4, &r, out);
+  for (int i = 0; i < 4; i++) assert_float_equal(out[i], 0.0, 1e-12);
+  ig_sched_free(s);
+}
+
+static void test_weights_decide(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 7);
+  ig_sched_pod_t pods[2];
+  ig_sched_request_t r = req_std();
+  size_t got;
+  /* pod 0: short queue, fuller cache; pod 1: longer queue, emptier cache.
+   * queue: 1 vs 0 (x2); kv: 0.3 vs 0.9 free (x2) -> 2.6 vs 1.8 */
+  pod_set(&pods[0], 0, 1, 0.7);
+  pod_set(&pods[1], 1, 3, 0.1);
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, 0);
+  /* with kv weighted up, the emptier cache wins: 2 + 0.3*10 = 5 vs 0 + 0.9*10 = 9 */
+  pod_set(&pods[0], 0, 1, 0.7);
+  pod_set(&pods[1], 1, 3, 0.1);
+  assert_int_equal(ig_sched_set_weight(s, "kv", 10), 0);
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, 1);
+  ig_sched_free(s);
+}
+
+static void test_tie_break_spreads(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 42);
+  enum { N = 8, ROUNDS = 4000 };
+  ig_sched_pod_t pods[N];
+  unsigned hits[N] = {0};
+  ig_sched_request_t r = req_std();
+  for (int i = 0; i < ROUNDS; i++) {
+    for (int j = 0; j < N; j++) pod_set(&pods[j], (size_t)j, 2, 0.5);
+    size_t got;
+    assert_int_equal(pick1(s, pods, N, &r, &got), 0);
+    hits[got]++;
+  }
+  for (int j = 0; j < N; j++) {
+    assert_true(hits[j] > ROUNDS / N / 2);
+    assert_true(hits[j] < ROUNDS / N * 2);
+  }
+  /* the same seed gives the same sequence */
+  ig_sched_t *a = ig_sched_new("default", 9), *b = ig_sched_new("default", 9);
+  for (int i = 0; i < 50; i++) {
+    size_t ga, gb;
+    for (int j = 0; j < N; j++) pod_set(&pods[j], (size_t)j, 2, 0.5);
+    pick1(a, pods, N, &r, &ga);
+    for (int j = 0; j < N; j++) pod_set(&pods[j], (size_t)j, 2, 0.5);
+    pick1(b, pods, N, &r, &gb);
+    assert_int_equal(ga, gb);
+  }
+  ig_sched_free(a);
+  ig_sched_free(b);
+  ig_sched_free(s);
+}
+
+static void test_stale_filtered(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 3);
+  ig_sched_pod_t pods[3];
+  ig_sched_request_t r = req_std();
+  for (int i = 0; i < 200; i++) {
+    pod_set(&pods[0], 0, 0, 0);
+    pods[0].metrics_age_ms = 201; /* looks idle but the numbers are old */
+    pod_set(&pods[1], 1, 0, 0);
+    pods[1].has_metrics = 0; /* never scraped */
+    pod_set(&pods[2], 2, 4, 0.7); /* busy but fresh */
+    size_t got;
+    assert_int_equal(pick1(s, pods, 3, &r, &got), 0);
+    assert_int_equal(got, 2);
+  }
+  /* nothing fresh: falls back to least in-flight instead of trusting stale numbers */
+  pod_set(&pods[0], 0, 0, 0);
+  pod_set(&pods[1], 1, 0, 0);
+  pod_set(&pods[2], 2, 0, 0);
+  for (int i = 0; i < 3; i++) pods[i].metrics_age_ms = 5000;
+  pods[0].inflight = 3;
+  pods[1].inflight = 1;
+  pods[2].inflight = 2;
+  size_t got;
+  assert_int_equal(pick1(s, pods, 3, &r, &got), 0);
+  assert_int_equal(got, 1);
+  ig_sched_free(s);
+}
+
+static void test_saturation(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t p;
+  pod_set(&p, 0, 4, 0.79);
+  assert_false(ig_sched_pod_saturated(s, &p));
+  p.waiting = 5;
+  assert_true(ig_sched_pod_saturated(s, &p));
+  p.waiting = 4;
+  p.pending = 1; /* our own in-flight counts */
+  assert_true(ig_sched_pod_saturated(s, &p));
+  p.pending = 0;
+  p.kv_usage = 0.8;
+  assert_true(ig_sched_pod_saturated(s, &p));
+  p.kv_usage = 0.1;
+  p.metrics_age_ms = 201;
+  assert_true(ig_sched_pod_saturated(s, &p));
+  p.metrics_age_ms = 200;
+  assert_false(ig_sched_pod_saturated(s, &p));
+  p.has_metrics = 0;
+  assert_true(ig_sched_pod_saturated(s, &p));
+
+  ig_sched_pod_t pods[3];
+  pod_set(&pods[0], 0, 9, 0);
+  pod_set(&pods[1], 1, 0, 0.95);
+  pod_set(&pods[2], 2, 0, 0);
+  pods[2].metrics_age_ms = 1000; /* idle but stale: does not count */
+  assert_true(ig_sched_pool_saturated(s, pods, 3));
+  pods[2].metrics_age_ms = 0;
+  assert_false(ig_sched_pool_saturated(s, pods, 3));
+  assert_true(ig_sched_pool_saturated(s, pods, 0)); /* no fresh pods */
+  ig_sched_free(s);
+
+  /* configurable thresholds */
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  o.queue_threshold = 50;
+  o.kv_threshold = 0.99;
+  o.stale_ms = 2000;
+  s = ig_sched_new_opts("default", 1, &o);
+  pod_set(&p, 0, 20, 0.9);
+  p.metrics_age_ms = 1500;
+  assert_false(ig_sched_pod_saturated(s, &p));
+  ig_sched_free(s);
+}
+
+static void test_not_saturated_preferred(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 5);
+  ig_sched_pod_t pods[3];
+  ig_sched_request_t r = req_std();
+  for (int i = 0; i < 100; i++) {
+    /* pod 1 has the best queue score among... nothing: it is saturated by KV */
+    pod_set(&pods[0], 0, 4, 0.5);
+    pod_set(&pods[1], 1, 0, 0.85);
+    pod_set(&pods[2], 2, 4, 0.6);
+    size_t got;
+    pick1(s, pods, 3, &r, &got);
+    assert_true(got == 0 || got == 2);
+  }
+  ig_sched_free(s);
+}
+
+static void test_herding_guard(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 11);
+  enum { N = 4 };
+  ig_sched_pod_t pods[N];
+  for (int round = 0; round < 100; round++) {
+    for (int j = 0; j < N; j++) pod_set(&pods[j], (size_t)j, 1, 0.3 + 0.001 * j);
+    /* N picks between two scrapes land on N different pods */
+    unsigned seen = 0;
+    char prompt[32];
+    for (int k = 0; k < N; k++) {
+      snprintf(prompt, sizeof prompt, "p%d-%d", round, k);
+      ig_sched_request_t r = {.model = "m", .crit = IG_SCHED_CRIT_STANDARD, .prompt = prompt,
+                              .prompt_len = strlen(prompt)};
+      size_t got;
+      assert_int_equal(pick1(s, pods, N, &r, &got), 0);
+      assert_false(seen & (1u << got));
+      seen |= 1u << got;
+    }
+    for (int j = 0; j < N; j++) assert_int_equal(pods[j].pending, 1);
+  }
+  ig_sched_free(s);
+}
+
+static void test_fallback_order(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 2);
+  ig_sched_pod_t pods[5];
+  pod_set(&pods[0], 0, 3, 0.5);
+  pod_set(&pods[1], 1, 0, 0.1);
+  pod_set(&pods[2], 2, 2, 0.3);
+  pod_set(&pods[3], 3, 9, 0.1); /* saturated: ranks after every candidate */
+  pod_set(&pods[4], 4, 1, 0.2);
+  ig_sched_request_t r = req_std();
+  size_t order[8], k = 8;
+  assert_int_equal(ig_sched_pick(s, pods, 5, &r, order, &k), 0);
+  assert_int_equal(k, 5);
+  size_t want[] = {1, 4, 2, 0, 3};
+  for (int i = 0; i < 5; i++) assert_int_equal(order[i], want[i]);
+  assert_int_equal(pods[1].pending, 1);
+  assert_int_equal(pods[4].pending, 0);
+  /* capacity 2: the two best */
+  pod_set(&pods[1], 1, 0, 0.1);
+  k = 2;
+  assert_int_equal(ig_sched_pick(s, pods, 5, &r, order, &k), 0);
+  assert_int_equal(k, 2);
+  assert_int_equal(order[0], 1);
+  assert_int_equal(order[1], 4);
+  /* a large order request goes through the sorting path */
+  enum { N = 40 };
+  ig_sched_pod_t many[N];
+  for (int i = 0; i < N; i++) pod_set(&many[i], (size_t)i, (double)(i % 5), 0.01 * i);
+  size_t big[N];
+  k = N;
+  assert_int_equal(ig_sched_pick(s, many, N, &r, big, &k), 0);
+  assert_int_equal(k, N);
+  unsigned char seen[N] = {0};
+  for (int i = 0; i < N; i++) {
+    assert_false(seen[big[i]]);
+    seen[big[i]] = 1;
+  }
+  assert_int_equal(big[0], 0);
+  ig_sched_free(s);
+}
+
+static void test_subset_and_errors(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 2);
+  ig_sched_pod_t pods[4];
+  for (int i = 0; i < 4; i++) pod_set(&pods[i], (size_t)i, 0, 0);
+  size_t subset[] = {3, 3, 9, 2};
+  ig_sched_request_t r = req_std();
+  r.subset = subset;
+  r.n_subset = 4;
+  size_t order[4], k = 4;
+  assert_int_equal(ig_sched_pick(s, pods, 4, &r, order, &k), 0);
+  assert_int_equal(k, 2); /* de-duplicated, out-of-range dropped */
+  assert_true((order[0] == 3 && order[1] == 2) || (order[0] == 2 && order[1] == 3));
+  size_t bad[] = {7};
+  r.subset = bad;
+  r.n_subset = 1;
+  k = 4;
+  assert_int_equal(ig_sched_pick(s, pods, 4, &r, order, &k), IG_ENOENT);
+  assert_int_equal(k, 0);
+  r = req_std();
+  k = 4;
+  assert_int_equal(ig_sched_pick(s, pods, 0, &r, order, &k), IG_ENOENT);
+  k = 0;
+  assert_int_equal(ig_sched_pick(s, pods, 4, &r, order, &k), IG_EINVAL);
+  k = 1;
+  assert_int_equal(ig_sched_pick(s, pods, 4, NULL, order, &k), IG_EINVAL);
+  assert_int_equal(ig_sched_pick(s, pods, 4, &r, order, NULL), IG_EINVAL);
+  ig_sched_free(s);
+}
+
+static void test_imbalance_fallback(void **state) {
+  (void)state;
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  o.queue_threshold = 1000; /* keep everyone unsaturated so only the guard acts */
+  o.kv_threshold = 1.1;
+  ig_sched_t *s = ig_sched_new_opts("default", 4, &o);
+  ig_sched_pod_t pods[2];
+  pod_set(&pods[0], 0, 0, 0);
+  pod_set(&pods[1], 1, 0, 0);
+  pods[0].prefix = ig_sched_prefix_new(0);
+  pods[1].prefix = ig_sched_prefix_new(0);
+  char prompt[64 * 20 + 1];
+  memset(prompt, 'x', sizeof prompt - 1);
+  prompt[sizeof prompt - 1] = 0;
+  ig_sched_request_t r = {.model = "m", .prompt = prompt, .prompt_len = strlen(prompt)};
+  size_t got, first;
+  assert_int_equal(pick1(s, pods, 2, &r, &first), 0);
+  /* moderate load on the cached pod: prefix affinity still wins (3 > 2 x queue gap) */
+  pods[first].pending = 0;
+  pods[first].waiting = 40;
+  pods[!first].waiting = 30;
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, first);
+  /* large imbalance (max-min > 64, max > 1.5 x min): least-queue takes over */
+  pods[first].pending = 0;
+  pods[first].waiting = 100;
+  pods[!first].waiting = 20;
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, !first);
+  ig_sched_free(s);
+  /* thresholds scaled down for a small pool: 10 vs 3 already counts as imbalanced */
+  o.imbalance_abs = 4;
+  s = ig_sched_new_opts("default", 4, &o);
+  ig_sched_prefix_clear(pods[!first].prefix); /* only `first` holds the prompt */
+  pods[0].pending = pods[1].pending = 0;
+  pods[first].waiting = 6; /* spread 3: prefix affinity */
+  pods[!first].waiting = 3;
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, first);
+  pods[0].pending = pods[1].pending = 0;
+  pods[first].waiting = 10; /* spread 7 > 4 and 10 > 1.5 x 3 */
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, !first);
+  ig_sched_prefix_free(pods[0].prefix);
+  ig_sched_prefix_free(pods[1].prefix);
+  ig_sched_free(s);
+}
+
+static void test_baselines(void **state) {
+  (void)state;
+  enum { N = 5 };
+  ig_sched_pod_t pods[N];
+  for (int i = 0; i < N; i++) pod_set(&pods[i], (size_t)i, 100, 0.99); /* saturated: baselines ignore it */
+  ig_sched_request_t r = {.crit = IG_SCHED_CRIT_SHEDDABLE};
+  ig_sched_t *rr = ig_sched_new("round-robin", 1);
+  for (int i = 0; i < 12; i++) {
+    size_t got;
+    assert_int_equal(pick1(rr, pods, N, &r, &got), 0);
+    assert_int_equal(got, (size_t)(i % N));
+  }
+  size_t order[N], k = N;
+  assert_int_equal(ig_sched_pick(rr, pods, N, &r, order, &k), 0);
+  assert_int_equal(k, N);
+  for (int i = 0; i < N; i++) assert_int_equal(order[i], (size_t)((2 + i) % N));
+  assert_int_equal(ig_sched_admit(rr, pods, N, &r, NULL), IG_SCHED_ADMIT_PICK);
+  ig_sched_free(rr);
+
+  ig_sched_t *lr = ig_sched_new("least-request", 1);
+  for (int i = 0; i < N; i++) pods[i].inflight = (unsigned)(10 - i);
+  size_t got;
+  assert_int_equal(pick1(lr, pods, N, &r, &got), 0);
+  assert_int_equal(got, 4);
+  ig_sched_free(lr);
+
+  ig_sched_t *rnd = ig_sched_new("random", 1);
+  unsigned hits[N] = {0};
+  for (int i = 0; i < 2000; i++) {
+    assert_int_equal(pick1(rnd, pods, N, &r, &got), 0);
+    hits[got]++;
+  }
+  for (int i = 0; i < N; i++) assert_true(hits[i] > 200);
+  k = N;
+  assert_int_equal(ig_sched_pick(rnd, pods, N, &r, order, &k), 0);
+  unsigned mask = 0;
+  for (int i = 0; i < N; i++) mask |= 1u << order[i];
+  assert_int_equal(mask, (1u << N) - 1);
+  ig_sched_free(rnd);
+}
+
+/* 10,000 picks over 1,000 pods with changing metrics and prompts: sanity only (no timing asserts). */
+static void test_large_pool(void **state) {
+  (void)state;
+  enum { N = 1000, PICKS = 10000 };
+  ig_sched_pod_t *pods = calloc(N, sizeof *pods);
+  ig_rng_t rng;
+  ig_rng_seed(&rng, 123);
+  for (int i = 0; i < N; i++) {
+    pod_set(&pods[i], (size_t)i, (double)(ig_rng_next(&rng) % 8), ig_rng_double(&rng));
+    pods[i].prefix = ig_sched_prefix_new(2000);
+  }
+  ig_sched_t *s = ig_sched_new("default", 99);
+  ig_sched_reserve(s, N);
+  char prompt[1024];
+  unsigned *hits = calloc(N, sizeof *hits);
+  for (int i = 0; i < PICKS; i++) {
+    if (i % 50 == 0) /* a scrape */
+      for (int j = 0; j < N; j++) {
+        pods[j].waiting = (double)(ig_rng_next(&rng) % 8);
+        pods[j].kv_usage = ig_rng_double(&rng);
+        pods[j].pending = 0;
+      }
+    int group = (int)(ig_rng_next(&rng) % 64);
+    memset(prompt, 'a' + group % 26, sizeof prompt);
+    snprintf(prompt, 16, "g%d", group);
+    ig_sched_request_t r = {.model = "m", .crit = IG_SCHED_CRIT_STANDARD, .prompt = prompt,
+                            .prompt_len = sizeof prompt};
+    size_t order[3], k = 3;
+    assert_int_equal(ig_sched_pick(s, pods, N, &r, order, &k), 0);
+    assert_int_equal(k, 3);
+    assert_true(order[0] < N && order[1] < N && order[2] < N);
+    assert_true(order[0] != order[1] && order[1] != order[2]);
+    hits[order[0]]++;
+  }
+  size_t used = 0;
+  for (int i = 0; i < N; i++) used += hits[i] > 0;
+  assert_true(used > 50); /* spread, not all on one pod */
+  ig_sched_free(s);
+  for (int i = 0; i < N; i++) ig_sched_prefix_free(pods[i].prefix);
+  free(hits);
+  free(pods);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_profiles),          cmocka_unit_test(test_queue_scorer),
+      cmocka_unit_test(test_kv_scorer),         cmocka_unit_test(test_lora_scorer),
+      cmocka_unit_test(test_weights_decide),    cmocka_unit_test(test_tie_break_spreads),
+      cmocka_unit_test(test_stale_filtered),    cmocka_unit_test(test_saturation),
+      cmocka_unit_test(test_not_saturated_preferred), cmocka_unit_test(test_herding_guard),
+      cmocka_unit_test(test_fallback_order),    cmocka_unit_test(test_subset_and_errors),
+      cmocka_unit_test(test_imbalance_fallback), cmocka_unit_test(test_baselines),
+      cmocka_unit_test(test_large_pool),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

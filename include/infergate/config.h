@@ -162,4 +162,60 @@ long ig_route_match(const ig_config_t *cfg, size_t li, const char *host, size_t 
                     size_t method_len, const char *path, size_t path_len, const ig_http_header_t *hdrs,
                     size_t n_hdrs);
 
+/* ---- Kubernetes manifests (src/config/manifests.c) --------------------------------------------- */
+
+/* A port for one Gateway listener, replacing the port the Gateway gives it (tests use ephemeral
+ * ports). name is "LISTENER" (that listener name in every Gateway) or "GATEWAY/LISTENER". */
+typedef struct {
+  const char *name;
+  int port; /* 1..65535 */
+} ig_manifest_port_t;
+
+/* Something read from the manifests but not used as written, without being an error: an unknown
+ * kind or field, a duplicate model name (the newer InferenceModel is skipped), a route that attaches
+ * to no listener, a pool with no ready Pod. Kept for a later status write-back; `check` prints them
+ * as warnings. All strings are owned (ig_config_notes_free). */
+typedef struct {
+  char *file;
+  int line; /* 1-based; 0 when not tied to a line */
+  int column;
+  char *kind; /* resource kind, e.g. "InferenceModel"; NULL when not tied to a resource */
+  char *ns;   /* its namespace */
+  char *name; /* its metadata.name */
+  char *reason; /* one CamelCase word, e.g. "ModelNameInUse", "UnknownKind", "NoReadyEndpoints" */
+  char *message;
+} ig_manifest_note_t;
+
+typedef struct {
+  ig_manifest_note_t *v;
+  size_t n;
+} ig_manifest_notes_t;
+
+typedef struct {
+  const char *listen_host;         /* host of every listener; NULL = "127.0.0.1" */
+  int port_offset;                 /* added to each Gateway listener port that is not overridden */
+  const ig_manifest_port_t *ports; /* per-listener port overrides */
+  size_t n_ports;
+  const char *admin;               /* "HOST:PORT" of the admin listener; NULL = none */
+  const char *gateway_class;       /* serve only Gateways of this gatewayClassName; NULL = all */
+  const char *default_namespace;   /* namespace of resources that name none; NULL = "default" */
+  ig_manifest_notes_t *notes;      /* out: notes are appended here; NULL = dropped */
+} ig_manifest_opts_t;
+
+/* Loads Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, and the
+ * Pod, Service, Endpoints and EndpointSlice resources that give their endpoints) from path: a YAML
+ * file (several documents separated by "---", and kind: List, are allowed) or a directory (every
+ * *.yaml and *.yml file in it, in sorted name order, not recursive). opts may be NULL. Produces the
+ * same snapshot as ig_config_load (docs/kubernetes.md gives the mapping); cfg->source is path. On
+ * failure returns IG_ECONFIG, *out is NULL and every error is appended to errs with its file, line
+ * and column. Notes are appended to opts->notes in both cases. */
+int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, ig_config_t **out,
+                             ig_config_errors_t *errs);
+/* Parses a command-line listener port override "NAME=PORT": writes NAME NUL-terminated to
+ * name[0..cap) and the port (1..65535) to *port. Returns 0 or IG_EINVAL. */
+int ig_config_manifest_port_parse(const char *s, char *name, size_t cap, int *port);
+void ig_config_notes_free(ig_manifest_notes_t *notes);
+/* Prints "file:line:column: warning: message" lines to f (a FILE *). */
+void ig_config_notes_print(const ig_manifest_notes_t *notes, void *f);
+
 #endif

@@ -1,4 +1,5 @@
-/* `infergate check -c FILE`: load and validate a configuration, print every error or a summary. */
+/* `infergate check -c FILE` / `infergate check --manifests PATH`: load and validate a configuration
+ * (native YAML, or Kubernetes manifests), print every error or a summary. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,12 +9,17 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: infergate check -c FILE\n"
+             "       infergate check --manifests PATH\n"
              "\n"
              "Validates an infergate YAML configuration and prints every error as\n"
              "FILE:LINE:COLUMN: error: MESSAGE. Host names in addresses are resolved.\n"
              "\n"
              "options:\n"
              "  -c, --config FILE  the configuration file (a lone FILE argument works too)\n"
+             "  --manifests PATH   Kubernetes manifests instead: a YAML file or a directory of\n"
+             "                     *.yaml files (Gateway, HTTPRoute, TCPRoute, InferencePool,\n"
+             "                     InferenceModel, Pods, Services, Endpoints); notes about\n"
+             "                     resources that are not used are printed as warnings\n"
              "  -q, --quiet        print nothing when the file is valid\n"
              "  -h, --help         show this help\n"
              "\n"
@@ -22,7 +28,7 @@ static void usage(FILE *f) {
 
 /* Parses the arguments, loads the file and reports. Returns the process exit status. */
 int ig_cmd_check(int argc, char **argv) {
-  const char *path = NULL;
+  const char *path = NULL, *manifests = NULL;
   int quiet = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -39,6 +45,14 @@ int ig_cmd_check(int argc, char **argv) {
       path = argv[++i];
     } else if (!strncmp(a, "--config=", 9)) {
       path = a + 9;
+    } else if (!strcmp(a, "--manifests")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "infergate check: %s needs a file or directory name\n", a);
+        return 2;
+      }
+      manifests = argv[++i];
+    } else if (!strncmp(a, "--manifests=", 12)) {
+      manifests = a + 12;
     } else if (a[0] != '-' && !path) {
       path = a;
     } else {
@@ -47,14 +61,30 @@ int ig_cmd_check(int argc, char **argv) {
       return 2;
     }
   }
-  if (!path) {
-    fprintf(stderr, "infergate check: no configuration file given (-c FILE)\n\n");
+  if (path && manifests) {
+    fprintf(stderr, "infergate check: give either -c FILE or --manifests PATH, not both\n");
+    return 2;
+  }
+  if (!path && !manifests) {
+    fprintf(stderr, "infergate check: no configuration file given (-c FILE or --manifests PATH)\n\n");
     usage(stderr);
     return 2;
   }
   ig_config_t *cfg = NULL;
   ig_config_errors_t errs = {0};
-  if (ig_config_load(path, &cfg, &errs) != 0) {
+  int rc;
+  if (manifests) {
+    ig_manifest_notes_t notes = {0};
+    ig_manifest_opts_t opts = {0};
+    opts.notes = &notes;
+    path = manifests;
+    rc = ig_config_load_manifests(manifests, &opts, &cfg, &errs);
+    if (!quiet || rc != 0) ig_config_notes_print(&notes, stderr);
+    ig_config_notes_free(&notes);
+  } else {
+    rc = ig_config_load(path, &cfg, &errs);
+  }
+  if (rc != 0) {
     ig_config_errors_print(&errs, stderr);
     fprintf(stderr, "%s: %zu error%s\n", path, errs.n, errs.n == 1 ? "" : "s");
     ig_config_errors_free(&errs);

@@ -13,4 +13,8 @@ typedef int (*ig_config_resolver_fn)(const char *host, char *out, size_t cap, co
  * Process-wide; meant for tests and fuzzers, which must not touch DNS. */
 void ig_config_set_resolver(ig_config_resolver_fn fn);
 
+/* Resolves host with the resolver ig_config_load* use (the test seam above, else getaddrinfo):
+ * same contract as ig_config_resolver_fn. Shared with the manifest loader. */
+int ig_config_resolve(const char *host, char *out, size_t cap, const char **why);
+
 #endif

@@ -416,6 +416,10 @@ static int resolve_default(const char *host, char *out, size_t cap, const char *
   return -1;
 }
 
+int ig_config_resolve(const char *host, char *out, size_t cap, const char **why) {
+  return resolver ? resolver(host, out, cap, why) : resolve_default(host, out, cap, why);
+}
+
 /* Host names: letters, digits, '-', '.', '_' ; at most 253 characters. */
 static int valid_hostname(const char *h) {
   size_t n = strlen(h);

@@ -1,0 +1,277 @@
+/* infergate proxy: private types shared by the files of src/proxy. One event loop, single-threaded:
+ * nothing here is locked. Ownership in short:
+ *  - gw_t (one global, `gw`) owns the listeners, the endpoint registry and the current snapshot;
+ *  - a snapshot (config + per-backend runtime) is refcounted; each request holds the one it started on;
+ *  - endpoints (host:port) are shared by every snapshot that names them, so keep-alive pools and
+ *    in-flight counts survive a reload;
+ *  - a client connection owns its current request state; an upstream connection belongs to its
+ *    endpoint's idle list or to exactly one request. */
+#ifndef IG_PROXY_PRIVATE_H
+#define IG_PROXY_PRIVATE_H
+
+#include <stdio.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "infergate/config.h"
+#include "infergate/core.h"
+#include "infergate/http.h"
+#include "infergate/oai.h"
+
+/* ---- intrusive doubly linked list ---- */
+typedef struct link {
+  struct link *prev, *next;
+} link_t;
+
+static inline void list_init(link_t *h) {
+  h->prev = h->next = h;
+}
+static inline int list_empty(const link_t *h) {
+  return h->next == h;
+}
+static inline void list_insert_head(link_t *h, link_t *n) {
+  n->next = h->next;
+  n->prev = h;
+  h->next->prev = n;
+  h->next = n;
+}
+static inline void list_insert_tail(link_t *h, link_t *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+static inline void list_remove(link_t *n) {
+  if (!n->next) return;
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = NULL;
+}
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* Buffering thresholds: stop reading the producer when the consumer has this much queued. */
+#define WQ_HIGH (256 * 1024)
+#define WQ_LOW (64 * 1024)
+#define READ_CHUNK 65536
+#define POOL_IDLE_MS 60000 /* pooled upstream connection idle limit (capped by idle_timeout_ms) */
+#define LINGER_MS 2000     /* drain what the client still sends after an error before closing */
+
+typedef struct snapshot snapshot_t;
+typedef struct endpoint endpoint_t;
+typedef struct backend_rt backend_rt_t;
+typedef struct listener listener_t;
+typedef struct client client_t;
+typedef struct upconn upconn_t;
+
+/* ---- endpoints and balancing ---- */
+struct endpoint {
+  link_t reg; /* in gw.endpoints */
+  char *host;
+  int port;
+  char name[80]; /* "host:port" for logs and metrics */
+  struct sockaddr_storage addr;
+  int resolved;
+  unsigned snap_refs; /* snapshots naming this endpoint */
+  unsigned conn_refs; /* upstream connections pointing at it */
+  unsigned inflight;  /* requests currently assigned (least-request, scheduler) */
+  link_t idle;        /* LIFO of idle keep-alive upconn_t */
+  size_t n_idle;
+};
+
+/* A balancing policy: a name and a picker. exclude (may be NULL) is skipped when another endpoint
+ * exists. Returns NULL only when the backend has no endpoints. */
+typedef struct lb_ops {
+  const char *name;
+  ig_lb_policy_t policy;
+  endpoint_t *(*pick)(backend_rt_t *be, const endpoint_t *exclude);
+} lb_ops_t;
+
+const lb_ops_t *lb_find(const char *name);
+const lb_ops_t *lb_for_policy(ig_lb_policy_t policy);
+
+struct backend_rt {
+  const ig_backend_cfg_t *cfg;
+  size_t index;
+  endpoint_t **eps;
+  size_t n_eps;
+  unsigned rr;
+  const lb_ops_t *lb;
+  int has_models; /* an InferenceModel names this pool */
+};
+
+struct snapshot {
+  unsigned refs;
+  uint64_t gen;
+  ig_config_t *cfg;
+  backend_rt_t *backends;
+  size_t n_backends;
+};
+
+/* Builds a runtime snapshot over cfg (takes ownership of cfg on success). Returns 0 or IG_ECONFIG
+ * with a message logged (an endpoint that cannot be resolved). */
+int snapshot_new(ig_config_t *cfg, snapshot_t **out);
+static inline snapshot_t *snapshot_ref(snapshot_t *s) {
+  s->refs++;
+  return s;
+}
+void snapshot_release(snapshot_t *s);
+void endpoint_close_idle(endpoint_t *ep);
+void endpoint_maybe_free(endpoint_t *ep);
+void endpoints_close_all_idle(void);
+
+/* ---- listeners ---- */
+enum { LST_HTTP, LST_TCP, LST_ADMIN };
+
+struct listener {
+  link_t link; /* in gw.listeners */
+  uv_tcp_t tcp;
+  int kind;
+  char *name;
+  char host[256];
+  int port;
+  long li;       /* index in the current snapshot's listeners, -1 once removed */
+  unsigned refs; /* the listener itself + connections accepted on it */
+  int closed;
+};
+
+void listener_unref(listener_t *l);
+/* Opens the listeners of cfg not yet open, closes those gone; binds everything new first and
+ * changes nothing when a bind fails (returns the uv error, logged). */
+int listeners_reconcile(const ig_config_t *cfg, const char *admin_override);
+void listeners_close_all(int keep_admin);
+
+/* ---- requests ---- */
+typedef enum { CS_HEAD, CS_BODY, CS_UPSTREAM, CS_LINGER } cstate_t;
+
+typedef struct {
+  snapshot_t *snap;
+  long route;
+  backend_rt_t *be;
+  int minor;
+  unsigned is_head : 1, keep_alive : 1, chunked : 1, resp_started : 1, counted : 1, has_body_method : 1;
+  int pending_status; /* error decided at head time, sent once the body has been read */
+  const char *pending_code;
+  const char *pending_msg;
+  char method[16];
+  char path[256];
+  char reqid[72];
+  char model[IG_OAI_MODEL_MAX + 1];
+  char target[IG_OAI_MODEL_MAX + 1];
+  ig_criticality_t criticality;
+  int64_t body_left;
+  ig_chunked_decoder_t dec;
+  uint64_t t_start_us, t_first_us, deadline_ms;
+  uint64_t bytes_out;
+  int status;
+  upconn_t *up;
+  const endpoint_t *last_ep;
+  int ep_retries, stale_retries;
+} req_t;
+
+struct client {
+  link_t link; /* in gw.clients or gw.admin_clients */
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_shutdown_t shut;
+  int nhandles;
+  int closing;
+  listener_t *lst;
+  cstate_t state;
+  unsigned writes_pending;
+  unsigned close_after_write : 1, reading : 1, served : 1, up_paused : 1, resume_pending : 1, active : 1,
+      into_body : 1;
+  char peer[64];
+  ig_buf_t in;   /* bytes read from the client, not yet consumed */
+  ig_buf_t fwd;  /* forwarded request head, later the response head */
+  ig_buf_t body; /* request body as forwarded */
+  ig_buf_t tmp;  /* scratch: local responses, rewrites, dechunked data */
+  req_t req;
+};
+
+typedef enum { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE } framing_t;
+typedef enum { US_CONNECTING, US_WAIT_HEAD, US_BODY, US_IDLE, US_CLOSED } ustate_t;
+
+struct upconn {
+  link_t link; /* in endpoint idle list while idle */
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t creq;
+  int nhandles;
+  endpoint_t *ep;
+  client_t *c;
+  ustate_t state;
+  unsigned reused : 1, paused : 1, keep_alive : 1, rechunk : 1, dechunk : 1, counted : 1, got_bytes : 1;
+  framing_t framing;
+  int64_t left;
+  ig_chunked_decoder_t dec;
+  ig_buf_t in;
+  unsigned idle_timeout_ms;
+  unsigned max_idle;
+};
+
+/* client.c */
+void client_accept(listener_t *l);
+void client_send_error(client_t *c, int status, const char *code, const char *msg, int close);
+void client_abort(client_t *c);
+void client_write(client_t *c, const uv_buf_t *bufs, unsigned n);
+void request_finish(client_t *c, int close_client);
+void clients_drain(void);
+void client_stall_timer(client_t *c);
+void clients_close_all(int admin_too);
+int client_local_response(client_t *c, int status, const char *ctype, const char *body, size_t len);
+
+/* upstream.c */
+void upstream_start(client_t *c, const endpoint_t *exclude, int fresh);
+void upstream_detach(upconn_t *up, int reuse);
+void upstream_resume(upconn_t *up);
+void upconn_close(upconn_t *up);
+
+/* pool.c: inference pools. Prepares a request to a pool (model resolution, target pick, body rewrite);
+ * returns 0 to go on, or 1 when an error response was sent. */
+int pool_prepare(client_t *c);
+endpoint_t *pool_pick(backend_rt_t *be, req_t *r, const endpoint_t *exclude);
+
+/* tcp.c */
+void tcp_accept(listener_t *l);
+void tcp_close_all(void);
+
+/* admin.c: counters, /metrics, access log */
+void stats_inc(const char *series, uint64_t n);
+void admin_handle(client_t *c, const ig_http_request_t *req);
+void access_log_write(const client_t *c, const char *endpoint);
+int access_log_open(const char *path);
+void access_log_close(void);
+void stats_free(void);
+
+/* write helper shared by clients, upstreams and tcp splices. Writes with uv_try_write first and
+ * queues a copy of what is left; *queued tells whether cb will run. Returns 0 or a uv error. */
+int stream_write(uv_stream_t *s, const uv_buf_t *bufs, unsigned n, uv_write_cb cb, int *queued);
+void stream_write_done(uv_write_t *req); /* frees a request made by stream_write */
+
+/* serve.c: the gateway */
+typedef struct {
+  uv_loop_t *loop;
+  snapshot_t *snap;
+  uint64_t gen;
+  char *config_path;
+  char *admin_override;  /* quick start: admin from the command line */
+  char *access_log_path; /* --access-log overrides the config */
+  link_t listeners;
+  link_t endpoints;
+  link_t clients; /* proxied (http) client connections */
+  link_t admin_clients;
+  link_t tcpconns;
+  size_t n_clients, n_tcp;
+  int draining, ready, stopping;
+  ig_rng_t rng;
+  ig_http_header_t *hdrs; /* parse scratch, cap n_hdrs */
+  size_t n_hdrs;
+  FILE *access_log;
+  uint64_t inflight;
+} gw_t;
+
+extern gw_t gw;
+
+void gw_check_drained(void);
+
+#endif

@@ -309,9 +309,7 @@ static int pos_cmp(const char *fa, int la, int ca, const char *fb, int lb, int c
 
 /* Stable insertion sorts into file order (files are read in sorted order, so strcmp on the path
  * agrees with the order of reading); the phases visit kinds, the reader wants files. */
-static void sort_output(ctx_t *c) {
-  ig_config_error_t *v = c->errs->v + c->first_err;
-  size_t n = c->errs->n - c->first_err;
+static void sort_errors(ig_config_error_t *v, size_t n) {
   for (size_t i = 1; i < n; i++) {
     ig_config_error_t t = v[i];
     size_t j = i;
@@ -321,9 +319,9 @@ static void sort_output(ctx_t *c) {
     }
     v[j] = t;
   }
-  if (!c->notes) return;
-  ig_manifest_note_t *w = c->notes->v + c->first_note;
-  n = c->notes->n - c->first_note;
+}
+
+static void sort_notes(ig_manifest_note_t *w, size_t n) {
   for (size_t i = 1; i < n; i++) {
     ig_manifest_note_t t = w[i];
     size_t j = i;
@@ -333,6 +331,12 @@ static void sort_output(ctx_t *c) {
     }
     w[j] = t;
   }
+}
+
+static void sort_output(ctx_t *c) {
+  /* the lists may still be empty (NULL): no pointer arithmetic on them then */
+  if (c->errs->v) sort_errors(c->errs->v + c->first_err, c->errs->n - c->first_err);
+  if (c->notes && c->notes->v) sort_notes(c->notes->v + c->first_note, c->notes->n - c->first_note);
 }
 
 void ig_config_notes_free(ig_manifest_notes_t *notes) {

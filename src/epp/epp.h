@@ -1,0 +1,197 @@
+/* infergate epp: private types shared by the files of src/epp. The endpoint picker speaks Envoy's
+ * External Processing protocol (envoy.service.ext_proc.v3) over gRPC on HTTP/2 cleartext.
+ *
+ *  - extproc.c: the per-stream message state machine (ProcessingRequest in, ProcessingResponse out),
+ *    pure: no sockets, so unit tests feed it decoded messages;
+ *  - pick.c:    epp_pick(), the one place where an endpoint of the pool is chosen (the shared pool
+ *    scraper / scheduler of src/proxy and src/sched plugs in here);
+ *  - grpc.c:    gRPC over nghttp2 server sessions on libuv sockets: ext_proc and grpc.health.v1;
+ *  - admin.c:   Prometheus /metrics over HTTP/1.1;
+ *  - cmd.c:     `infergate epp` command line, configuration, event loop, signals.
+ * Single-threaded: one libuv loop, nothing is locked. */
+#ifndef IG_EPP_PRIVATE_H
+#define IG_EPP_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "envoy/service/ext_proc/v3/external_processor.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "infergate/config.h"
+#include "infergate/core.h"
+#include "infergate/http.h"
+#include "infergate/metrics.h"
+#include "infergate/oai.h"
+
+/* Short names for the generated protobuf-c types. */
+typedef Envoy__Service__ExtProc__V3__ProcessingRequest epp_preq_t;
+typedef Envoy__Service__ExtProc__V3__ProcessingResponse epp_presp_t;
+typedef Envoy__Service__ExtProc__V3__HttpHeaders epp_headers_t;
+typedef Envoy__Service__ExtProc__V3__HttpBody epp_body_t;
+typedef Envoy__Service__ExtProc__V3__CommonResponse epp_common_t;
+typedef Envoy__Service__ExtProc__V3__HeaderMutation epp_hmut_t;
+typedef Envoy__Config__Core__V3__HeaderValueOption epp_hvo_t;
+typedef Envoy__Config__Core__V3__HeaderValue epp_hv_t;
+typedef Google__Protobuf__Struct epp_struct_t;
+typedef Google__Protobuf__Value epp_value_t;
+
+/* Body send modes (envoy ProcessingMode.BodySendMode). */
+enum {
+  EPP_MODE_NONE = 0,
+  EPP_MODE_STREAMED = 1,
+  EPP_MODE_BUFFERED = 2,
+  EPP_MODE_BUFFERED_PARTIAL = 3,
+  EPP_MODE_FULL_DUPLEX = 4,
+  EPP_MODE_GRPC = 5,
+};
+
+#define EPP_HDR_DEST "x-gateway-destination-endpoint"
+#define EPP_HDR_SERVED "x-gateway-destination-endpoint-served"
+#define EPP_META_NS "envoy.lb"
+#define EPP_META_KEY "x-gateway-destination-endpoint"
+#define EPP_HINT_NS "envoy.lb.subset_hint"
+#define EPP_HINT_KEY "x-gateway-destination-endpoint-subset"
+#define EPP_CHUNK_MAX 62000        /* largest streamed body chunk sent back to Envoy */
+#define EPP_MSG_MAX (4u << 20)     /* largest gRPC message accepted */
+#define EPP_FALLBACKS 3            /* fallback endpoints listed after the primary in the metadata */
+#define EPP_ADDR_MAX 64
+
+/* ---- intrusive doubly linked list ---- */
+typedef struct epp_link {
+  struct epp_link *prev, *next;
+} epp_link_t;
+
+static inline void epp_list_init(epp_link_t *h) {
+  h->prev = h->next = h;
+}
+static inline void epp_list_add(epp_link_t *h, epp_link_t *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+static inline void epp_list_del(epp_link_t *n) {
+  if (!n->next) return;
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = NULL;
+}
+#define epp_container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* ---- the picker's state ---- */
+
+typedef struct {
+  char addr[EPP_ADDR_MAX]; /* "ip:port" or "[ipv6]:port": what Envoy's ORIGINAL_DST cluster dials */
+  unsigned inflight;       /* our picks not yet released (response end or stream close) */
+  uint64_t picks;
+} epp_endpoint_t;
+
+typedef struct {
+  int default_mode;       /* body mode assumed when Envoy sends no protocol_config; FULL_DUPLEX default */
+  unsigned shed_inflight; /* shed Sheddable when every candidate has this many in flight; 0 = never */
+  uint64_t seed;          /* weighted target choice */
+} epp_opts_t;
+
+typedef struct epp {
+  ig_config_t *cfg; /* owned */
+  const ig_backend_cfg_t *pool;
+  size_t pool_index;
+  int pool_has_models; /* an InferenceModel names the pool: unknown models get 404 */
+  epp_endpoint_t *eps;
+  size_t n_eps;
+  size_t max_body;
+  epp_opts_t opts;
+  ig_rng_t rng;
+  int serving; /* grpc health status: 1 SERVING, 0 NOT_SERVING */
+  ig_registry_t *reg;
+  ig_metric_t *m_requests, *m_errors, *m_running, *m_ready, *m_sched_dur, *m_streams, *m_streams_active,
+      *m_picks, *m_inflight, *m_grpc_errors;
+} epp_t;
+
+/* Sets up e over cfg (taking ownership of it, also on failure) for the pool named pool_name (NULL:
+ * the only inference pool of cfg). Endpoint host names are resolved here (blocking). Returns 0, or
+ * IG_ENOENT (no such pool, message logged) or IG_ECONNECT (a name does not resolve). */
+int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t *opts);
+void epp_free(epp_t *e);
+/* Refreshes the gauges computed from state (in-flight per endpoint, ready pods) before a render. */
+void epp_metrics_refresh(epp_t *e);
+
+/* ---- picking (pick.c) ---- */
+
+typedef struct {
+  const char *model;  /* client-facing model ("" when the request had none) */
+  const char *target; /* target model after the weighted split */
+  ig_criticality_t crit;
+  int has_subset;             /* Envoy sent a subset hint: only those endpoints are allowed */
+  char *const *subset;        /* allowed "ip:port" strings */
+  size_t n_subset;
+} epp_pick_req_t;
+
+typedef struct {
+  size_t order[1 + EPP_FALLBACKS]; /* indexes in epp_t.eps: the primary first, then fallbacks */
+  size_t n;
+} epp_pick_t;
+
+/* Chooses the endpoint for one request, plus up to EPP_FALLBACKS fallbacks. On success the primary's
+ * in-flight count is taken (give it back with epp_release). Returns 0, IG_ENOENT when no endpoint is
+ * allowed (503), or IG_EFULL when a Sheddable request is shed (429). */
+int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out);
+void epp_release(epp_t *e, size_t ep);
+
+/* ---- one ext_proc stream (extproc.c) ---- */
+
+typedef struct {
+  int req_mode, resp_mode; /* body send modes; -1 until known */
+  unsigned got_headers : 1, headers_answered : 1, body_done : 1, picked : 1, done : 1, observe : 1,
+      has_subset : 1, counted : 1;
+  ig_arena_t arena;        /* header copies and the subset hint */
+  ig_http_header_t *hdrs;  /* request headers (names lower-case as Envoy sends them) */
+  size_t n_hdrs;
+  char **subset;
+  size_t n_subset;
+  ig_buf_t body;           /* request body accumulated until end of stream */
+  size_t n_chunks;
+  size_t ep;               /* picked endpoint (when picked) */
+  char model[IG_OAI_MODEL_MAX + 1];
+  char target[IG_OAI_MODEL_MAX + 1];
+} epp_stream_t;
+
+void epp_stream_init(epp_stream_t *s);
+/* Handles one decoded ProcessingRequest; appends the gRPC-framed ProcessingResponse messages to send
+ * (zero or more) to out. Returns 0, or IG_EINVAL for a request with no request case (the caller ends
+ * the call with an error status). */
+int epp_stream_handle(epp_t *e, epp_stream_t *s, const epp_preq_t *rq, ig_buf_t *out);
+/* Same from the serialized message; IG_EPARSE when it is not a ProcessingRequest. */
+int epp_stream_recv(epp_t *e, epp_stream_t *s, const uint8_t *msg, size_t len, ig_buf_t *out);
+/* Ends a stream: gives back its pick, frees its buffers. */
+void epp_stream_end(epp_t *e, epp_stream_t *s);
+
+/* ---- gRPC framing (extproc.c) ---- */
+
+/* Appends m packed as one gRPC length-prefixed message (uncompressed). */
+void epp_frame_message(ig_buf_t *out, const ProtobufCMessage *m);
+/* Looks for one length-prefixed message at buf[0..len). Returns 1 with the message at buf + 5 and its
+ * length in *mlen (5 + *mlen bytes are consumed), 0 when more bytes are needed, IG_ENOTSUP when the
+ * compressed flag is set, IG_EPARSE for another flag value, IG_ETOOBIG when the length is over max. */
+int epp_grpc_next(const uint8_t *buf, size_t len, size_t max, size_t *mlen);
+
+/* ---- servers ---- */
+
+/* grpc.c: starts the ext_proc listener (grpc_addr) and the health listener (health_addr, may be
+ * NULL). Both also answer grpc.health.v1. Returns 0 or a uv error (logged). */
+int epp_grpc_start(uv_loop_t *loop, epp_t *e, const char *grpc_addr, const char *health_addr);
+/* Sends the serving status to every Watch stream. */
+void epp_grpc_health_changed(void);
+/* Stops listening and closes every connection (GOAWAY first). */
+void epp_grpc_stop(void);
+
+/* admin.c: Prometheus /metrics (and /healthz) over HTTP/1.1. */
+int epp_admin_start(uv_loop_t *loop, epp_t *e, const char *addr);
+void epp_admin_stop(void);
+
+/* Binds a TCP handle to "HOST:PORT" (host resolved, first address) and listens. Returns 0 or a uv
+ * error, logged with what. */
+int epp_listen(uv_loop_t *loop, uv_tcp_t *tcp, const char *addr, uv_connection_cb cb, const char *what);
+
+#endif

@@ -1,0 +1,659 @@
+/* The ext_proc message state machine: one epp_stream_t per gRPC Process stream (one HTTP request
+ * through Envoy). Pure: decoded ProcessingRequest in, gRPC-framed ProcessingResponse bytes out.
+ *
+ * Request path. Headers are remembered. The pick is made at the end of the request: on headers with
+ * end_of_stream, or on the body chunk with end_of_stream (or request trailers). How it is answered
+ * depends on the body send mode Envoy announces in protocol_config (or the --body-mode default):
+ *  - FULL_DUPLEX_STREAMED (the GIE setup): the headers answer is held back until the body is complete;
+ *    then a HeadersResponse carrying the destination header and dynamic metadata, followed by the
+ *    body (rewritten or not) streamed back in chunks of at most EPP_CHUNK_MAX bytes;
+ *  - BUFFERED and the others: headers are answered at once (CONTINUE); the BodyResponse that answers
+ *    the last chunk carries the destination header, the metadata and, when the model was rewritten,
+ *    BodyMutation.body;
+ *  - NONE (no body will come): the pick is made on the headers.
+ * Errors become an ImmediateResponse with an OpenAI error body: 400 (bad JSON, no model), 404 (unknown
+ * model), 413 (body over max_body_bytes), 429 (shed), 503 (no allowed endpoint).
+ * Response path. response_headers get x-gateway-destination-endpoint-served; body chunks are echoed
+ * (full duplex) or acknowledged; the pick is released at the end of the response or of the stream. */
+#include <string.h>
+
+#include "epp.h"
+
+typedef Envoy__Service__ExtProc__V3__HeadersResponse headers_resp_t;
+typedef Envoy__Service__ExtProc__V3__BodyResponse body_resp_t;
+typedef Envoy__Service__ExtProc__V3__TrailersResponse trailers_resp_t;
+typedef Envoy__Service__ExtProc__V3__ImmediateResponse immediate_t;
+typedef Envoy__Service__ExtProc__V3__BodyMutation body_mut_t;
+typedef Envoy__Service__ExtProc__V3__StreamedBodyResponse streamed_t;
+
+/* ---------------------------------------------------------------- framing */
+
+void epp_frame_message(ig_buf_t *out, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  ig_buf_reserve(out, 5 + n + 1);
+  uint8_t *p = (uint8_t *)out->data + out->len;
+  p[0] = 0;
+  p[1] = (uint8_t)(n >> 24);
+  p[2] = (uint8_t)(n >> 16);
+  p[3] = (uint8_t)(n >> 8);
+  p[4] = (uint8_t)n;
+  protobuf_c_message_pack(m, p + 5);
+  out->len += 5 + n;
+  out->data[out->len] = '\0';
+}
+
+int epp_grpc_next(const uint8_t *buf, size_t len, size_t max, size_t *mlen) {
+  if (len < 1) return 0;
+  if (buf[0] == 1) return IG_ENOTSUP;
+  if (buf[0] != 0) return IG_EPARSE;
+  if (len < 5) return 0;
+  size_t n = ((size_t)buf[1] << 24) | ((size_t)buf[2] << 16) | ((size_t)buf[3] << 8) | buf[4];
+  if (n > max) return IG_ETOOBIG;
+  if (len - 5 < n) return 0;
+  *mlen = n;
+  return 1;
+}
+
+/* ---------------------------------------------------------------- message building */
+
+static void *zalloc(ig_arena_t *a, size_t n) {
+  void *p = ig_arena_alloc(a, n);
+  memset(p, 0, n);
+  return p;
+}
+
+static epp_hmut_t *hmut_new(ig_arena_t *a, size_t cap) {
+  epp_hmut_t *m = zalloc(a, sizeof *m);
+  envoy__service__ext_proc__v3__header_mutation__init(m);
+  m->set_headers = zalloc(a, cap * sizeof *m->set_headers);
+  return m;
+}
+
+/* Adds "key: value" (overwriting an existing header) to m; strings must outlive the packing. */
+static void hmut_set(ig_arena_t *a, epp_hmut_t *m, const char *key, const char *value) {
+  epp_hvo_t *o = zalloc(a, sizeof *o);
+  envoy__config__core__v3__header_value_option__init(o);
+  epp_hv_t *h = zalloc(a, sizeof *h);
+  envoy__config__core__v3__header_value__init(h);
+  h->key = (char *)key;
+  h->raw_value.data = (uint8_t *)value;
+  h->raw_value.len = strlen(value);
+  o->header = h;
+  o->append_action = ENVOY__CONFIG__CORE__V3__HEADER_VALUE_OPTION__HEADER_APPEND_ACTION__OVERWRITE_IF_EXISTS_OR_ADD;
+  m->set_headers[m->n_set_headers++] = o;
+}
+
+static epp_common_t *common_new(ig_arena_t *a) {
+  epp_common_t *c = zalloc(a, sizeof *c);
+  envoy__service__ext_proc__v3__common_response__init(c);
+  return c;
+}
+
+/* A Struct {key: value} where value is filled by the caller. */
+static epp_struct_t *struct1(ig_arena_t *a, const char *key, epp_value_t **value) {
+  epp_struct_t *s = zalloc(a, sizeof *s);
+  google__protobuf__struct__init(s);
+  Google__Protobuf__Struct__FieldsEntry *f = zalloc(a, sizeof *f);
+  google__protobuf__struct__fields_entry__init(f);
+  epp_value_t *v = zalloc(a, sizeof *v);
+  google__protobuf__value__init(v);
+  f->key = (char *)key;
+  f->value = v;
+  s->fields = zalloc(a, sizeof *s->fields);
+  s->fields[0] = f;
+  s->n_fields = 1;
+  *value = v;
+  return s;
+}
+
+/* dynamic_metadata {"envoy.lb": {"x-gateway-destination-endpoint": list}}. */
+static epp_struct_t *dest_metadata(ig_arena_t *a, const char *list) {
+  epp_value_t *outer, *inner;
+  epp_struct_t *top = struct1(a, EPP_META_NS, &outer);
+  epp_struct_t *ns = struct1(a, EPP_META_KEY, &inner);
+  outer->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE;
+  outer->struct_value = ns;
+  inner->kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+  inner->string_value = (char *)list;
+  return top;
+}
+
+static headers_resp_t *headers_resp(ig_arena_t *a, epp_common_t *c) {
+  headers_resp_t *h = zalloc(a, sizeof *h);
+  envoy__service__ext_proc__v3__headers_response__init(h);
+  h->response = c;
+  return h;
+}
+
+static body_resp_t *body_resp(ig_arena_t *a, epp_common_t *c) {
+  body_resp_t *b = zalloc(a, sizeof *b);
+  envoy__service__ext_proc__v3__body_response__init(b);
+  b->response = c;
+  return b;
+}
+
+/* A BodyResponse carrying one streamed chunk (full-duplex mode). */
+static body_resp_t *streamed_chunk(ig_arena_t *a, const char *data, size_t len, int eos) {
+  streamed_t *s = zalloc(a, sizeof *s);
+  envoy__service__ext_proc__v3__streamed_body_response__init(s);
+  s->body.data = (uint8_t *)data;
+  s->body.len = len;
+  s->end_of_stream = eos != 0;
+  body_mut_t *m = zalloc(a, sizeof *m);
+  envoy__service__ext_proc__v3__body_mutation__init(m);
+  m->mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_STREAMED_RESPONSE;
+  m->streamed_response = s;
+  epp_common_t *c = common_new(a);
+  c->body_mutation = m;
+  return body_resp(a, c);
+}
+
+static void emit(ig_buf_t *out, epp_presp_t *r) {
+  epp_frame_message(out, &r->base);
+}
+
+static void emit_case(ig_buf_t *out, Envoy__Service__ExtProc__V3__ProcessingResponse__ResponseCase which,
+                      void *msg, epp_struct_t *meta) {
+  epp_presp_t r = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT;
+  r.response_case = which;
+  r.request_headers = msg; /* every member of the union is a pointer */
+  r.dynamic_metadata = meta;
+  emit(out, &r);
+}
+
+/* Streams body back in chunks of at most EPP_CHUNK_MAX bytes; the last carries eos. */
+static void emit_streamed_body(ig_arena_t *a, ig_buf_t *out, const char *body, size_t len, int eos) {
+  size_t off = 0;
+  do {
+    size_t n = len - off > EPP_CHUNK_MAX ? EPP_CHUNK_MAX : len - off;
+    int last = off + n >= len;
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_BODY,
+              streamed_chunk(a, body + off, n, last && eos), NULL);
+    off += n;
+  } while (off < len);
+}
+
+static const char *error_type(int status) {
+  return status >= 500 ? "server_error" : "invalid_request_error";
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static void labels_model(ig_buf_t *b, const char *model, const char *target) {
+  ig_buf_puts(b, "model_name=\"");
+  ig_prom_label_escape(b, model);
+  ig_buf_puts(b, "\",target_model_name=\"");
+  ig_prom_label_escape(b, target);
+  ig_buf_puts(b, "\"");
+}
+
+static void count_error(epp_t *e, const epp_stream_t *s, int status) {
+  ig_buf_t l;
+  ig_buf_init(&l);
+  labels_model(&l, s->model, s->target);
+  ig_buf_printf(&l, ",error_code=\"%d\"", status);
+  ig_metric_add(e->m_errors, l.data, 1);
+  ig_buf_free(&l);
+}
+
+static void running_add(epp_t *e, const epp_stream_t *s, double d) {
+  ig_buf_t l;
+  ig_buf_init(&l);
+  ig_buf_puts(&l, "model_name=\"");
+  ig_prom_label_escape(&l, s->model);
+  ig_buf_puts(&l, "\"");
+  ig_metric_add(e->m_running, l.data, d);
+  ig_buf_free(&l);
+}
+
+/* Gives back the stream's pick (once). */
+static void release(epp_t *e, epp_stream_t *s) {
+  if (!s->picked) return;
+  s->picked = 0;
+  epp_release(e, s->ep);
+  running_add(e, s, -1);
+}
+
+/* ---------------------------------------------------------------- request path */
+
+/* Answers the request with a local response and ends the exchange. */
+static void send_immediate(epp_t *e, epp_stream_t *s, ig_buf_t *out, int status, const char *code,
+                           const char *msg) {
+  ig_arena_t a;
+  ig_arena_init(&a, 2048);
+  ig_buf_t body;
+  ig_buf_init(&body);
+  ig_buf_puts(&body, "{\"error\":{\"message\":\"");
+  ig_json_escape(&body, msg, strlen(msg));
+  ig_buf_printf(&body, "\",\"type\":\"%s\",\"param\":null,\"code\":\"", error_type(status));
+  ig_json_escape(&body, code, strlen(code));
+  ig_buf_puts(&body, "\"}}\n");
+
+  Envoy__Type__V3__HttpStatus st = ENVOY__TYPE__V3__HTTP_STATUS__INIT;
+  st.code = (Envoy__Type__V3__StatusCode)status;
+  epp_hmut_t *h = hmut_new(&a, 2);
+  hmut_set(&a, h, "content-type", "application/json");
+  if (status == 429) hmut_set(&a, h, "retry-after", "1");
+  immediate_t im = ENVOY__SERVICE__EXT_PROC__V3__IMMEDIATE_RESPONSE__INIT;
+  im.status = &st;
+  im.headers = h;
+  im.body.data = (uint8_t *)body.data;
+  im.body.len = body.len;
+  char details[96];
+  snprintf(details, sizeof details, "infergate_epp_%s", code);
+  im.details = details;
+  if (!s->observe)
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_IMMEDIATE_RESPONSE, &im, NULL);
+  count_error(e, s, status);
+  s->done = 1;
+  ig_buf_free(&body);
+  ig_arena_free(&a);
+}
+
+/* Picks the target of m by weight (no targets: the model name itself). */
+static const char *pick_target(epp_t *e, const ig_model_cfg_t *m) {
+  if (m->n_targets == 0) return m->model_name;
+  uint64_t total = 0;
+  for (size_t i = 0; i < m->n_targets; i++)
+    total += m->targets[i].weight;
+  if (total == 0) return m->targets[ig_rng_next(&e->rng) % m->n_targets].name;
+  uint64_t x = ig_rng_next(&e->rng) % total;
+  for (size_t i = 0; i < m->n_targets; i++) {
+    if (x < m->targets[i].weight) return m->targets[i].name;
+    x -= m->targets[i].weight;
+  }
+  return m->targets[m->n_targets - 1].name;
+}
+
+/* Writes body with a "model" member inserted first (a body without one, given the default model). */
+static int insert_model(const char *body, size_t len, const char *model, ig_buf_t *out) {
+  size_t i = 0;
+  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+    i++;
+  if (i >= len || body[i] != '{') return IG_EINVAL;
+  size_t j = i + 1;
+  while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n'))
+    j++;
+  ig_buf_puts(out, "{\"model\":\"");
+  ig_json_escape(out, model, strlen(model));
+  ig_buf_puts(out, j < len && body[j] == '}' ? "\"" : "\",");
+  ig_buf_append(out, body + i + 1, len - i - 1);
+  return 0;
+}
+
+/* Resolves the model of the buffered body like the gateway does (InferenceModel, weighted target,
+ * default model). Fills s->model/target, *crit, and *rewritten (the new body, when it changed).
+ * Returns 0, or an HTTP status with an immediate response already sent. */
+static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticality_t *crit, ig_buf_t *rewritten,
+                         int *changed) {
+  const ig_config_t *cfg = e->cfg;
+  *crit = IG_CRIT_STANDARD;
+  *changed = 0;
+  if (s->body.len == 0) return 0; /* e.g. GET /v1/models: nothing to resolve */
+  ig_oai_req_t scan;
+  int rc = ig_oai_scan(s->body.data, s->body.len, &scan);
+  if (rc == IG_ETOOBIG) {
+    send_immediate(e, s, out, 400, "invalid_model", "the model name is too long");
+    return 400;
+  }
+  if (rc < 0) {
+    send_immediate(e, s, out, 400, "invalid_json", "the request body is not a valid JSON object");
+    return 400;
+  }
+  const char *model;
+  if (scan.has_model)
+    model = scan.model;
+  else if (cfg->default_model)
+    model = cfg->default_model;
+  else {
+    send_immediate(e, s, out, 400, "missing_model", "you must provide a model parameter");
+    return 400;
+  }
+  snprintf(s->model, sizeof s->model, "%s", model);
+  const ig_model_cfg_t *m = ig_config_find_model(cfg, s->model, strlen(s->model));
+  if (m && m->pool_index != e->pool_index) m = NULL;
+  const char *target = s->model;
+  if (m) {
+    *crit = m->criticality;
+    target = pick_target(e, m);
+  } else if (e->pool_has_models) {
+    ig_buf_t msg;
+    ig_buf_init(&msg);
+    ig_buf_printf(&msg, "The model `%s` does not exist.", s->model);
+    snprintf(s->target, sizeof s->target, "%s", s->model);
+    send_immediate(e, s, out, 404, "model_not_found", msg.data);
+    ig_buf_free(&msg);
+    return 404;
+  }
+  snprintf(s->target, sizeof s->target, "%s", target);
+  if (scan.has_model && strcmp(s->target, scan.model) == 0) return 0;
+  rc = scan.has_model ? ig_oai_rewrite_model(s->body.data, s->body.len, &scan, s->target, rewritten)
+                      : insert_model(s->body.data, s->body.len, s->target, rewritten);
+  if (rc < 0) {
+    send_immediate(e, s, out, 400, "invalid_json", "cannot rewrite the model of this request body");
+    return 400;
+  }
+  *changed = 1;
+  return 0;
+}
+
+/* Reads the subset hint from request metadata, when Envoy sent one. */
+static void read_subset(epp_stream_t *s, const Envoy__Config__Core__V3__Metadata *md) {
+  if (!md || s->has_subset) return;
+  for (size_t i = 0; i < md->n_filter_metadata; i++) {
+    const Envoy__Config__Core__V3__Metadata__FilterMetadataEntry *fe = md->filter_metadata[i];
+    if (!fe || !fe->key || strcmp(fe->key, EPP_HINT_NS) != 0 || !fe->value) continue;
+    for (size_t j = 0; j < fe->value->n_fields; j++) {
+      const Google__Protobuf__Struct__FieldsEntry *f = fe->value->fields[j];
+      if (!f || !f->key || strcmp(f->key, EPP_HINT_KEY) != 0 || !f->value) continue;
+      const epp_value_t *v = f->value;
+      s->has_subset = 1;
+      if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE && v->list_value) {
+        const Google__Protobuf__ListValue *l = v->list_value;
+        s->subset = ig_arena_alloc(&s->arena, (l->n_values + 1) * sizeof *s->subset);
+        for (size_t k = 0; k < l->n_values; k++) {
+          const epp_value_t *it = l->values[k];
+          if (it && it->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE && it->string_value)
+            s->subset[s->n_subset++] = ig_arena_strndup(&s->arena, it->string_value, strlen(it->string_value));
+        }
+      } else if (v->kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE && v->string_value) {
+        /* a comma-separated string is accepted too */
+        const char *p = v->string_value;
+        size_t cap = 1;
+        for (const char *q = p; *q; q++)
+          cap += *q == ',';
+        s->subset = ig_arena_alloc(&s->arena, cap * sizeof *s->subset);
+        while (*p) {
+          while (*p == ' ' || *p == ',')
+            p++;
+          size_t n = strcspn(p, ", ");
+          if (n) s->subset[s->n_subset++] = ig_arena_strndup(&s->arena, p, n);
+          p += n;
+        }
+      }
+      return;
+    }
+  }
+}
+
+/* Keeps a copy of the request headers (values from raw_value when set, else value). */
+static void read_headers(epp_stream_t *s, const epp_headers_t *h) {
+  if (!h || !h->headers || h->headers->n_headers == 0) return;
+  const Envoy__Config__Core__V3__HeaderMap *m = h->headers;
+  s->hdrs = ig_arena_alloc(&s->arena, m->n_headers * sizeof *s->hdrs);
+  for (size_t i = 0; i < m->n_headers; i++) {
+    const epp_hv_t *v = m->headers[i];
+    if (!v || !v->key) continue;
+    ig_http_header_t *d = &s->hdrs[s->n_hdrs++];
+    d->name_len = strlen(v->key);
+    d->name = ig_arena_strndup(&s->arena, v->key, d->name_len);
+    const char *val = v->raw_value.len ? (const char *)v->raw_value.data : (v->value ? v->value : "");
+    d->value_len = v->raw_value.len ? v->raw_value.len : strlen(val);
+    d->value = ig_arena_strndup(&s->arena, val, d->value_len);
+  }
+}
+
+static int is_duplex(int mode) {
+  return mode == EPP_MODE_FULL_DUPLEX;
+}
+
+/* The end of the request: resolve the model, pick, and answer. has_body: a body phase happened (so in
+ * full-duplex mode the body is streamed back); eos: the body ends the request (no trailers follow). */
+static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_body, int eos) {
+  s->body_done = 1;
+  uint64_t t0 = ig_now_us();
+  ig_criticality_t crit;
+  ig_buf_t nb;
+  ig_buf_init(&nb);
+  int changed = 0;
+  ig_arena_t a;
+  ig_arena_init(&a, 4096);
+  if (resolve_model(e, s, out, &crit, &nb, &changed) != 0) goto out;
+
+  epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = crit, .has_subset = s->has_subset,
+                       .subset = s->subset, .n_subset = s->n_subset};
+  epp_pick_t pk;
+  int rc = epp_pick(e, &rq, &pk);
+  ig_metric_observe(e->m_sched_dur, NULL, (double)(ig_now_us() - t0) / 1e6);
+  if (rc == IG_EFULL) {
+    send_immediate(e, s, out, 429, "request_shed", "the pool is saturated; sheddable request rejected");
+    goto out;
+  }
+  if (rc < 0) {
+    send_immediate(e, s, out, 503, "no_endpoint",
+                   s->has_subset ? "no endpoint of the pool is allowed by the subset hint"
+                                 : "the pool has no endpoint");
+    goto out;
+  }
+  s->picked = 1;
+  s->ep = pk.order[0];
+  running_add(e, s, 1);
+  {
+    ig_buf_t l;
+    ig_buf_init(&l);
+    labels_model(&l, s->model, s->target);
+    ig_metric_add(e->m_requests, l.data, 1);
+    ig_buf_reset(&l);
+    ig_buf_puts(&l, "endpoint=\"");
+    ig_prom_label_escape(&l, e->eps[s->ep].addr);
+    ig_buf_puts(&l, "\"");
+    ig_metric_add(e->m_picks, l.data, 1);
+    ig_buf_free(&l);
+  }
+
+  /* The answer: destination header and metadata. When the body changed in buffered mode the
+   * content-length must match the new body (Envoy rejects the mutation otherwise); in full-duplex
+   * mode Envoy drops content-length itself and streams the body. */
+  ig_buf_t list;
+  ig_buf_init(&list);
+  for (size_t i = 0; i < pk.n; i++)
+    ig_buf_printf(&list, "%s%s", i ? "," : "", e->eps[pk.order[i]].addr);
+  char clen[32];
+  const char *body = changed ? nb.data : s->body.data;
+  size_t blen = changed ? nb.len : s->body.len;
+  snprintf(clen, sizeof clen, "%zu", blen);
+  epp_hmut_t *hm = hmut_new(&a, 2);
+  hmut_set(&a, hm, EPP_HDR_DEST, e->eps[s->ep].addr);
+  if (changed && !(has_body && is_duplex(s->req_mode))) hmut_set(&a, hm, "content-length", clen);
+  epp_common_t *c = common_new(&a);
+  c->header_mutation = hm;
+  epp_struct_t *meta = dest_metadata(&a, list.data);
+  ig_debug("epp: model=%s target=%s -> %s", s->model, s->target, list.data);
+
+  if (!s->observe) {
+    if (!s->headers_answered) {
+      /* headers-only request, NONE mode, or full duplex (headers held back until now) */
+      emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_HEADERS,
+                headers_resp(&a, c), meta);
+      s->headers_answered = 1;
+      if (has_body && is_duplex(s->req_mode)) emit_streamed_body(&a, out, body, blen, eos);
+    } else if (has_body) {
+      if (changed) {
+        body_mut_t *bm = zalloc(&a, sizeof *bm);
+        envoy__service__ext_proc__v3__body_mutation__init(bm);
+        bm->mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_BODY;
+        bm->body.data = (uint8_t *)body;
+        bm->body.len = blen;
+        c->body_mutation = bm;
+      }
+      emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_BODY, body_resp(&a, c),
+                meta);
+    }
+  }
+  ig_buf_free(&list);
+out:
+  ig_buf_free(&nb);
+  ig_arena_free(&a);
+  /* the request body is no longer needed */
+  ig_buf_free(&s->body);
+}
+
+static void set_modes(epp_t *e, epp_stream_t *s, const epp_preq_t *rq) {
+  if (rq->protocol_config && s->req_mode < 0) {
+    s->req_mode = (int)rq->protocol_config->request_body_mode;
+    s->resp_mode = (int)rq->protocol_config->response_body_mode;
+  }
+  if (s->req_mode < 0) s->req_mode = e->opts.default_mode;
+  if (s->resp_mode < 0) s->resp_mode = e->opts.default_mode;
+}
+
+static void on_request_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *h, ig_buf_t *out) {
+  if (s->got_headers) return; /* a second request_headers on one stream: ignore */
+  s->got_headers = 1;
+  read_headers(s, h);
+  if ((h && h->end_of_stream) || s->req_mode == EPP_MODE_NONE) {
+    finish_request(e, s, out, 0, 1);
+    return;
+  }
+  if (is_duplex(s->req_mode)) return; /* answered with the pick once the body is complete */
+  ig_arena_t a;
+  ig_arena_init(&a, 512);
+  if (!s->observe)
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_HEADERS,
+              headers_resp(&a, common_new(&a)), NULL);
+  s->headers_answered = 1;
+  ig_arena_free(&a);
+}
+
+static void on_request_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_buf_t *out) {
+  s->got_headers = 1;
+  if (s->done || s->body_done) return; /* after a local reply or the pick: nothing to add */
+  size_t n = b ? b->body.len : 0;
+  if (n > e->max_body || s->body.len > e->max_body - n) {
+    send_immediate(e, s, out, 413, "request_too_large", "the request body is too large");
+    ig_buf_free(&s->body);
+    return;
+  }
+  if (n) ig_buf_append(&s->body, b->body.data, n);
+  s->n_chunks++;
+  if (b && b->end_of_stream) {
+    finish_request(e, s, out, 1, 1);
+    return;
+  }
+  /* More chunks to come. Non-duplex streamed modes want an answer per chunk (the body goes on
+   * unchanged); full duplex and buffered modes do not. */
+  if (!is_duplex(s->req_mode) && s->req_mode != EPP_MODE_BUFFERED && !s->observe) {
+    ig_arena_t a;
+    ig_arena_init(&a, 512);
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_BODY,
+              body_resp(&a, common_new(&a)), NULL);
+    ig_arena_free(&a);
+  }
+}
+
+static void on_request_trailers(epp_t *e, epp_stream_t *s, ig_buf_t *out) {
+  if (!s->done && !s->body_done) finish_request(e, s, out, s->n_chunks > 0 || is_duplex(s->req_mode), 0);
+  if (s->done || s->observe) return;
+  ig_arena_t a;
+  ig_arena_init(&a, 512);
+  trailers_resp_t *t = zalloc(&a, sizeof *t);
+  envoy__service__ext_proc__v3__trailers_response__init(t);
+  emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_TRAILERS, t, NULL);
+  ig_arena_free(&a);
+}
+
+/* ---------------------------------------------------------------- response path */
+
+static void on_response_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *h, ig_buf_t *out) {
+  ig_arena_t a;
+  ig_arena_init(&a, 1024);
+  epp_common_t *c = common_new(&a);
+  if (s->ep < e->n_eps) { /* echo the endpoint this request was sent to */
+    epp_hmut_t *hm = hmut_new(&a, 1);
+    hmut_set(&a, hm, EPP_HDR_SERVED, e->eps[s->ep].addr);
+    c->header_mutation = hm;
+  }
+  if (!s->observe)
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_HEADERS,
+              headers_resp(&a, c), NULL);
+  ig_arena_free(&a);
+  if (h && h->end_of_stream) release(e, s);
+}
+
+static void on_response_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_buf_t *out) {
+  int eos = b && b->end_of_stream;
+  if (!s->observe) {
+    ig_arena_t a;
+    ig_arena_init(&a, 512);
+    if (is_duplex(s->resp_mode)) {
+      body_resp_t *r = streamed_chunk(&a, b ? (const char *)b->body.data : "", b ? b->body.len : 0, eos);
+      emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_BODY, r, NULL);
+    } else {
+      emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_BODY,
+                body_resp(&a, common_new(&a)), NULL);
+    }
+    ig_arena_free(&a);
+  }
+  if (eos) release(e, s);
+}
+
+static void on_response_trailers(epp_t *e, epp_stream_t *s, ig_buf_t *out) {
+  if (!s->observe) {
+    ig_arena_t a;
+    ig_arena_init(&a, 512);
+    trailers_resp_t *t = zalloc(&a, sizeof *t);
+    envoy__service__ext_proc__v3__trailers_response__init(t);
+    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_TRAILERS, t, NULL);
+    ig_arena_free(&a);
+  }
+  release(e, s);
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+void epp_stream_init(epp_stream_t *s) {
+  memset(s, 0, sizeof *s);
+  s->req_mode = s->resp_mode = -1;
+  s->ep = (size_t)-1;
+  ig_arena_init(&s->arena, 1024);
+  ig_buf_init(&s->body);
+}
+
+int epp_stream_handle(epp_t *e, epp_stream_t *s, const epp_preq_t *rq, ig_buf_t *out) {
+  if (!s->counted) {
+    s->counted = 1;
+    ig_metric_add(e->m_streams, NULL, 1);
+    ig_metric_add(e->m_streams_active, NULL, 1);
+  }
+  set_modes(e, s, rq);
+  s->observe = rq->observability_mode != 0;
+  read_subset(s, rq->metadata_context);
+  switch (rq->request_case) {
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_REQUEST_HEADERS:
+    if (!s->done) on_request_headers(e, s, rq->request_headers, out);
+    return 0;
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_REQUEST_BODY:
+    on_request_body(e, s, rq->request_body, out);
+    return 0;
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_REQUEST_TRAILERS:
+    if (!s->done) on_request_trailers(e, s, out);
+    return 0;
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_RESPONSE_HEADERS:
+    on_response_headers(e, s, rq->response_headers, out);
+    return 0;
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_RESPONSE_BODY:
+    on_response_body(e, s, rq->response_body, out);
+    return 0;
+  case ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_RESPONSE_TRAILERS:
+    on_response_trailers(e, s, out);
+    return 0;
+  default:
+    return IG_EINVAL;
+  }
+}
+
+int epp_stream_recv(epp_t *e, epp_stream_t *s, const uint8_t *msg, size_t len, ig_buf_t *out) {
+  epp_preq_t *rq = envoy__service__ext_proc__v3__processing_request__unpack(NULL, len, msg);
+  if (!rq) return IG_EPARSE;
+  int rc = epp_stream_handle(e, s, rq, out);
+  envoy__service__ext_proc__v3__processing_request__free_unpacked(rq, NULL);
+  return rc;
+}
+
+void epp_stream_end(epp_t *e, epp_stream_t *s) {
+  release(e, s);
+  if (s->counted) ig_metric_add(e->m_streams_active, NULL, -1);
+  s->counted = 0;
+  ig_buf_free(&s->body);
+  ig_arena_free(&s->arena);
+}

@@ -1,0 +1,138 @@
+/* The picker's state: the configuration snapshot, the pool's endpoints (resolved to the numeric
+ * "ip:port" form Envoy's ORIGINAL_DST cluster needs) and the metrics registry. */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "epp.h"
+
+/* Resolves host:port to the numeric "ip:port" / "[ipv6]:port" form. Returns 0 or IG_ECONNECT. */
+static int resolve_addr(const char *host, int port, char *out, size_t cap) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  char ports[16];
+  snprintf(ports, sizeof ports, "%d", port);
+  if (getaddrinfo(host, ports, &hints, &res) != 0 || !res) return IG_ECONNECT;
+  char ip[INET6_ADDRSTRLEN];
+  int rc = IG_ECONNECT;
+  if (res->ai_family == AF_INET) {
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)res->ai_addr;
+    if (inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip)) {
+      snprintf(out, cap, "%s:%d", ip, port);
+      rc = 0;
+    }
+  } else if (res->ai_family == AF_INET6) {
+    const struct sockaddr_in6 *sa = (const struct sockaddr_in6 *)res->ai_addr;
+    if (inet_ntop(AF_INET6, &sa->sin6_addr, ip, sizeof ip)) {
+      snprintf(out, cap, "[%s]:%d", ip, port);
+      rc = 0;
+    }
+  }
+  freeaddrinfo(res);
+  return rc;
+}
+
+static const double sched_bounds[] = {0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1};
+
+int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t *opts) {
+  memset(e, 0, sizeof *e);
+  e->cfg = cfg;
+  e->opts = *opts;
+  ig_rng_seed(&e->rng, opts->seed ? opts->seed : ig_wall_us());
+  long pi = -1;
+  if (pool_name) {
+    pi = ig_config_find_backend(cfg, pool_name);
+    if (pi < 0) {
+      ig_error("epp: no pool named '%s' in %s", pool_name, cfg->source ? cfg->source : "the configuration");
+      goto fail;
+    }
+  } else {
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+      if (cfg->backends[i].policy != IG_LB_INFERENCE) continue;
+      if (pi >= 0) {
+        ig_error("epp: the configuration has several pools; choose one with --pool NAME");
+        goto fail;
+      }
+      pi = (long)i;
+    }
+    if (pi < 0) {
+      ig_error("epp: the configuration has no inference pool");
+      goto fail;
+    }
+  }
+  e->pool_index = (size_t)pi;
+  e->pool = &cfg->backends[pi];
+  if (e->pool->policy != IG_LB_INFERENCE)
+    ig_warn("epp: '%s' is a plain backend, not an inference pool; picking among its endpoints anyway",
+            e->pool->name);
+  for (size_t i = 0; i < cfg->n_models; i++)
+    if (cfg->models[i].pool_index == e->pool_index) e->pool_has_models = 1;
+  e->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : (4u << 20);
+  e->n_eps = e->pool->n_endpoints;
+  e->eps = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->eps);
+  for (size_t i = 0; i < e->n_eps; i++) {
+    const ig_endpoint_cfg_t *ep = &e->pool->endpoints[i];
+    if (resolve_addr(ep->host, ep->port, e->eps[i].addr, sizeof e->eps[i].addr) != 0) {
+      ig_error("epp: cannot resolve endpoint %s:%d of pool '%s'", ep->host, ep->port, e->pool->name);
+      free(e->eps);
+      e->eps = NULL;
+      ig_config_free(cfg);
+      e->cfg = NULL;
+      return IG_ECONNECT;
+    }
+  }
+
+  e->serving = 1;
+  e->reg = ig_registry_new();
+  e->m_requests = ig_registry_counter(e->reg, "inference_objective_request_total",
+                                      "Requests picked an endpoint, by model and target model.");
+  e->m_errors = ig_registry_counter(e->reg, "inference_objective_request_error_total",
+                                    "Requests answered with a local error, by model, target and HTTP status.");
+  e->m_running = ig_registry_gauge(e->reg, "inference_objective_running_requests",
+                                   "Picked requests whose response has not ended yet, by model.");
+  e->m_ready = ig_registry_gauge(e->reg, "inference_pool_ready_pods", "Endpoints of the pool.");
+  e->m_sched_dur = ig_registry_histogram(e->reg, "inference_extension_scheduler_e2e_duration_seconds",
+                                         "Time to resolve the model and pick an endpoint.", sched_bounds,
+                                         sizeof sched_bounds / sizeof sched_bounds[0]);
+  e->m_streams = ig_registry_counter(e->reg, "infergate_epp_streams_total", "ext_proc streams opened.");
+  e->m_streams_active = ig_registry_gauge(e->reg, "infergate_epp_streams_active", "ext_proc streams open.");
+  e->m_picks = ig_registry_counter(e->reg, "infergate_epp_endpoint_picks_total", "Picks per endpoint.");
+  e->m_inflight = ig_registry_gauge(e->reg, "infergate_epp_endpoint_inflight",
+                                    "Picks per endpoint whose response has not ended yet.");
+  e->m_grpc_errors = ig_registry_counter(e->reg, "infergate_epp_grpc_errors_total",
+                                         "gRPC calls ended with an error status, by reason.");
+  return 0;
+fail:
+  ig_config_free(cfg);
+  e->cfg = NULL;
+  return IG_ENOENT;
+}
+
+void epp_metrics_refresh(epp_t *e) {
+  ig_buf_t l;
+  ig_buf_init(&l);
+  ig_buf_puts(&l, "name=\"");
+  ig_prom_label_escape(&l, e->pool->name);
+  ig_buf_puts(&l, "\"");
+  ig_metric_set(e->m_ready, l.data, (double)e->n_eps);
+  for (size_t i = 0; i < e->n_eps; i++) {
+    ig_buf_reset(&l);
+    ig_buf_puts(&l, "endpoint=\"");
+    ig_prom_label_escape(&l, e->eps[i].addr);
+    ig_buf_puts(&l, "\"");
+    ig_metric_set(e->m_inflight, l.data, e->eps[i].inflight);
+  }
+  ig_buf_free(&l);
+}
+
+void epp_free(epp_t *e) {
+  if (e->reg) ig_registry_free(e->reg);
+  free(e->eps);
+  if (e->cfg) ig_config_free(e->cfg);
+  memset(e, 0, sizeof *e);
+}

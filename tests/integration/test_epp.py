@@ -1,0 +1,384 @@
+"""`infergate epp`: Envoy's ext_proc protocol over gRPC, with python grpcio acting as Envoy."""
+import json
+import os
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+import requests
+
+import eppclient as E
+from conftest import SLOW, free_port, wait_until
+
+EPS = ["127.0.0.1:18001", "127.0.0.1:18002", "127.0.0.1:18003"]
+
+CONFIG = """
+listeners:
+  - name: web
+    address: 127.0.0.1:1
+pools:
+  - name: llama
+    endpoints: [{eps}]
+  - name: other
+    endpoints: [127.0.0.1:18999]
+models:
+  - name: llama3
+    pool: llama
+  - name: chat
+    pool: llama
+    targets: [{{name: lora-a, weight: 1}}]
+  - name: batch
+    pool: llama
+    criticality: Sheddable
+  - name: elsewhere
+    pool: other
+"""
+
+
+class Epp:
+    def __init__(self, proc, grpc_port, health_port, metrics_port):
+        self.proc, self.grpc, self.health, self.metrics = proc, grpc_port, health_port, metrics_port
+        self.channel = E.channel(grpc_port)
+
+    def stream(self):
+        return E.Stream(self.channel, timeout=15 * SLOW)
+
+    def metrics_text(self):
+        return requests.get(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5 * SLOW).text
+
+    def close(self):
+        self.channel.close()
+
+
+def start_epp(procs, infergate_bin, args):
+    g, h, m = free_port(), free_port(), free_port()
+    proc = procs.start("epp", [infergate_bin, "epp", "--grpc", f"127.0.0.1:{g}", "--health", f"127.0.0.1:{h}",
+                               "--metrics", f"127.0.0.1:{m}"] + args, wait_port=[g, h, m])
+    return Epp(proc, g, h, m)
+
+
+@pytest.fixture
+def epp(procs, infergate_bin):
+    e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(EPS), "--model", "llama3"])
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def epp_cfg(procs, infergate_bin, tmp_path):
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG.format(eps=", ".join(EPS)))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--shed-inflight", "1"])
+    yield e
+    e.close()
+
+
+def body_of(model="llama3", prompt="hello"):
+    return json.dumps({"model": model, "prompt": prompt, "max_tokens": 4}).encode()
+
+
+def streamed_body(resps):
+    """Concatenates the streamed_response chunks; checks sizes and that only the last ends the stream."""
+    out = b""
+    for i, r in enumerate(resps):
+        assert r["kind"] == "request_body"
+        chunk, eos = r["streamed"]
+        assert len(chunk) <= 62000
+        assert eos == (i == len(resps) - 1)
+        out += chunk
+    return out
+
+
+def test_health_check_serving(epp):
+    assert E.health_check(epp.health) == 1
+    assert E.health_check(epp.health, "envoy.service.ext_proc.v3.ExternalProcessor") == 1
+    assert E.health_check(epp.grpc) == 1  # also answered on the ext_proc port
+    with pytest.raises(grpc.RpcError) as ei:
+        E.health_check(epp.health, "no.such.Service")
+    assert ei.value.code() == grpc.StatusCode.NOT_FOUND
+    # Watch sends the current status and keeps the stream open
+    with E.channel(epp.health) as ch:
+        fn = ch.unary_stream(E.HEALTH_WATCH, request_serializer=lambda x: x, response_deserializer=lambda x: x)
+        call = fn(b"", timeout=10 * SLOW)
+        assert E.first(E.decode(next(call)), 1) == 1
+        call.cancel()
+    # ext_proc is not served on the health port
+    with E.channel(epp.health) as ch:
+        s = E.Stream(ch, timeout=5 * SLOW)
+        s.send(E.request_headers(E.post_headers(), eos=True))
+        with pytest.raises(grpc.RpcError) as ei:
+            s.recv()
+        assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_headers_only_request(epp):
+    s = epp.stream()
+    [r] = s.exchange(E.request_headers([(":method", "GET"), (":path", "/v1/models")], eos=True))
+    assert r["kind"] == "request_headers"
+    dest = r["set_headers"]["x-gateway-destination-endpoint"]
+    assert dest in EPS
+    meta = r["metadata"]["envoy.lb"]["x-gateway-destination-endpoint"].split(",")
+    assert meta[0] == dest and sorted(meta) == sorted(EPS)
+    [r] = s.exchange(E.response_headers([(":status", "200")], eos=True))
+    assert r["kind"] == "response_headers"
+    assert r["set_headers"]["x-gateway-destination-endpoint-served"] == dest
+    s.close()
+
+
+def test_buffered_body(epp):
+    s = epp.stream()
+    [r] = s.exchange(E.request_headers(E.post_headers(), protocol_config=(E.BUFFERED, E.NONE)))
+    assert r["kind"] == "request_headers" and not r["set_headers"]  # CONTINUE at once
+    [r] = s.exchange(E.request_body(body_of(), eos=True))
+    assert r["kind"] == "request_body"
+    assert r["set_headers"]["x-gateway-destination-endpoint"] in EPS
+    assert r["metadata"]["envoy.lb"]["x-gateway-destination-endpoint"].startswith(
+        r["set_headers"]["x-gateway-destination-endpoint"])
+    assert r["body"] is None  # model unchanged: no body mutation
+    s.close()
+
+
+def test_streamed_body_in_chunks(epp):
+    body = json.dumps({"model": "llama3", "prompt": "x" * 150000}).encode()
+    s = epp.stream()
+    s.send(E.request_headers(E.post_headers(), protocol_config=(E.FULL_DUPLEX_STREAMED, E.FULL_DUPLEX_STREAMED)))
+    cuts = [0, 10, 70000, 140000, len(body)]
+    for i in range(4):
+        s.send(E.request_body(body[cuts[i]:cuts[i + 1]], eos=(i == 3)))
+    first = s.recv()
+    assert first["kind"] == "request_headers"
+    dest = first["set_headers"]["x-gateway-destination-endpoint"]
+    assert dest in EPS
+    assert first["metadata"]["envoy.lb"]["x-gateway-destination-endpoint"].split(",")[0] == dest
+    chunks = [s.recv() for _ in range(3)]  # ceil(150k / 62000)
+    assert streamed_body(chunks) == body
+    [r] = s.exchange(E.response_headers([(":status", "200")]))
+    assert r["set_headers"]["x-gateway-destination-endpoint-served"] == dest
+    [r] = s.exchange(E.response_body(b"data: [DONE]\n\n", eos=True))
+    assert r["streamed"] == (b"data: [DONE]\n\n", True)
+    s.close()
+
+
+def test_default_mode_is_full_duplex(epp):
+    """Without protocol_config the GIE setup (FULL_DUPLEX_STREAMED) is assumed."""
+    s = epp.stream()
+    s.send(E.request_headers(E.post_headers()))
+    s.send(E.request_body(body_of()[:5]))
+    s.send(E.request_body(body_of()[5:], eos=True))
+    rs = [s.recv(), s.recv()]
+    assert rs[0]["kind"] == "request_headers" and rs[0]["set_headers"]["x-gateway-destination-endpoint"] in EPS
+    assert streamed_body(rs[1:]) == body_of()
+    s.close()
+
+
+def test_model_rewrite_buffered_and_streamed(epp_cfg):
+    body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    want = json.dumps({"model": "lora-a", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    # buffered: BodyMutation.body
+    s = epp_cfg.stream()
+    s.exchange(E.request_headers(E.post_headers(), protocol_config=(E.BUFFERED, E.NONE)))
+    [r] = s.exchange(E.request_body(body, eos=True))
+    assert r["body"] == want
+    assert r["set_headers"]["content-length"] == str(len(want))
+    assert r["set_headers"]["x-gateway-destination-endpoint"] in EPS
+    s.close()
+    # full duplex: streamed chunks carry the rewritten body
+    s = epp_cfg.stream()
+    s.send(E.request_headers(E.post_headers(), protocol_config=(E.FULL_DUPLEX_STREAMED, E.NONE)))
+    s.send(E.request_body(body[:7]))
+    s.send(E.request_body(body[7:], eos=True))
+    h = s.recv()
+    assert "content-length" not in h["set_headers"]  # Envoy drops it in full-duplex mode
+    assert streamed_body([s.recv()]) == want
+    s.close()
+    text = epp_cfg.metrics_text()
+    assert 'inference_objective_request_total{model_name="chat",target_model_name="lora-a"} 2' in text
+
+
+def test_unknown_model_404(epp_cfg):
+    for model in ("nope", "elsewhere"):
+        s = epp_cfg.stream()
+        s.send(E.request_headers(E.post_headers()))
+        [r] = s.exchange(E.request_body(body_of(model), eos=True))
+        assert r["kind"] == "immediate_response" and r["status"] == 404
+        err = json.loads(r["body"])["error"]
+        assert err["message"] == f"The model `{model}` does not exist."
+        assert err["code"] == "model_not_found"
+        assert r["set_headers"]["content-type"] == "application/json"
+        s.close()
+    # no model and no default_model -> 400; not JSON -> 400
+    for body in (b'{"prompt": "x"}', b"not json"):
+        s = epp_cfg.stream()
+        s.send(E.request_headers(E.post_headers()))
+        [r] = s.exchange(E.request_body(body, eos=True))
+        assert r["status"] == 400
+        s.close()
+    assert 'error_code="404"' in epp_cfg.metrics_text()
+
+
+def test_shed_sheddable_429(epp_cfg):
+    # --shed-inflight 1: hold one pick on every endpoint, then a Sheddable request is shed
+    held = []
+    for _ in EPS:
+        s = epp_cfg.stream()
+        [r] = s.exchange(E.request_headers(E.post_headers(), eos=True))
+        assert r["kind"] == "request_headers"
+        held.append(s)
+    s = epp_cfg.stream()
+    s.send(E.request_headers(E.post_headers()))
+    [r] = s.exchange(E.request_body(body_of("batch"), eos=True))
+    assert r["kind"] == "immediate_response" and r["status"] == 429
+    assert r["set_headers"]["retry-after"] == "1"
+    s.close()
+    for h in held:
+        h.close()
+    # picks are released when the streams end: the Sheddable request goes through again
+    wait_until(lambda: "infergate_epp_endpoint_inflight{endpoint=\"127.0.0.1:18001\"} 0" in epp_cfg.metrics_text(),
+               what="picks released")
+    s = epp_cfg.stream()
+    s.send(E.request_headers(E.post_headers()))
+    rs = s.exchange(E.request_body(body_of("batch"), eos=True), 2)
+    assert rs[0]["kind"] == "request_headers"
+    s.close()
+
+
+def test_subset_hint(epp):
+    for _ in range(3):
+        s = epp.stream()
+        [r] = s.exchange(E.request_headers(E.post_headers(), eos=True, metadata=E.subset_hint([EPS[2]])))
+        assert r["set_headers"]["x-gateway-destination-endpoint"] == EPS[2]
+        assert r["metadata"]["envoy.lb"]["x-gateway-destination-endpoint"] == EPS[2]
+        s.close()
+    s = epp.stream()
+    [r] = s.exchange(E.request_headers(E.post_headers(), eos=True, metadata=E.subset_hint(["10.1.1.1:80"])))
+    assert r["kind"] == "immediate_response" and r["status"] == 503
+    s.close()
+    # the hint may come with the headers of a streamed request; the pick happens at end of body
+    s = epp.stream()
+    s.send(E.request_headers(E.post_headers(), metadata=E.subset_hint(EPS[:2])))
+    rs = s.exchange(E.request_body(body_of(), eos=True), 2)
+    assert rs[0]["set_headers"]["x-gateway-destination-endpoint"] in EPS[:2]
+    s.close()
+
+
+def test_metrics_endpoint(epp):
+    s = epp.stream()
+    s.exchange(E.request_headers(E.post_headers()), 0)
+    s.exchange(E.request_body(body_of(), eos=True), 2)
+    s.close()
+    r = requests.get(f"http://127.0.0.1:{epp.metrics}/metrics", timeout=5 * SLOW)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert 'inference_objective_request_total{model_name="llama3",target_model_name="llama3"} 1' in r.text
+    assert 'inference_pool_ready_pods{name="default"} 3' in r.text
+    assert "infergate_epp_streams_total 1" in r.text
+    assert "inference_extension_scheduler_e2e_duration_seconds_count 1" in r.text
+    assert requests.get(f"http://127.0.0.1:{epp.metrics}/healthz", timeout=5 * SLOW).status_code == 200
+    assert requests.get(f"http://127.0.0.1:{epp.metrics}/nope", timeout=5 * SLOW).status_code == 404
+
+
+def raw_send(port, data):
+    """Sends bytes on a fresh TCP connection and reads until the server closes it (bounded)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW) as sk:
+        sk.sendall(data)
+        got = b""
+        try:
+            while len(got) < 1 << 20:
+                b = sk.recv(65536)
+                if not b:
+                    break
+                got += b
+        except OSError:
+            pass
+        return got
+
+
+def good_request_works(epp):
+    s = epp.stream()
+    [r] = s.exchange(E.request_headers(E.post_headers(), eos=True))
+    assert r["set_headers"]["x-gateway-destination-endpoint"] in EPS
+    s.close()
+
+
+def test_malformed_input_does_not_kill_server(epp):
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    raw_send(epp.grpc, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw_send(epp.grpc, os.urandom(4096))
+    # a valid preface, then garbage frames: the server answers GOAWAY and closes
+    raw_send(epp.grpc, preface + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + os.urandom(2000))
+    # a HEADERS frame with a broken HPACK block
+    raw_send(epp.grpc, preface + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + b"\x00\x00\x05\x01\x05\x00\x00\x00\x01"
+             + b"\xff\xff\xff\xff\xff")
+    assert epp.proc.alive()
+    good_request_works(epp)
+
+    fn = epp.channel.stream_stream(E.PROCESS, request_serializer=lambda x: x, response_deserializer=lambda x: x)
+    # not a ProcessingRequest -> INTERNAL
+    with pytest.raises(grpc.RpcError) as ei:
+        list(fn(iter([b"\xff\xff\xff\xff\xff\x0f"]), timeout=10 * SLOW))
+    assert ei.value.code() == grpc.StatusCode.INTERNAL
+    # a ProcessingRequest with no request -> INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as ei:
+        list(fn(iter([b""]), timeout=10 * SLOW))
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # compressed messages are refused
+    with pytest.raises(grpc.RpcError) as ei:
+        list(fn(iter([E.request_headers(E.post_headers(), eos=True) + b"\x00" * 4000]), timeout=10 * SLOW,
+                compression=grpc.Compression.Gzip))
+    assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # a message over 4 MiB
+    with pytest.raises(grpc.RpcError) as ei:
+        list(fn(iter([E.request_body(b"x" * (4 << 20), eos=True)]), timeout=20 * SLOW))
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # unknown method
+    other = epp.channel.unary_unary("/no.Such/Method", request_serializer=lambda x: x,
+                                    response_deserializer=lambda x: x)
+    with pytest.raises(grpc.RpcError) as ei:
+        other(b"", timeout=10 * SLOW)
+    assert ei.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # a client that cancels mid-request
+    s = epp.stream()
+    s.send(E.request_headers(E.post_headers()))
+    s.send(E.request_body(b'{"model": "ll'))
+    s.cancel()
+    assert epp.proc.alive()
+    good_request_works(epp)
+    assert "infergate_epp_grpc_errors_total" in epp.metrics_text()
+
+
+def test_many_concurrent_streams(epp):
+    n_streams, workers = 200, 16
+    counts = {}
+    lock = threading.Lock()
+
+    def one(i):
+        s = epp.stream()
+        s.send(E.request_headers(E.post_headers()))
+        s.send(E.request_body(body_of(prompt=f"p{i}"), eos=True))
+        h = s.recv()
+        assert streamed_body([s.recv()]) == body_of(prompt=f"p{i}")
+        dest = h["set_headers"]["x-gateway-destination-endpoint"]
+        [r] = s.exchange(E.response_headers([(":status", "200")]))
+        assert r["set_headers"]["x-gateway-destination-endpoint-served"] == dest
+        s.exchange(E.response_body(b"{}", eos=True))
+        s.close()
+        with lock:
+            counts[dest] = counts.get(dest, 0) + 1
+
+    with ThreadPoolExecutor(workers) as ex:
+        list(ex.map(one, range(n_streams)))
+    assert sum(counts.values()) == n_streams
+    assert set(counts) == set(EPS)
+    # least outstanding spreads the load: every endpoint gets a fair share
+    assert min(counts.values()) >= n_streams // 6
+    text = wait_until(lambda: (lambda t: t if "infergate_epp_streams_active 0" in t else None)(epp.metrics_text()),
+                      what="all streams closed")
+    for ep in EPS:
+        assert f'infergate_epp_endpoint_inflight{{endpoint="{ep}"}} 0' in text
+
+
+def test_sigterm_exits_cleanly(procs, epp):
+    s = epp.stream()
+    s.send(E.request_headers(E.post_headers()))
+    assert procs.stop(epp.proc) == 0

@@ -168,7 +168,7 @@ static void emit_streamed_body(ig_arena_t *a, ig_buf_t *out, const char *body, s
     size_t n = len - off > EPP_CHUNK_MAX ? EPP_CHUNK_MAX : len - off;
     int last = off + n >= len;
     emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_BODY,
-              streamed_chunk(a, body + off, n, last && eos), NULL);
+              streamed_chunk(a, body ? body + off : "", n, last && eos), NULL);
     off += n;
   } while (off < len);
 }

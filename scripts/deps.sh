@@ -5,7 +5,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libuv1-dev libssl-dev libjansson-dev libyaml-dev
       libcmocka-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
       python3-pytest python3-requests python3-aiohttp python3-yaml python3-grpcio python3-protobuf curl)
-if [ "${1:-}" = bench ]; then pkgs+=(wrk nginx-light haproxy); fi
+# nginx, HAProxy and Chromium: the demo compares against the first two and the tests render its
+# HTML report in the third; wrk is only for bench/proxy-overhead.sh.
+pkgs+=(nginx-light haproxy chromium)
+if [ "${1:-}" = bench ]; then pkgs+=(wrk); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages infergate needs, and only those missing.
-# Usage: scripts/deps.sh [bench]   ("bench" adds wrk, nginx and haproxy)
+# Usage: scripts/deps.sh [bench]   ("bench" adds wrk)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libuv1-dev libssl-dev libjansson-dev libyaml-dev
       libcmocka-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler

@@ -11,8 +11,13 @@ PY=/usr/bin/python3
 build() { # dir, extra cmake args...
   local dir="$1"; shift
   cmake -S . -B "$dir" "$@" >/dev/null
-  cmake --build "$dir" -j "$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]' || true
-  test -x "$dir/infergate"
+  local log="$dir/build.log"
+  if ! cmake --build "$dir" -j "$jobs" >"$log" 2>&1; then
+    grep -Ev '^\[ *[0-9]+%\]|make\[[0-9]+\]: (Entering|Leaving)' "$log" | tail -60
+    echo "build failed in $dir" >&2
+    return 1
+  fi
+  grep -E 'warning:' "$log" | head -20 || true
 }
 
 unit() { # dir

@@ -141,7 +141,7 @@ def test_stream_chunks_and_usage(procs, infergate_bin):
 def test_stream_timing_follows_model(procs, infergate_bin):
     """Tokens arrive one by one at the simulated step times (wall-clock bounds are generous), and the
     TTFT histogram (simulated time) matches the model closely."""
-    scale = 0.25  # 4x slower than real time so that steps are long enough to observe
+    scale = 0.1  # 10x slower than real time so that steps are long enough to observe on a busy machine
     port = start_sim(procs, infergate_bin, "--time-scale", str(scale))
     n = 8
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -156,7 +156,7 @@ def test_stream_timing_follows_model(procs, infergate_bin):
     assert elapsed > 0.7 * expect, (elapsed, expect)
     assert elapsed < 3 * SLOW * expect + 1.0, (elapsed, expect)
     # token by token, not one burst: the events span most of the expected decode time
-    assert times[-1] - times[0] > 0.5 * (n - 1) * itl
+    assert times[-1] - times[0] > 0.4 * (n - 1) * itl
     m = metrics(port)
     assert m["vllm:time_to_first_token_seconds_count"] == 1
     assert abs(m["vllm:time_to_first_token_seconds_sum"] - (B0 + B1 * 100) / 1e6) < 0.02 * ttft * scale + 1e-4

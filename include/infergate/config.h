@@ -214,6 +214,11 @@ int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, i
 /* Parses a command-line listener port override "NAME=PORT": writes NAME NUL-terminated to
  * name[0..cap) and the port (1..65535) to *port. Returns 0 or IG_EINVAL. */
 int ig_config_manifest_port_parse(const char *s, char *name, size_t cap, int *port);
+/* Same as ig_config_load_manifests, from the text text[0..len) (YAML or JSON documents; kind: List
+ * allowed); name is used as the file name in errors and notes and as cfg->source. */
+int ig_config_load_manifests_string(const char *name, const char *text, size_t len,
+                                    const ig_manifest_opts_t *opts, ig_config_t **out,
+                                    ig_config_errors_t *errs);
 void ig_config_notes_free(ig_manifest_notes_t *notes);
 /* Prints "file:line:column: warning: message" lines to f (a FILE *). */
 void ig_config_notes_print(const ig_manifest_notes_t *notes, void *f);

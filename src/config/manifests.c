@@ -826,6 +826,7 @@ static int scan_events(ctx_t *c, const char *yaml, size_t len) {
 }
 
 static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int depth);
+static void read_text(ctx_t *c, const char *yaml, size_t len);
 
 /* Reads one file and loads all of its documents; resources are collected for the phases. */
 static void read_file(ctx_t *c, const char *file) {
@@ -855,16 +856,24 @@ static void read_file(ctx_t *c, const char *file) {
     goto out;
   }
   c->total_bytes += buf.len;
-  const char *yaml = buf.data ? buf.data : "";
-  if (scan_events(c, yaml, buf.len) != 0) goto out;
+  read_text(c, buf.data ? buf.data : "", buf.len);
+out:
+  fclose(f);
+  ig_buf_free(&buf);
+}
+
+/* Loads every document of the text yaml[0..len) (the contents of c->file); resources are collected
+ * for the phases. */
+static void read_text(ctx_t *c, const char *yaml, size_t len) {
+  if (scan_events(c, yaml, len) != 0) return;
   yaml_parser_t p;
   yaml_parser_initialize(&p);
-  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, buf.len);
+  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
   for (;;) {
     yaml_document_t *doc = ig_malloc(sizeof *doc);
     if (!yaml_parser_load(&p, doc)) {
       free(doc);
-      syntax_error(c, &p, yaml, buf.len);
+      syntax_error(c, &p, yaml, len);
       break;
     }
     yaml_node_t *root = yaml_document_get_root_node(doc);
@@ -878,9 +887,6 @@ static void read_file(ctx_t *c, const char *file) {
     if (!is_null(root)) add_resource(c, doc, root, 0); /* "---" with nothing after it is fine */
   }
   yaml_parser_delete(&p);
-out:
-  fclose(f);
-  ig_buf_free(&buf);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -2488,8 +2494,10 @@ static void run_phases(ctx_t *c) {
   admin_address(c);
 }
 
-int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, ig_config_t **out,
-                             ig_config_errors_t *errs) {
+/* The loader behind ig_config_load_manifests (text NULL: read path) and
+ * ig_config_load_manifests_string (text given: path is its name). */
+static int load_manifests(const char *path, const char *text, size_t text_len, const ig_manifest_opts_t *opts,
+                          ig_config_t **out, ig_config_errors_t *errs) {
   ig_config_errors_t local = {0};
   ctx_t c;
   memset(&c, 0, sizeof c);
@@ -2509,10 +2517,25 @@ int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, i
     snprintf(c.listen_host, sizeof c.listen_host, "127.0.0.1");
   }
   size_t n_files = 0;
-  char **files = list_files(&c, &n_files);
+  char **files = NULL;
+  if (text) {
+    files = ig_malloc(sizeof *files);
+    files[0] = ig_strdup(c.path);
+    n_files = 1;
+  } else {
+    files = list_files(&c, &n_files);
+  }
   const char **fp = ig_calloc(n_files + 1, sizeof *fp);
   c.cfg = config_new(c.path, files, n_files, fp);
-  for (size_t i = 0; i < n_files; i++)
+  if (text) {
+    c.cur = NULL;
+    c.file = fp[0];
+    if (text_len > MAX_TOTAL_BYTES)
+      err_at(&c, NULL, "manifests are larger than %u MiB in all", MAX_TOTAL_BYTES >> 20);
+    else
+      read_text(&c, text, text_len);
+  }
+  for (size_t i = 0; !text && i < n_files; i++)
     read_file(&c, fp[i]);
   c.cur = NULL;
   c.file = c.path;
@@ -2544,4 +2567,15 @@ int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, i
   }
   *out = cfg;
   return 0;
+}
+
+int ig_config_load_manifests(const char *path, const ig_manifest_opts_t *opts, ig_config_t **out,
+                             ig_config_errors_t *errs) {
+  return load_manifests(path, NULL, 0, opts, out, errs);
+}
+
+int ig_config_load_manifests_string(const char *name, const char *text, size_t len,
+                                    const ig_manifest_opts_t *opts, ig_config_t **out,
+                                    ig_config_errors_t *errs) {
+  return load_manifests(name ? name : "manifests", text ? text : "", len, opts, out, errs);
 }

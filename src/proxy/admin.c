@@ -1,4 +1,4 @@
-/* Admin listener (/healthz, /readyz, /metrics), request counters and the access log.
+/* Admin listener (/healthz, /readyz, /metrics, /debug/pools), request counters and the access log.
  * Counters are a small open-addressing table keyed by the full Prometheus series text; it is the seam
  * where the shared metrics registry (include/infergate/metrics.h) will plug in. */
 #include <stdlib.h>
@@ -58,6 +58,8 @@ void stats_free(void) {
   free(tab);
   tab = NULL;
   tab_cap = tab_n = 0;
+  stats_registry_free();
+  pools_free_globals();
 }
 
 static int cmp_stat(const void *a, const void *b) {
@@ -108,6 +110,7 @@ static void render_metrics(ig_buf_t *out) {
     endpoint_t *ep = container_of(l, endpoint_t, reg);
     ig_buf_printf(out, "infergate_endpoint_idle_connections{endpoint=\"%s\"} %zu\n", ep->name, ep->n_idle);
   }
+  stats_render(out);
 }
 
 /* Answers a request on the admin listener. */
@@ -129,6 +132,12 @@ void admin_handle(client_t *c, const ig_http_request_t *r) {
     ig_buf_init(&out);
     render_metrics(&out);
     client_local_response(c, 200, "text/plain; version=0.0.4", out.data, out.len);
+    ig_buf_free(&out);
+  } else if (get && pl == 12 && memcmp(p, "/debug/pools", 12) == 0) {
+    ig_buf_t out;
+    ig_buf_init(&out);
+    pools_debug_json(&out);
+    client_local_response(c, 200, "application/json", out.data, out.len);
     ig_buf_free(&out);
   } else {
     client_local_response(c, 404, "text/plain", "not found\n", 10);

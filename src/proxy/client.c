@@ -104,37 +104,23 @@ static void req_account(client_t *c) {
   o = put(series, sizeof series, o, st, 0);
   put(series, sizeof series, o, "\"}", 0);
   stats_inc(series, 1);
-  if (q->model[0]) {
-    const char *target = q->target[0] ? q->target : q->model;
-    int err = q->status >= 400 || q->status == 0;
-    for (int pass = 0; pass <= err; pass++) {
-      o = put(series, sizeof series, 0,
-              pass ? "inference_objective_request_error_total{model_name=\""
-                   : "inference_objective_request_total{model_name=\"",
-              0);
-      o = put(series, sizeof series, o, q->model, 1);
-      o = put(series, sizeof series, o, "\",target_model_name=\"", 0);
-      o = put(series, sizeof series, o, target, 1);
-      if (pass) {
-        o = put(series, sizeof series, o, "\",error_code=\"", 0);
-        o = put(series, sizeof series, o, st, 0);
-      }
-      put(series, sizeof series, o, "\"}", 0);
-      stats_inc(series, 1);
-    }
-  }
+  stats_request_done(c);
   access_log_write(c, q->last_ep ? q->last_ep->name : "-");
 }
 
 /* Releases what the current request holds (upstream connection, snapshot) without logging. */
 static void req_release(client_t *c, int reuse_upstream) {
   req_t *q = &c->req;
+  pool_unqueue(c);
+  int kick = q->counted && q->be && q->be->pool; /* a pod may have room now */
   if (q->up) upstream_detach(q->up, reuse_upstream);
   q->up = NULL;
   if (q->counted) gw.inflight--;
   q->counted = 0;
-  snapshot_release(q->snap);
+  snapshot_t *snap = q->snap;
   q->snap = NULL;
+  if (kick) pool_kick(q->be); /* the snapshot, and so the pool, is still held here */
+  snapshot_release(snap);
 }
 
 static void req_clear(client_t *c) {
@@ -225,8 +211,24 @@ void client_stall_timer(client_t *c) {
 void client_write(client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->closing || c->state == CS_LINGER) return;
   int queued = 0;
-  for (unsigned i = 0; i < n; i++)
-    c->req.bytes_out += bufs[i].len;
+  req_t *q = &c->req;
+  for (unsigned i = 0; i < n; i++) {
+    q->bytes_out += bufs[i].len;
+    if (q->model[0] && q->resp_started) {
+      /* keep the last bytes: the "usage" object ends the body (or the stream) */
+      size_t len = bufs[i].len;
+      const char *p = bufs[i].base;
+      if (len >= REQ_TAIL) {
+        memcpy(q->tail, p + len - REQ_TAIL, REQ_TAIL);
+        q->tail_len = REQ_TAIL;
+      } else {
+        size_t keep = q->tail_len + len > REQ_TAIL ? REQ_TAIL - len : q->tail_len;
+        memmove(q->tail, q->tail + q->tail_len - keep, keep);
+        memcpy(q->tail + keep, p, len);
+        q->tail_len = keep + len;
+      }
+    }
+  }
   int rc = stream_write((uv_stream_t *)&c->tcp, bufs, n, on_client_write, &queued);
   if (rc < 0) {
     ig_debug("client %s: write failed: %s", c->peer, uv_strerror(rc));
@@ -296,6 +298,11 @@ static const char *error_type(int status) {
 /* Sends an OpenAI-style error response and ends the request (closing when close is set). When the
  * response head has already gone out, the only honest signal left is closing the connection. */
 void client_send_error(client_t *c, int status, const char *code, const char *msg, int close) {
+  client_send_error_ex(c, status, error_type(status), code, msg, NULL, close);
+}
+
+void client_send_error_ex(client_t *c, int status, const char *type, const char *code, const char *msg,
+                          const char *extra_headers, int close) {
   if (c->closing) return;
   req_t *q = &c->req;
   if (q->resp_started) {
@@ -311,7 +318,19 @@ void client_send_error(client_t *c, int status, const char *code, const char *ms
   if (q->up) upstream_detach(q->up, 0);
   q->up = NULL;
   ig_buf_reset(&c->tmp);
-  ig_http_write_error(&c->tmp, status, error_type(status), code, msg, close);
+  ig_http_write_error(&c->tmp, status, type, code, msg, close);
+  if (extra_headers) {
+    /* after the status line */
+    const char *eol = memchr(c->tmp.data, '\n', c->tmp.len);
+    if (eol) {
+      size_t at = (size_t)(eol + 1 - c->tmp.data), n = strlen(extra_headers);
+      ig_buf_reserve(&c->tmp, n);
+      memmove(c->tmp.data + at + n, c->tmp.data + at, c->tmp.len - at);
+      memcpy(c->tmp.data + at, extra_headers, n);
+      c->tmp.len += n;
+      c->tmp.data[c->tmp.len] = '\0';
+    }
+  }
   q->status = status;
   q->resp_started = 1;
   if (!q->t_first_us) q->t_first_us = ig_now_us();
@@ -355,6 +374,12 @@ static int listed_in_connection(const ig_http_header_t *conn, const char *n, siz
   memcpy(name, n, len);
   name[len] = '\0';
   return ig_http_value_has_token(conn->value, conn->value_len, name);
+}
+
+static void copy_trunc(char *dst, size_t cap, const char *src, size_t n) {
+  if (n >= cap) n = cap - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
 }
 
 static void gen_request_id(char *out) {
@@ -401,6 +426,16 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
       q->reqid[h->value_len] = '\0';
     }
     if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) have_host = 1;
+    if (h->name_len == 31 && strncasecmp(h->name, "x-gateway-inference-fairness-id", 31) == 0)
+      copy_trunc(q->fairness, sizeof q->fairness, h->value, h->value_len);
+    if (h->name_len == 23 && strncasecmp(h->name, "x-infergate-criticality", 23) == 0) {
+      if (ig_strncaseeq(h->value, h->value_len, "critical"))
+        q->hdr_crit = IG_CRIT_CRITICAL;
+      else if (ig_strncaseeq(h->value, h->value_len, "standard"))
+        q->hdr_crit = IG_CRIT_STANDARD;
+      else if (ig_strncaseeq(h->value, h->value_len, "sheddable"))
+        q->hdr_crit = IG_CRIT_SHEDDABLE;
+    }
     buf_add(b, h->name, h->name_len);
     BUF_LIT(b, ": ");
     buf_add(b, h->value, h->value_len);
@@ -452,12 +487,6 @@ static backend_rt_t *route_backend(snapshot_t *s, const ig_route_cfg_t *rt) {
   return bi < s->cfg->n_backends ? &s->backends[bi] : NULL;
 }
 
-static void copy_trunc(char *dst, size_t cap, const char *src, size_t n) {
-  if (n >= cap) n = cap - 1;
-  memcpy(dst, src, n);
-  dst[n] = '\0';
-}
-
 /* Tries to parse a request head from c->in. Returns 1 when the state moved on (body, local answer),
  * 0 when more input is needed or the connection is closing. */
 static int start_request(client_t *c) {
@@ -474,6 +503,7 @@ static int start_request(client_t *c) {
   c->active = 1;
   q->t_start_us = ig_now_us();
   q->route = -1;
+  q->hdr_crit = -1;
   if (n == IG_ETOOBIG) {
     client_send_error(c, 431, "request_header_too_large", "request header fields too large", 1);
     return 0;
@@ -554,7 +584,8 @@ static void dispatch(client_t *c) {
     client_send_error(c, q->pending_status, q->pending_code, q->pending_msg, 0);
     return;
   }
-  if (q->be->cfg->policy == IG_LB_INFERENCE && pool_prepare(c)) return;
+  int inference = q->be->cfg->policy == IG_LB_INFERENCE;
+  if (inference && pool_prepare(c)) return;
   if (c->body.len || q->has_body_method) {
     char line[48];
     int n = snprintf(line, sizeof line, "Content-Length: %zu\r\n\r\n", c->body.len);
@@ -562,10 +593,23 @@ static void dispatch(client_t *c) {
   } else {
     BUF_LIT(&c->fwd, "\r\n");
   }
+  if (inference && pool_admit(c)) return; /* queued, or answered */
+  request_send(c);
+}
+
+void request_send(client_t *c) {
+  req_t *q = &c->req;
+  uv_timer_stop(&c->timer);
   c->state = CS_UPSTREAM;
   q->counted = 1;
   gw.inflight++;
+  stats_request_sent(c);
   upstream_start(c, NULL, 0);
+}
+
+/* Bounds the wait of a queued request (its TTL). */
+void client_queue_timer(client_t *c, uint64_t ms) {
+  uv_timer_start(&c->timer, on_client_timer, ms ? ms : 1, 0);
 }
 
 /* Moves body bytes from c->in to c->body (decoding chunked framing). Returns 1 when the body is
@@ -677,7 +721,7 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   c->in.len += (size_t)nread;
   c->in.data[c->in.len] = '\0';
-  if (c->state == CS_UPSTREAM) {
+  if (c->state == CS_UPSTREAM || c->state == CS_QUEUED) {
     /* pipelined bytes wait; keep watching the socket (to see the client leave) but bound them */
     if (c->in.len > gw.snap->cfg->max_header_bytes + 65536) {
       uv_read_stop(s);
@@ -707,6 +751,9 @@ static void on_client_timer(uv_timer_t *t) {
     return;
   case CS_BODY:
     client_send_error(c, 408, "request_timeout", "timed out reading the request body", 1);
+    return;
+  case CS_QUEUED:
+    pool_queue_timeout(c);
     return;
   case CS_UPSTREAM:
     ig_warn("client %s: not reading its response, closing", c->peer);

@@ -1,17 +1,226 @@
 /* Inference pools: model-aware routing (the body's "model" picks an InferenceModel, a weighted target
- * and the criticality; the body is rewritten when the target differs) and the one place where an
- * endpoint of a pool is chosen, so that the scheduler can plug in here. */
+ * and the criticality; the body is rewritten when the target differs), admission and the flow-control
+ * queue, and the one place where an endpoint of a pool is chosen (the scheduler, include/infergate/
+ * sched.h). One ig_sched_t and one ig_sched_queue_t per pool of a snapshot; the per-endpoint state
+ * (scraped metrics, prefix index) lives with the endpoint so that it survives reloads. */
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy.h"
 
-/* The endpoint for a request to a pool. For now least-request over the pool's endpoints; the
- * scheduler (queue, KV cache, prefix affinity, criticality in r) replaces this body. */
-endpoint_t *pool_pick(backend_rt_t *be, req_t *r, const endpoint_t *exclude) {
-  (void)r;
+#define QUEUE_CAPACITY 1024
+#define QUEUE_TTL_MS 30000 /* when the route sets no timeout */
+#define READY_MS 2000      /* pool-level gauges count pods with metrics younger than this */
+
+struct pool {
+  link_t qlink; /* in queued_pools while its queue is not empty */
+  backend_rt_t *be;
+  ig_sched_t *sched;
+  ig_sched_queue_t *queue;
+  ig_sched_pod_t *pods; /* per-pick copy of the endpoints' state, indexed like be->eps */
+  size_t *match;        /* prefix blocks matched per pod (hit ratio) */
+  int uses_prefix;
+  int kicking, kick_again;
+};
+
+static link_t queued_pools = {&queued_pools, &queued_pools};
+static ig_buf_t prompt_buf;                     /* scratch: the prompt text of the request being picked */
+static uint64_t prompt_hashes[IG_SCHED_PREFIX_MAX_BLOCKS];
+
+pod_t *pod_new(void) {
+  pod_t *pod = IG_NEW(pod_t);
+  pod->sp.prefix = ig_sched_prefix_new(0);
+  pod->sp.lora = &pod->lora;
+  return pod;
+}
+
+void pod_free(pod_t *pod) {
+  if (!pod) return;
+  ig_sched_prefix_free(pod->sp.prefix);
+  free(pod);
+}
+
+/* Creates the runtime of an inference pool (scheduler with the configured profile, queue). */
+pool_t *pool_new(backend_rt_t *be) {
+  pool_t *p = IG_NEW(pool_t);
+  p->be = be;
+  const char *prof = be->cfg->scheduler && ig_sched_profile_exists(be->cfg->scheduler) ? be->cfg->scheduler
+                                                                                        : "default";
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  /* a pod is stale after missing a few scrapes, and never sooner than the usual 200 ms */
+  uint64_t stale = 4ull * (be->cfg->scrape_interval_ms ? be->cfg->scrape_interval_ms : 50);
+  if (stale > o.stale_ms) o.stale_ms = stale;
+  p->sched = ig_sched_new_opts(prof, ig_rng_next(&gw.rng), &o);
+  ig_sched_reserve(p->sched, be->n_eps);
+  p->queue = ig_sched_queue_new(QUEUE_CAPACITY);
+  p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
+  p->match = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->match);
+  p->uses_prefix = ig_sched_weight(p->sched, "prefix") > 0;
+  return p;
+}
+
+/* Frees a pool; its queue is empty (queued requests hold the snapshot). */
+void pool_free(pool_t *p) {
+  list_remove(&p->qlink);
+  ig_sched_free(p->sched);
+  ig_sched_queue_free(p->queue);
+  free(p->pods);
+  free(p->match);
+  free(p);
+}
+
+void pools_free_globals(void) {
+  ig_buf_free(&prompt_buf);
+}
+
+/* Copies the endpoints' state into p->pods for a pick at now_ms. Returns the number of pods whose
+ * metrics are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
+static size_t pods_fill(pool_t *p, uint64_t now_ms) {
+  backend_rt_t *be = p->be;
+  size_t ready = 0;
+  for (size_t i = 0; i < be->n_eps; i++) {
+    endpoint_t *ep = be->eps[i];
+    ig_sched_pod_t *sp = &p->pods[i];
+    if (ep->pod) {
+      *sp = ep->pod->sp;
+      sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
+      if (sp->has_metrics && sp->metrics_age_ms < READY_MS) ready++;
+    } else {
+      memset(sp, 0, sizeof *sp);
+    }
+    sp->id = i;
+    sp->inflight = ep->inflight;
+  }
+  return ready;
+}
+
+/* The scheduler's request for c (the prompt only when the profile scores prefixes). */
+static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
+  req_t *q = &c->req;
+  memset(sr, 0, sizeof *sr);
+  sr->model = q->target[0] ? q->target : NULL;
+  sr->crit = (ig_sched_crit_t)q->criticality;
+  if (q->fairness[0]) {
+    sr->fairness_id = q->fairness;
+    sr->fairness_id_len = strlen(q->fairness);
+  }
+  if (!p->uses_prefix || !c->body.len) return;
+  ig_oai_req_t scan;
+  if (ig_oai_scan(c->body.data, c->body.len, &scan) != 0 || scan.prompt_kind == IG_OAI_PROMPT_NONE) return;
+  ig_buf_reset(&prompt_buf);
+  if (ig_oai_prompt_text(c->body.data, c->body.len, &scan, &prompt_buf) != 0) return;
+  const ig_sched_opts_t *o = ig_sched_opts(p->sched);
+  size_t cap = o->prefix_block_chars * o->prefix_max_blocks; /* what the prefix index can use */
+  sr->prompt = prompt_buf.data;
+  sr->prompt_len = prompt_buf.len < cap ? prompt_buf.len : cap;
+  if (prompt_buf.cap > (1u << 20)) {
+    /* keep the scratch small: copy the part that matters into a fresh buffer */
+    ig_buf_t t;
+    ig_buf_init(&t);
+    ig_buf_append(&t, prompt_buf.data, sr->prompt_len);
+    ig_buf_free(&prompt_buf);
+    prompt_buf = t;
+    sr->prompt = prompt_buf.data;
+  }
+}
+
+/* Least in-flight endpoint of the pool other than exclude (rotating start for ties). */
+static endpoint_t *pick_least_request(backend_rt_t *be, const endpoint_t *exclude) {
   return lb_for_policy(IG_LB_LEAST_REQUEST)->pick(be, exclude);
 }
 
+/* Runs the scheduler for c and stores the pick and its first fallback in the request. Returns 0,
+ * IG_EFULL when the profile sheds the request, or IG_ENOENT when the pool has no endpoint. */
+static int pool_do_pick(pool_t *p, client_t *c) {
+  req_t *q = &c->req;
+  backend_rt_t *be = p->be;
+  q->picked = q->alt = NULL;
+  if (be->n_eps == 0) return IG_ENOENT;
+  uint64_t now = ig_now_ms();
+  if (pods_fill(p, now) == 0) {
+    /* no pod has usable metrics (none exposes them, or all went quiet): our own counts still work */
+    q->picked = pick_least_request(be, NULL);
+    return q->picked ? 0 : IG_ENOENT;
+  }
+  ig_sched_request_t sr;
+  sched_request(p, c, &sr);
+  size_t nh = 0;
+  if (sr.prompt_len) {
+    const ig_sched_opts_t *o = ig_sched_opts(p->sched);
+    nh = ig_sched_prefix_hashes(sr.model, sr.prompt, sr.prompt_len, o->prefix_block_chars, prompt_hashes,
+                                o->prefix_max_blocks);
+    for (size_t i = 0; i < be->n_eps && nh; i++)
+      p->match[i] = p->pods[i].prefix ? ig_sched_prefix_match(p->pods[i].prefix, prompt_hashes, nh) : 0;
+  }
+  size_t order[2], n_order = 2;
+  uint64_t t0 = ig_now_us();
+  int rc = ig_sched_pick(p->sched, p->pods, be->n_eps, &sr, order, &n_order);
+  stats_pick_latency((double)(ig_now_us() - t0) / 1e6);
+  if (rc < 0) return rc;
+  size_t k = order[0];
+  be->eps[k]->pod->sp.pending = p->pods[k].pending;
+  if (nh) stats_prefix_hit((double)p->match[k] / (double)nh);
+  q->picked = be->eps[k];
+  if (n_order > 1) q->alt = be->eps[order[1]];
+  return 0;
+}
+
+/* The endpoint for a request to a pool: the scheduler's pick made at admission; on a retry after a
+ * failed connect (exclude set), its first fallback. Least-request when there is neither. */
+endpoint_t *pool_pick(backend_rt_t *be, req_t *r, const endpoint_t *exclude) {
+  endpoint_t *ep = NULL;
+  if (!exclude && r->picked) {
+    ep = r->picked;
+    r->picked = NULL;
+    return ep;
+  }
+  if (exclude && r->alt && r->alt != exclude) {
+    ep = r->alt;
+    r->alt = NULL;
+    return ep;
+  }
+  r->picked = r->alt = NULL;
+  return pick_least_request(be, exclude);
+}
+
+static void send_shed(client_t *c, const char *code, const char *msg) {
+  client_send_error_ex(c, 429, "rate_limit_exceeded", code, msg, "Retry-After: 1\r\n", 0);
+}
+
+static void queue_track(pool_t *p) {
+  if (ig_sched_queue_len(p->queue)) {
+    if (!p->qlink.next) list_insert_tail(&queued_pools, &p->qlink);
+  } else {
+    list_remove(&p->qlink);
+  }
+}
+
+/* Parks c in the pool's queue until a pod frees up, its TTL runs out (503) or it is evicted (429). */
+static void queue_push(pool_t *p, client_t *c) {
+  req_t *q = &c->req;
+  uint64_t now = ig_now_ms();
+  uint64_t ttl = QUEUE_TTL_MS;
+  if (q->deadline_ms) ttl = q->deadline_ms > now ? q->deadline_ms - now : 1;
+  void *evicted = NULL;
+  ig_sched_qnode_t *node = NULL;
+  int rc = ig_sched_queue_push(p->queue, c, (ig_sched_crit_t)q->criticality, q->fairness[0] ? q->fairness : NULL,
+                               strlen(q->fairness), now, ttl, &node, &evicted);
+  if (rc < 0) {
+    send_shed(c, "queue_full", "the pool is saturated and its queue is full; retry later");
+    return;
+  }
+  q->qnode = node;
+  c->state = CS_QUEUED;
+  queue_track(p);
+  client_queue_timer(c, ttl);
+  if (evicted) {
+    client_t *e = evicted;
+    e->req.qnode = NULL;
+    send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
+  }
+}
 /* Picks a target of m by weight (all weights 0 or no targets: the model name itself). */
 static const char *pick_target(const ig_model_cfg_t *m) {
   if (m->n_targets == 0) return m->model_name;
@@ -72,10 +281,14 @@ int pool_prepare(client_t *c) {
   if (m && m->pool_index != be->index) m = NULL;
   const char *target = q->model;
   q->criticality = IG_CRIT_STANDARD;
+  q->stream = scan.stream == 1;
   if (m) {
     q->criticality = m->criticality;
     target = pick_target(m);
-  } else if (be->has_models) {
+  } else if (q->hdr_crit >= 0) {
+    q->criticality = (ig_criticality_t)q->hdr_crit; /* no InferenceModel: the client's header */
+  }
+  if (!m && be->has_models) {
     ig_buf_t msg;
     ig_buf_init(&msg);
     ig_buf_printf(&msg, "The model `%s` does not exist.", q->model);
@@ -96,4 +309,199 @@ int pool_prepare(client_t *c) {
   c->body = c->tmp;
   c->tmp = t;
   return 0;
+}
+
+/* Admission for a request to an inference pool whose body is complete: pick now, queue, or shed. */
+int pool_admit(client_t *c) {
+  req_t *q = &c->req;
+  pool_t *p = q->be->pool;
+  if (!p || !q->model[0]) return 0; /* not an inference request (GET /v1/models): least-request */
+  if (pods_fill(p, ig_now_ms()) > 0) {
+    ig_sched_request_t sr;
+    memset(&sr, 0, sizeof sr);
+    sr.model = q->target[0] ? q->target : NULL;
+    sr.crit = (ig_sched_crit_t)q->criticality;
+    switch (ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, p->queue)) {
+    case IG_SCHED_ADMIT_SHED:
+      send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
+      return 1;
+    case IG_SCHED_ADMIT_QUEUE:
+      queue_push(p, c);
+      return 1;
+    case IG_SCHED_ADMIT_PICK:
+      break;
+    }
+  }
+  int rc = pool_do_pick(p, c);
+  if (rc == IG_EFULL) {
+    send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
+    return 1;
+  }
+  if (rc < 0) {
+    client_send_error(c, 503, "no_healthy_upstream", "no endpoint available", 0);
+    return 1;
+  }
+  return 0;
+}
+
+void pool_unqueue(client_t *c) {
+  req_t *q = &c->req;
+  if (!q->qnode) return;
+  pool_t *p = q->be->pool;
+  ig_sched_queue_cancel(p->queue, q->qnode);
+  q->qnode = NULL;
+  queue_track(p);
+}
+
+void pool_queue_timeout(client_t *c) {
+  pool_unqueue(c);
+  client_send_error(c, 503, "queue_timeout", "timed out waiting for a model server with capacity", 0);
+}
+
+/* Takes queued requests while some pod has room (or the pool went blind) and sends them. Re-entrant
+ * calls (a dequeued request that fails at once finishes and kicks again) only mark another round. */
+void pool_kick(backend_rt_t *be) {
+  pool_t *p = be->pool;
+  if (!p || !ig_sched_queue_len(p->queue)) return;
+  if (p->kicking) {
+    p->kick_again = 1;
+    return;
+  }
+  p->kicking = 1;
+  do {
+    p->kick_again = 0;
+    while (ig_sched_queue_len(p->queue)) {
+      uint64_t now = ig_now_ms();
+      size_t ready = pods_fill(p, now);
+      if (ready && ig_sched_pool_saturated(p->sched, p->pods, be->n_eps)) break;
+      void *data = NULL;
+      int rc = ig_sched_queue_pop(p->queue, now, &data, NULL);
+      if (rc == IG_ENOENT || !data) break;
+      client_t *c = data;
+      c->req.qnode = NULL;
+      queue_track(p);
+      if (rc == IG_ETIMEDOUT) {
+        client_send_error(c, 503, "queue_timeout", "timed out waiting for a model server with capacity", 0);
+        continue;
+      }
+      rc = pool_do_pick(p, c);
+      if (rc == IG_EFULL) {
+        send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
+        continue;
+      }
+      if (rc < 0) {
+        client_send_error(c, 503, "no_healthy_upstream", "no endpoint available", 0);
+        continue;
+      }
+      request_send(c);
+    }
+  } while (p->kick_again);
+  p->kicking = 0;
+  queue_track(p);
+}
+
+/* A scrape came in: pools with queued requests may have room now. */
+void pools_on_scrape(endpoint_t *ep) {
+  (void)ep;
+  for (link_t *l = queued_pools.next; l != &queued_pools;) {
+    pool_t *p = container_of(l, pool_t, qlink);
+    l = l->next;
+    /* the kick may empty (and unlink) p, never another pool */
+    pool_kick(p->be);
+  }
+}
+
+void pool_summary(const backend_rt_t *be, uint64_t now_ms, double *avg_kv, double *avg_queue, size_t *ready) {
+  double kv = 0, qs = 0;
+  size_t n = 0;
+  for (size_t i = 0; i < be->n_eps; i++) {
+    const pod_t *pod = be->eps[i]->pod;
+    if (!pod || !pod->sp.has_metrics || now_ms - pod->scraped_ms >= READY_MS) continue;
+    kv += pod->sp.kv_usage;
+    qs += pod->sp.waiting;
+    n++;
+  }
+  *avg_kv = n ? kv / (double)n : 0;
+  *avg_queue = n ? qs / (double)n : 0;
+  *ready = n;
+}
+
+size_t pool_queue_len(const backend_rt_t *be, int crit) {
+  if (!be->pool) return 0;
+  if (crit < 0) return ig_sched_queue_len(be->pool->queue);
+  return ig_sched_queue_band_len(be->pool->queue, (ig_sched_crit_t)crit);
+}
+
+static void json_str(ig_buf_t *out, const char *s) {
+  ig_buf_puts(out, "\"");
+  ig_json_escape(out, s, strlen(s));
+  ig_buf_puts(out, "\"");
+}
+
+static void json_names(ig_buf_t *out, const char (*names)[IG_SCHED_LORA_NAME_MAX], int n) {
+  ig_buf_puts(out, "[");
+  for (int i = 0; i < n && i < IG_SCHED_MAX_LORAS; i++) {
+    if (i) ig_buf_puts(out, ",");
+    json_str(out, names[i]);
+  }
+  ig_buf_puts(out, "]");
+}
+
+/* {"pools":[{"name","scheduler","engine","queue","pods":[{...}]}]} for the current snapshot. */
+void pools_debug_json(ig_buf_t *out) {
+  uint64_t now = ig_now_ms();
+  snapshot_t *s = gw.snap;
+  ig_buf_puts(out, "{\"pools\":[");
+  int first = 1;
+  for (size_t i = 0; s && i < s->n_backends; i++) {
+    backend_rt_t *be = &s->backends[i];
+    if (!be->pool) continue;
+    if (!first) ig_buf_puts(out, ",");
+    first = 0;
+    ig_buf_puts(out, "{\"name\":");
+    json_str(out, be->cfg->name);
+    ig_buf_puts(out, ",\"scheduler\":");
+    json_str(out, ig_sched_profile_name(be->pool->sched));
+    ig_buf_puts(out, ",\"engine\":");
+    json_str(out, ig_metrics_engine_name(be->cfg->engine));
+    ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue\":%zu,\"queue_by_criticality\":{\"Critical\":%zu,"
+                  "\"Standard\":%zu,\"Sheddable\":%zu},\"pods\":[",
+                  be->cfg->scrape_interval_ms, pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),
+                  pool_queue_len(be, IG_CRIT_STANDARD), pool_queue_len(be, IG_CRIT_SHEDDABLE));
+    for (size_t j = 0; j < be->n_eps; j++) {
+      endpoint_t *ep = be->eps[j];
+      const pod_t *pod = ep->pod;
+      if (j) ig_buf_puts(out, ",");
+      ig_buf_puts(out, "{\"endpoint\":");
+      json_str(out, ep->name);
+      ig_buf_printf(out, ",\"inflight\":%u", ep->inflight);
+      if (!pod) {
+        ig_buf_puts(out, ",\"has_metrics\":false}");
+        continue;
+      }
+      const ig_sched_pod_t *sp = &pod->sp;
+      ig_buf_printf(out, ",\"has_metrics\":%s,\"waiting\":", sp->has_metrics ? "true" : "false");
+      ig_prom_format_value(out, sp->waiting);
+      ig_buf_puts(out, ",\"running\":");
+      ig_prom_format_value(out, sp->running);
+      ig_buf_puts(out, ",\"kv\":");
+      ig_prom_format_value(out, sp->kv_usage);
+      if (sp->has_metrics)
+        ig_buf_printf(out, ",\"age_ms\":%llu", (unsigned long long)(now - pod->scraped_ms));
+      else
+        ig_buf_puts(out, ",\"age_ms\":null");
+      ig_buf_printf(out,
+                    ",\"pending\":%u,\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,"
+                    "\"prefix_blocks\":%zu,\"max_lora\":%d,\"loras\":",
+                    sp->pending, (unsigned long long)pod->scrapes_ok, (unsigned long long)pod->scrapes_failed,
+                    pod->last_status, sp->prefix ? ig_sched_prefix_size(sp->prefix) : (size_t)0,
+                    pod->lora.max_lora);
+      json_names(out, pod->lora.running_loras, pod->lora.n_running_loras);
+      ig_buf_puts(out, ",\"waiting_loras\":");
+      json_names(out, pod->lora.waiting_loras, pod->lora.n_waiting_loras);
+      ig_buf_puts(out, "}");
+    }
+    ig_buf_puts(out, "]}");
+  }
+  ig_buf_puts(out, "]}\n");
 }

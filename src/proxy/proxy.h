@@ -17,6 +17,7 @@
 #include "infergate/core.h"
 #include "infergate/http.h"
 #include "infergate/oai.h"
+#include "infergate/sched.h"
 
 /* ---- intrusive doubly linked list ---- */
 typedef struct link {
@@ -62,6 +63,9 @@ typedef struct backend_rt backend_rt_t;
 typedef struct listener listener_t;
 typedef struct client client_t;
 typedef struct upconn upconn_t;
+typedef struct pod pod_t;
+typedef struct scraper scraper_t;
+typedef struct pool pool_t;
 
 /* ---- endpoints and balancing ---- */
 struct endpoint {
@@ -76,6 +80,19 @@ struct endpoint {
   unsigned inflight;  /* requests currently assigned (least-request, scheduler) */
   link_t idle;        /* LIFO of idle keep-alive upconn_t */
   size_t n_idle;
+  /* inference pools (pool.c, scrape.c) */
+  pod_t *pod;            /* scheduler state, created when an inference pool first names the endpoint */
+  scraper_t *scr;        /* metrics scraper while scrape_refs > 0 */
+  unsigned scrape_refs;  /* inference pools of live snapshots naming this endpoint */
+};
+
+/* The scheduler's view of one model-server endpoint, kept across reloads with the endpoint. */
+struct pod {
+  ig_sched_pod_t sp;   /* waiting/running/kv/has_metrics/pending/prefix; age and inflight filled per pick */
+  ig_sched_lora_t lora;
+  uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape */
+  uint64_t scrapes_ok, scrapes_failed;
+  int last_status;     /* HTTP status of the last scrape answer (0: no answer) */
 };
 
 /* A balancing policy: a name and a picker. exclude (may be NULL) is skipped when another endpoint
@@ -97,6 +114,7 @@ struct backend_rt {
   unsigned rr;
   const lb_ops_t *lb;
   int has_models; /* an InferenceModel names this pool */
+  pool_t *pool;   /* inference pools: scheduler, queue (pool.c) */
 };
 
 struct snapshot {
@@ -141,14 +159,17 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override);
 void listeners_close_all(int keep_admin);
 
 /* ---- requests ---- */
-typedef enum { CS_HEAD, CS_BODY, CS_UPSTREAM, CS_LINGER } cstate_t;
+typedef enum { CS_HEAD, CS_BODY, CS_QUEUED, CS_UPSTREAM, CS_LINGER } cstate_t;
+
+#define REQ_TAIL 512 /* last response bytes kept to find the "usage" object */
 
 typedef struct {
   snapshot_t *snap;
   long route;
   backend_rt_t *be;
   int minor;
-  unsigned is_head : 1, keep_alive : 1, chunked : 1, resp_started : 1, counted : 1, has_body_method : 1;
+  unsigned is_head : 1, keep_alive : 1, chunked : 1, resp_started : 1, counted : 1, has_body_method : 1,
+      stream : 1, running : 1;
   int pending_status; /* error decided at head time, sent once the body has been read */
   const char *pending_code;
   const char *pending_msg;
@@ -158,6 +179,12 @@ typedef struct {
   char model[IG_OAI_MODEL_MAX + 1];
   char target[IG_OAI_MODEL_MAX + 1];
   ig_criticality_t criticality;
+  int hdr_crit;     /* x-infergate-criticality: -1 none, else an ig_criticality_t */
+  char fairness[64]; /* x-gateway-inference-fairness-id */
+  ig_sched_qnode_t *qnode; /* while parked in the pool's flow-control queue */
+  endpoint_t *picked, *alt; /* scheduler's pick and its first fallback (pool.c) */
+  char tail[REQ_TAIL];      /* last response bytes of an inference request */
+  size_t tail_len;
   int64_t body_left;
   ig_chunked_decoder_t dec;
   uint64_t t_start_us, t_first_us, deadline_ms;
@@ -212,6 +239,9 @@ struct upconn {
 /* client.c */
 void client_accept(listener_t *l);
 void client_send_error(client_t *c, int status, const char *code, const char *msg, int close);
+/* Same with an explicit error type and extra header lines ("Name: value\r\n"..., may be NULL). */
+void client_send_error_ex(client_t *c, int status, const char *type, const char *code, const char *msg,
+                          const char *extra_headers, int close);
 void client_abort(client_t *c);
 void client_write(client_t *c, const uv_buf_t *bufs, unsigned n);
 void request_finish(client_t *c, int close_client);
@@ -226,10 +256,49 @@ void upstream_detach(upconn_t *up, int reuse);
 void upstream_resume(upconn_t *up);
 void upconn_close(upconn_t *up);
 
+/* client.c: sends a request whose body is complete (and admitted) to its backend. */
+void request_send(client_t *c);
+void client_queue_timer(client_t *c, uint64_t ms);
+
 /* pool.c: inference pools. Prepares a request to a pool (model resolution, target pick, body rewrite);
  * returns 0 to go on, or 1 when an error response was sent. */
 int pool_prepare(client_t *c);
+/* Admission and scheduling: returns 0 when the request was picked (send it), 1 when it was queued or
+ * answered (429). */
+int pool_admit(client_t *c);
 endpoint_t *pool_pick(backend_rt_t *be, req_t *r, const endpoint_t *exclude);
+/* Removes a queued request from its pool's queue (client gone). */
+void pool_unqueue(client_t *c);
+/* The queued request's TTL ran out: 503. */
+void pool_queue_timeout(client_t *c);
+/* Dequeues and sends what the pool has room for (after a scrape or a finished request). */
+void pool_kick(backend_rt_t *be);
+/* Kicks every pool with queued requests (a scrape of ep came in). */
+void pools_on_scrape(endpoint_t *ep);
+pool_t *pool_new(backend_rt_t *be);
+void pool_free(pool_t *p);
+pod_t *pod_new(void);
+void pod_free(pod_t *pod);
+/* Appends /debug/pools JSON for the current snapshot. */
+void pools_debug_json(ig_buf_t *out);
+/* Per-pool gauges for /metrics: over pods with metrics younger than 2 s. */
+void pool_summary(const backend_rt_t *be, uint64_t now_ms, double *avg_kv, double *avg_queue, size_t *ready);
+size_t pool_queue_len(const backend_rt_t *be, int crit);
+void pools_free_globals(void);
+
+/* scrape.c: metrics scraping of inference-pool endpoints (one scraper per endpoint). */
+void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg);
+void scrape_stop(endpoint_t *ep);
+
+/* stats.c: the GIE metrics (ig_registry_t) */
+void stats_request_sent(client_t *c);
+void stats_request_done(client_t *c);
+void stats_pick_latency(double seconds);
+void stats_prefix_hit(double ratio);
+void stats_render(ig_buf_t *out);
+void stats_registry_free(void);
+/* Finds prompt_tokens and completion_tokens of the last "usage" object in buf[0..len); 0 or IG_ENOENT. */
+int stats_usage_scan(const char *buf, size_t len, long *in_tokens, long *out_tokens);
 
 /* tcp.c */
 void tcp_accept(listener_t *l);

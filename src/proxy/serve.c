@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include "infergate/cmd.h"
+#ifdef IG_HAVE_K8S
+#include "infergate/k8s.h"
+#endif
 #include "proxy.h"
 
 gw_t gw;
@@ -15,15 +18,31 @@ static uv_signal_t sig_term, sig_int, sig_hup;
 static uv_timer_t drain_timer;
 static char *access_log_cfg; /* the config's access_log currently open (when not overridden) */
 
+/* Kubernetes modes: --manifests PATH (reloaded on SIGHUP) or --kube (the API server, watched). */
+static int manifests_mode, kube_mode;
+static ig_manifest_opts_t mopts;
+static ig_manifest_port_t *mports;
+static char (*mport_names)[128];
+#ifdef IG_HAVE_K8S
+static ig_k8s_t *kube;
+#endif
+
 static void usage(FILE *f) {
   fprintf(f, "usage: infergate serve -c FILE [--log-level LEVEL] [--access-log PATH|-]\n"
+             "       infergate serve (--manifests PATH | --kube [--kube-api URL] [--namespace NS]\n"
+             "                        [--kube-token-file FILE] [--kube-ca FILE])\n"
+             "                       [--listen-host HOST] [--port LISTENER=PORT]... [--port-offset N]\n"
+             "                       [--admin HOST:PORT] [--gateway-class NAME]\n"
              "       infergate serve --listen HOST:PORT [--admin HOST:PORT]\n"
              "                       (--backend HOST:PORT[,HOST:PORT...] [--policy "
              "round-robin|random|least-request]\n"
              "                        | --pool HOST:PORT[,HOST:PORT...] [--model NAME]...)\n"
              "                       [--log-level debug|info|warn|error] [--access-log PATH|-]\n"
              "\n"
-             "The quick start (no -c) proxies every path to the backend or pool. SIGHUP reloads the file,\n"
+             "The quick start (no -c) proxies every path to the backend or pool. --manifests reads\n"
+             "Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, Pods,\n"
+             "Endpoints) from a file or directory; --kube watches them on the API server (in a Pod:\n"
+             "the service account; see docs/kubernetes.md). SIGHUP reloads the file or manifests,\n"
              "SIGTERM drains (stop accepting, finish in-flight requests) and exits 0.\n");
 }
 
@@ -124,6 +143,10 @@ static void on_signal_close(uv_handle_t *h) {
 static void final_stop(void) {
   if (gw.stopping) return;
   gw.stopping = 1;
+#ifdef IG_HAVE_K8S
+  ig_k8s_stop(kube);
+  kube = NULL;
+#endif
   listeners_close_all(0);
   clients_close_all(1);
   tcp_close_all();
@@ -150,7 +173,7 @@ static void on_drain_timeout(uv_timer_t *t) {
 /* Graceful drain: stop accepting, report not ready, close idle connections, let in-flight requests
  * finish (bounded by timeouts.drain), then stop. */
 static void drain_start(void) {
-  unsigned ms = gw.snap->cfg->drain_timeout_ms;
+  unsigned ms = gw.snap ? gw.snap->cfg->drain_timeout_ms : 0; /* --kube before the first config */
   ig_info("draining: %zu connection(s), %llu request(s) in flight, timeout %u ms", gw.n_clients + gw.n_tcp,
           (unsigned long long)gw.inflight, ms);
   gw.draining = 1;
@@ -162,9 +185,56 @@ static void drain_start(void) {
   gw_check_drained();
 }
 
-/* SIGHUP: load the file again; on any error keep the running config. New requests get the new
- * snapshot; requests in flight keep theirs until they end. */
+/* Swaps in cfg (owned; freed on failure): a new snapshot, listeners reconciled. New requests get it;
+ * requests in flight keep theirs until they end. On failure the running configuration stays.
+ * Returns 0 or an IG_E* code (logged). */
+static int install(ig_config_t *cfg, const char *what) {
+  snapshot_t *s = NULL;
+  if (snapshot_new(cfg, &s) != 0) {
+    ig_config_free(cfg);
+    ig_error("%s failed: keeping the running configuration", what);
+    return IG_ECONFIG;
+  }
+  if (listeners_reconcile(cfg, gw.admin_override) != 0) {
+    snapshot_release(s);
+    ig_error("%s failed: cannot open the new listeners; keeping the running configuration", what);
+    return IG_EIO;
+  }
+  ensure_hdrs(cfg);
+  snapshot_t *old = gw.snap;
+  gw.snap = s;
+  snapshot_release(old);
+  apply_access_log(cfg);
+  return 0;
+}
+
+/* Logs errors (one line each) of a failed load. */
+static void log_errors(const ig_config_errors_t *errs) {
+  for (size_t i = 0; i < errs->n; i++) {
+    const ig_config_error_t *e = &errs->v[i];
+    ig_error("%s:%d:%d: %s", e->file, e->line, e->column, e->message);
+  }
+}
+
+/* Loads the configuration of the current mode from its file or directory (the native file, or the
+ * manifests with their notes printed as warnings). Returns 0 with *out, or IG_ECONFIG with errs. */
+static int load_current(ig_config_t **out, ig_config_errors_t *errs) {
+  if (!manifests_mode) return ig_config_load(gw.config_path, out, errs);
+  ig_manifest_notes_t notes = {0};
+  mopts.notes = &notes;
+  int rc = ig_config_load_manifests(gw.config_path, &mopts, out, errs);
+  mopts.notes = NULL;
+  ig_config_notes_print(&notes, stderr);
+  ig_config_notes_free(&notes);
+  return rc;
+}
+
+/* SIGHUP: load the file (or manifests) again; on any error keep the running config. */
 static void reload(void) {
+  if (kube_mode) {
+    ig_info("SIGHUP: --kube follows the API server; nothing to reload");
+    return;
+  }
   if (!gw.config_path) {
     ig_warn("SIGHUP: no configuration file to reload (quick start)");
     return;
@@ -172,39 +242,62 @@ static void reload(void) {
   if (gw.draining) return;
   ig_config_t *cfg = NULL;
   ig_config_errors_t errs = {0};
-  if (ig_config_load(gw.config_path, &cfg, &errs) != 0) {
-    for (size_t i = 0; i < errs.n; i++) {
-      const ig_config_error_t *e = &errs.v[i];
-      ig_error("%s:%d:%d: %s", e->file, e->line, e->column, e->message);
-    }
+  if (load_current(&cfg, &errs) != 0) {
+    log_errors(&errs);
     ig_error("reload of %s failed (%zu error(s)): keeping the running configuration", gw.config_path, errs.n);
     ig_config_errors_free(&errs);
     stats_inc("infergate_config_reloads_total{result=\"failure\"}", 1);
     return;
   }
   ig_config_errors_free(&errs);
-  snapshot_t *s = NULL;
-  if (snapshot_new(cfg, &s) != 0) {
-    ig_config_free(cfg);
-    ig_error("reload of %s failed: keeping the running configuration", gw.config_path);
+  char what[300];
+  snprintf(what, sizeof what, "reload of %s", gw.config_path);
+  if (install(cfg, what) != 0) {
     stats_inc("infergate_config_reloads_total{result=\"failure\"}", 1);
     return;
   }
-  if (listeners_reconcile(cfg, gw.admin_override) != 0) {
-    snapshot_release(s);
-    ig_error("reload of %s failed: cannot open the new listeners; keeping the running configuration",
-             gw.config_path);
-    stats_inc("infergate_config_reloads_total{result=\"failure\"}", 1);
-    return;
-  }
-  ensure_hdrs(cfg);
-  snapshot_t *old = gw.snap;
-  gw.snap = s;
-  snapshot_release(old);
-  apply_access_log(cfg);
   stats_inc("infergate_config_reloads_total{result=\"success\"}", 1);
-  ig_info("configuration reloaded from %s (generation %llu)", gw.config_path, (unsigned long long)s->gen);
+  ig_info("configuration reloaded from %s (generation %llu)", gw.config_path, (unsigned long long)gw.snap->gen);
 }
+
+#ifdef IG_HAVE_K8S
+/* --kube: the watcher rendered a changed store; build it like a reload and write status back. */
+static void on_kube_change(void *data, const char *text, size_t len) {
+  (void)data;
+  if (gw.draining || gw.stopping) return;
+  ig_manifest_notes_t notes = {0};
+  ig_config_errors_t errs = {0};
+  ig_config_t *cfg = NULL;
+  mopts.notes = &notes;
+  int rc = ig_config_load_manifests_string("kube", text, len, &mopts, &cfg, &errs);
+  mopts.notes = NULL;
+  ig_config_notes_print(&notes, stderr);
+  int first = gw.snap == NULL;
+  if (rc != 0) {
+    log_errors(&errs);
+    ig_error("configuration from the API server has %zu error(s): %s", errs.n,
+             first ? "not serving yet" : "keeping the running configuration");
+    stats_inc("infergate_config_reloads_total{result=\"failure\"}", 1);
+    goto out;
+  }
+  if (install(cfg, first ? "first configuration from the API server" : "update from the API server") != 0) {
+    stats_inc("infergate_config_reloads_total{result=\"failure\"}", 1);
+    goto out;
+  }
+  if (first) {
+    gw.ready = 1;
+    ig_info("serving (%zu listener(s), %zu backend(s), %zu route(s), %zu model(s)) from the API server",
+            gw.snap->cfg->n_listeners, gw.snap->cfg->n_backends, gw.snap->cfg->n_routes, gw.snap->cfg->n_models);
+  } else {
+    stats_inc("infergate_config_reloads_total{result=\"success\"}", 1);
+    ig_info("configuration updated from the API server (generation %llu)", (unsigned long long)gw.snap->gen);
+  }
+  if (kube) ig_k8s_report(kube, &notes);
+out:
+  ig_config_errors_free(&errs);
+  ig_config_notes_free(&notes);
+}
+#endif
 
 static void on_signal(uv_signal_t *h, int signum) {
   (void)h;
@@ -239,8 +332,15 @@ static int opt_is(const char *a, const char *name) {
 int ig_cmd_serve(int argc, char **argv) {
   const char *config = NULL, *listen = NULL, *admin = NULL, *backend = NULL, *pool = NULL, *policy = NULL;
   const char *level = NULL, *alog = NULL;
+  const char *manifests = NULL, *listen_host = NULL, *port_offset = NULL, *gclass = NULL;
+  const char *kube_api = NULL, *ns = NULL, *token_file = NULL, *kube_ca = NULL;
+  int kube_flag = 0;
   char **models = ig_calloc((size_t)argc + 1, sizeof *models);
   size_t n_models = 0;
+  manifests_mode = kube_mode = 0;
+  memset(&mopts, 0, sizeof mopts);
+  mports = ig_calloc((size_t)argc + 1, sizeof *mports);
+  mport_names = ig_calloc((size_t)argc + 1, sizeof *mport_names);
   int rc = 2;
   ig_buf_t yaml;
   ig_buf_init(&yaml);
@@ -270,7 +370,37 @@ int ig_cmd_serve(int argc, char **argv) {
       dst = &level;
     else if (opt_is(a, "--access-log"))
       dst = &alog;
-    else if (opt_is(a, "--model")) {
+    else if (opt_is(a, "--manifests"))
+      dst = &manifests;
+    else if (opt_is(a, "--listen-host"))
+      dst = &listen_host;
+    else if (opt_is(a, "--port-offset"))
+      dst = &port_offset;
+    else if (opt_is(a, "--gateway-class"))
+      dst = &gclass;
+    else if (opt_is(a, "--kube-api"))
+      dst = &kube_api;
+    else if (opt_is(a, "--namespace"))
+      dst = &ns;
+    else if (opt_is(a, "--kube-token-file"))
+      dst = &token_file;
+    else if (opt_is(a, "--kube-ca"))
+      dst = &kube_ca;
+    else if (!strcmp(a, "--kube")) {
+      kube_flag = 1;
+      continue;
+    } else if (opt_is(a, "--port")) {
+      const char *v = opt_value(argc, argv, &i, a);
+      if (!v) goto out;
+      size_t k = mopts.n_ports;
+      if (ig_config_manifest_port_parse(v, mport_names[k], sizeof mport_names[k], &mports[k].port) != 0) {
+        fprintf(stderr, "infergate serve: --port wants LISTENER=PORT (PORT 1..65535), got '%s'\n", v);
+        goto out;
+      }
+      mports[k].name = mport_names[k];
+      mopts.n_ports++;
+      continue;
+    }    else if (opt_is(a, "--model")) {
       const char *v = opt_value(argc, argv, &i, a);
       if (!v) goto out;
       models[n_models++] = (char *)v;
@@ -294,7 +424,57 @@ int ig_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "infergate serve: unknown policy '%s' (round-robin, random, least-request)\n", policy);
     goto out;
   }
-  if (config) {
+  kube_mode = kube_flag || kube_api || ns || token_file || kube_ca;
+  manifests_mode = manifests || kube_mode;
+  if (manifests_mode) {
+    if (config || listen || backend || pool || n_models || policy) {
+      fprintf(stderr, "infergate serve: --manifests/--kube cannot be combined with -c, --listen, --backend, "
+                      "--pool, --model or --policy\n");
+      goto out;
+    }
+    if (manifests && kube_mode) {
+      fprintf(stderr, "infergate serve: give either --manifests PATH or --kube, not both\n");
+      goto out;
+    }
+#ifndef IG_HAVE_K8S
+    if (kube_mode) {
+      fprintf(stderr, "infergate serve: --kube is not compiled in\n");
+      goto out;
+    }
+#endif
+    if (port_offset) {
+      char *end = NULL;
+      long v = strtol(port_offset, &end, 10);
+      if (!*port_offset || *end || v < -65535 || v > 65535) {
+        fprintf(stderr, "infergate serve: --port-offset wants an integer, got '%s'\n", port_offset);
+        goto out;
+      }
+      mopts.port_offset = (int)v;
+    }
+    mopts.listen_host = listen_host;
+    mopts.ports = mports;
+    mopts.admin = admin;
+    mopts.gateway_class = gclass;
+    if (kube_mode) mopts.default_namespace = ns; /* refined once the watcher knows its namespace */
+    if (manifests) {
+      ig_manifest_notes_t notes = {0};
+      mopts.notes = &notes;
+      int lrc = ig_config_load_manifests(manifests, &mopts, &cfg, &errs);
+      mopts.notes = NULL;
+      ig_config_notes_print(&notes, stderr);
+      ig_config_notes_free(&notes);
+      if (lrc != 0) {
+        ig_config_errors_print(&errs, stderr);
+        fprintf(stderr, "infergate serve: %s: %zu error(s)\n", manifests, errs.n);
+        rc = 1;
+        goto out;
+      }
+    }
+  } else if (listen_host || port_offset || gclass || mopts.n_ports) {
+    fprintf(stderr, "infergate serve: --listen-host, --port, --port-offset and --gateway-class need "
+                    "--manifests or --kube\n");
+    goto out;
+  } else if (config) {
     if (listen || backend || pool || n_models || policy) {
       fprintf(stderr,
               "infergate serve: -c cannot be combined with --listen/--backend/--pool/--model/--policy\n");
@@ -335,15 +515,30 @@ int ig_cmd_serve(int argc, char **argv) {
   list_init(&gw.tcpconns);
   const char *seed = getenv("INFERGATE_SEED");
   ig_rng_seed(&gw.rng, seed ? strtoull(seed, NULL, 10) : (ig_wall_us() ^ ((uint64_t)getpid() << 32)));
-  gw.config_path = config ? ig_strdup(config) : NULL;
+  gw.config_path = config ? ig_strdup(config) : manifests ? ig_strdup(manifests) : NULL;
   gw.admin_override = config && admin ? ig_strdup(admin) : NULL;
   gw.access_log_path = alog ? ig_strdup(alog) : NULL;
   rc = 1;
-  if (snapshot_new(cfg, &gw.snap) != 0) goto out_loop;
-  cfg = NULL; /* owned by the snapshot */
-  ensure_hdrs(gw.snap->cfg);
-  apply_access_log(gw.snap->cfg);
-  if (listeners_reconcile(gw.snap->cfg, gw.admin_override) != 0) goto out_loop;
+  if (!kube_mode) {
+    if (snapshot_new(cfg, &gw.snap) != 0) goto out_loop;
+    cfg = NULL; /* owned by the snapshot */
+    ensure_hdrs(gw.snap->cfg);
+    apply_access_log(gw.snap->cfg);
+    if (listeners_reconcile(gw.snap->cfg, gw.admin_override) != 0) goto out_loop;
+  }
+#ifdef IG_HAVE_K8S
+  else {
+    ig_k8s_opts_t ko;
+    memset(&ko, 0, sizeof ko);
+    ko.api_url = kube_api;
+    ko.ns = ns;
+    ko.token_file = token_file;
+    ko.ca_file = kube_ca;
+    ko.on_change = on_kube_change;
+    if (ig_k8s_start(&loop, &ko, &kube) != 0) goto out_loop;
+    mopts.default_namespace = ig_k8s_namespace(kube);
+  }
+#endif
   uv_signal_init(&loop, &sig_term);
   uv_signal_init(&loop, &sig_int);
   uv_signal_init(&loop, &sig_hup);
@@ -351,9 +546,13 @@ int ig_cmd_serve(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   uv_signal_start(&sig_hup, on_signal, SIGHUP);
-  gw.ready = 1;
-  ig_info("serving (%zu listener(s), %zu backend(s), %zu route(s))", gw.snap->cfg->n_listeners,
-          gw.snap->cfg->n_backends, gw.snap->cfg->n_routes);
+  if (gw.snap) {
+    gw.ready = 1;
+    ig_info("serving (%zu listener(s), %zu backend(s), %zu route(s))", gw.snap->cfg->n_listeners,
+            gw.snap->cfg->n_backends, gw.snap->cfg->n_routes);
+  } else {
+    ig_info("waiting for the first configuration from the API server");
+  }
   uv_run(&loop, UV_RUN_DEFAULT);
   rc = 0;
 
@@ -361,6 +560,10 @@ out_loop:
   if (!gw.stopping) {
     /* startup failed: close whatever was opened */
     gw.stopping = 1;
+#ifdef IG_HAVE_K8S
+    ig_k8s_stop(kube);
+    kube = NULL;
+#endif
     listeners_close_all(0);
     uv_run(&loop, UV_RUN_DEFAULT);
   }
@@ -381,5 +584,10 @@ out:
   ig_config_errors_free(&errs);
   ig_buf_free(&yaml);
   free(models);
+  free(mports);
+  free(mport_names);
+  mports = NULL;
+  mport_names = NULL;
+  memset(&mopts, 0, sizeof mopts);
   return rc;
 }

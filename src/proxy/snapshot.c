@@ -52,6 +52,7 @@ static endpoint_t *endpoint_get(const char *host, int port) {
 void endpoint_maybe_free(endpoint_t *ep) {
   if (ep->snap_refs || ep->conn_refs) return;
   list_remove(&ep->reg);
+  pod_free(ep->pod);
   free(ep->host);
   free(ep);
 }
@@ -70,6 +71,7 @@ void endpoints_close_all_idle(void) {
     l = l->next;
     ep->conn_refs++; /* keep ep alive while its connections close */
     endpoint_close_idle(ep);
+    if (gw.stopping) scrape_stop(ep);
     ep->conn_refs--;
   }
 }
@@ -107,6 +109,14 @@ int snapshot_new(ig_config_t *cfg, snapshot_t **out) {
     }
     for (size_t m = 0; m < cfg->n_models; m++)
       if (cfg->models[m].pool_index == i) be->has_models = 1;
+    if (be->cfg->policy == IG_LB_INFERENCE) {
+      for (size_t j = 0; j < be->n_eps; j++) {
+        if (!be->eps[j]->resolved) continue;
+        be->eps[j]->scrape_refs++;
+        scrape_start(be->eps[j], be->cfg);
+      }
+      be->pool = pool_new(be);
+    }
   }
   if (rc) {
     s->cfg = NULL; /* the caller keeps ownership on failure */
@@ -122,8 +132,15 @@ void snapshot_release(snapshot_t *s) {
   if (!s || --s->refs) return;
   for (size_t i = 0; i < s->n_backends; i++) {
     backend_rt_t *be = &s->backends[i];
-    for (size_t j = 0; j < be->n_eps; j++)
-      if (be->eps[j]) endpoint_put(be->eps[j]);
+    if (be->pool) pool_free(be->pool);
+    for (size_t j = 0; j < be->n_eps; j++) {
+      endpoint_t *ep = be->eps[j];
+      if (!ep) continue;
+      if (be->cfg && be->cfg->policy == IG_LB_INFERENCE && ep->resolved && ep->scrape_refs &&
+          --ep->scrape_refs == 0)
+        scrape_stop(ep);
+      endpoint_put(ep);
+    }
     free(be->eps);
   }
   free(s->backends);

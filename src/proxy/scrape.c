@@ -1,0 +1,312 @@
+/* Metrics scraping of inference-pool endpoints: one scraper per endpoint (shared by every pool and
+ * snapshot that names it), ticking every scrape interval, with one kept-alive HTTP/1.1 connection and
+ * at most one scrape in flight. A scrape reuses the scraper's buffers: nothing is allocated per scrape
+ * once they have grown to the size of the metrics page. A scrape that fails or times out leaves the
+ * pod's metrics to age; the scheduler filters stale pods. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy.h"
+
+#define SCRAPE_MAX_BODY (8u << 20) /* a metrics page larger than this is refused */
+#define SCRAPE_MAX_HDRS 64
+#define SCRAPE_MIN_TIMEOUT_MS 100
+
+typedef struct sconn sconn_t;
+
+struct scraper {
+  endpoint_t *ep;
+  uv_timer_t timer;
+  sconn_t *conn; /* current connection (NULL: connect on the next scrape) */
+  ig_engine_t engine;
+  unsigned interval_ms;
+  char *path;
+  uint64_t started_ms; /* the scrape in flight started at; 0 = none in flight */
+  /* the response being read */
+  ig_buf_t in;   /* raw bytes */
+  ig_buf_t body; /* de-chunked body */
+  size_t head_len, off;
+  int status, have_head, chunked, keep_alive;
+  int64_t content_length;
+  ig_chunked_decoder_t dec;
+  ig_pod_metrics_t pm; /* extraction scratch (large: kept here, not on the stack) */
+};
+
+struct sconn {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  endpoint_t *ep;
+  scraper_t *s; /* NULL once the scraper let go of the connection */
+  int connected;
+  ig_buf_t req; /* the request text (kept alive for a queued write) */
+};
+
+static void scrape_send(scraper_t *s);
+
+static void on_conn_close(uv_handle_t *h) {
+  sconn_t *k = h->data;
+  endpoint_t *ep = k->ep;
+  ig_buf_free(&k->req);
+  free(k);
+  ep->conn_refs--;
+  endpoint_maybe_free(ep);
+}
+
+/* Lets go of the scraper's connection and closes it. */
+static void conn_drop(scraper_t *s) {
+  sconn_t *k = s->conn;
+  if (!k) return;
+  s->conn = NULL;
+  k->s = NULL;
+  uv_close((uv_handle_t *)&k->tcp, on_conn_close);
+}
+
+/* Ends the scrape in flight. ok: the body is complete; it is parsed and stored when the status is 200.
+ * reuse: the connection may carry the next scrape. */
+static void scrape_done(scraper_t *s, int ok, int reuse) {
+  pod_t *pod = s->ep->pod;
+  s->started_ms = 0;
+  if (!reuse) conn_drop(s);
+  if (!pod) return;
+  pod->last_status = ok ? s->status : 0;
+  const char *text = s->chunked ? s->body.data : s->in.data + s->head_len;
+  size_t len = s->chunked ? s->body.len : (size_t)(s->in.len - s->head_len);
+  if (!ok || s->status != 200 || ig_metrics_extract(s->engine, text ? text : "", text ? len : 0, &s->pm) != 0) {
+    pod->scrapes_failed++;
+    pools_on_scrape(s->ep); /* queued requests of a pool that went blind are sent least-request */
+    return;
+  }
+  ig_sched_pod_t *sp = &pod->sp;
+  sp->waiting = s->pm.has_waiting ? s->pm.waiting : 0;
+  sp->running = s->pm.has_running ? s->pm.running : 0;
+  sp->kv_usage = s->pm.has_kv ? s->pm.kv_usage : 0;
+  sp->has_metrics = 1;
+  sp->pending = 0;
+  pod->scraped_ms = ig_now_ms();
+  pod->scrapes_ok++;
+  ig_sched_lora_t *l = &pod->lora;
+  l->max_lora = s->pm.max_lora;
+  l->n_running_loras = s->pm.n_running_loras;
+  l->n_waiting_loras = s->pm.n_waiting_loras;
+  _Static_assert(IG_MAX_LORAS == IG_SCHED_MAX_LORAS && IG_LORA_NAME_MAX == IG_SCHED_LORA_NAME_MAX,
+                 "metrics and sched LoRA limits differ");
+  memcpy(l->running_loras, s->pm.running_loras, sizeof l->running_loras);
+  memcpy(l->waiting_loras, s->pm.waiting_loras, sizeof l->waiting_loras);
+  pools_on_scrape(s->ep);
+}
+
+/* Parses what arrived so far. Returns 1 when the response is complete, 0 when more is needed, -1 on
+ * a protocol error or an oversized page. */
+static int scrape_parse(scraper_t *s) {
+  if (!s->have_head) {
+    ig_http_header_t hdrs[SCRAPE_MAX_HDRS];
+    ig_http_limits_t lim = {16384, SCRAPE_MAX_HDRS};
+    ig_http_response_t res;
+    int n = ig_http_parse_response(s->in.data, s->in.len, &res, hdrs, SCRAPE_MAX_HDRS, &lim);
+    if (n == IG_EAGAIN) return 0;
+    if (n < 0) return -1;
+    if (res.status >= 100 && res.status < 200) {
+      ig_buf_consume(&s->in, (size_t)n);
+      return scrape_parse(s);
+    }
+    s->have_head = 1;
+    s->head_len = s->off = (size_t)n;
+    s->status = res.status;
+    s->chunked = res.chunked;
+    s->keep_alive = res.keep_alive;
+    s->content_length = res.content_length;
+    if (s->chunked) ig_chunked_init(&s->dec);
+    if (!s->chunked && s->content_length < 0) s->keep_alive = 0; /* ends at close */
+    if (s->content_length > (int64_t)SCRAPE_MAX_BODY) return -1;
+  }
+  if (s->chunked) {
+    while (s->off < s->in.len) {
+      size_t used = 0, dlen = 0;
+      const char *data = NULL;
+      int rc = ig_chunked_next(&s->dec, s->in.data + s->off, s->in.len - s->off, &used, &data, &dlen);
+      if (rc < 0 && rc != IG_EAGAIN) return -1;
+      s->off += used;
+      if (dlen) ig_buf_append(&s->body, data, dlen);
+      if (s->body.len > SCRAPE_MAX_BODY) return -1;
+      if (rc == 1) return 1;
+      if (rc == IG_EAGAIN || (used == 0 && dlen == 0)) break;
+    }
+    return 0;
+  }
+  if (s->content_length >= 0) return s->in.len - s->head_len >= (uint64_t)s->content_length ? 1 : 0;
+  return s->in.len - s->head_len > SCRAPE_MAX_BODY ? -1 : 0; /* close-delimited */
+}
+
+static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  sconn_t *k = h->data;
+  (void)hint;
+  static char sink[4096];
+  if (!k->s) {
+    *buf = uv_buf_init(sink, sizeof sink);
+    return;
+  }
+  scraper_t *s = k->s;
+  ig_buf_reserve(&s->in, 16384);
+  buf->base = s->in.data + s->in.len;
+  buf->len = s->in.cap - s->in.len - 1;
+}
+
+static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  sconn_t *k = st->data;
+  scraper_t *s = k->s;
+  (void)buf;
+  if (!s || nread == 0) return;
+  if (!s->started_ms) {
+    conn_drop(s); /* the server closed (or spoke on) the idle connection */
+    return;
+  }
+  if (nread < 0) {
+    int complete = s->have_head && !s->chunked && s->content_length < 0;
+    scrape_done(s, complete, 0);
+    return;
+  }
+  s->in.len += (size_t)nread;
+  s->in.data[s->in.len] = '\0';
+  int rc = scrape_parse(s);
+  if (rc < 0) {
+    ig_debug("scrape %s: bad or oversized metrics response", s->ep->name);
+    scrape_done(s, 0, 0);
+  } else if (rc == 1) {
+    int extra = !s->chunked && s->in.len - s->head_len > (uint64_t)s->content_length;
+    if (s->chunked) extra = s->off < s->in.len;
+    scrape_done(s, 1, s->keep_alive && !extra);
+  }
+}
+
+static void on_conn_write(uv_write_t *req, int status) {
+  sconn_t *k = req->handle->data;
+  if (status < 0 && k->s && k->s->started_ms) scrape_done(k->s, 0, 0);
+}
+
+static void on_conn_connect(uv_connect_t *req, int status) {
+  sconn_t *k = req->data;
+  scraper_t *s = k->s;
+  if (!s) return;
+  if (status < 0) {
+    ig_debug("scrape %s: connect failed: %s", s->ep->name, uv_strerror(status));
+    scrape_done(s, 0, 0);
+    return;
+  }
+  k->connected = 1;
+  uv_tcp_nodelay(&k->tcp, 1);
+  uv_read_start((uv_stream_t *)&k->tcp, on_conn_alloc, on_conn_read);
+  scrape_send(s);
+}
+
+/* Writes the GET on the connected connection. */
+static void scrape_send(scraper_t *s) {
+  sconn_t *k = s->conn;
+  ig_buf_reset(&k->req);
+  ig_buf_printf(&k->req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: infergate\r\nAccept: text/plain\r\n\r\n",
+                s->path, s->ep->name);
+  uv_buf_t b = uv_buf_init(k->req.data, (unsigned)k->req.len);
+  int w = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+  if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
+  if (w < 0) {
+    scrape_done(s, 0, 0);
+    return;
+  }
+  if ((size_t)w < b.len) {
+    b = uv_buf_init(k->req.data + w, (unsigned)(b.len - (size_t)w));
+    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_conn_write) != 0) scrape_done(s, 0, 0);
+  }
+}
+
+/* Starts one scrape: on the kept-alive connection, or a new one. */
+static void scrape_begin(scraper_t *s) {
+  s->started_ms = ig_now_ms();
+  ig_buf_reset(&s->in);
+  ig_buf_reset(&s->body);
+  s->have_head = 0;
+  s->head_len = s->off = 0;
+  s->status = 0;
+  if (s->conn && s->conn->connected) {
+    scrape_send(s);
+    return;
+  }
+  if (s->conn) return; /* still connecting */
+  sconn_t *k = IG_NEW(sconn_t);
+  k->ep = s->ep;
+  k->s = s;
+  s->ep->conn_refs++;
+  uv_tcp_init(gw.loop, &k->tcp);
+  k->tcp.data = k;
+  k->creq.data = k;
+  s->conn = k;
+  int rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&s->ep->addr, on_conn_connect);
+  if (rc < 0) scrape_done(s, 0, 0);
+}
+
+static void on_tick(uv_timer_t *t) {
+  scraper_t *s = t->data;
+  if (gw.stopping) {
+    scrape_stop(s->ep); /* the loop must be able to end (e.g. startup failed after the snapshot) */
+    return;
+  }
+  uint64_t now = ig_now_ms();
+  if (s->started_ms) {
+    unsigned timeout = s->interval_ms > SCRAPE_MIN_TIMEOUT_MS ? s->interval_ms : SCRAPE_MIN_TIMEOUT_MS;
+    if (now - s->started_ms < timeout) return; /* never two in flight */
+    ig_debug("scrape %s: timed out", s->ep->name);
+    scrape_done(s, 0, 0);
+  }
+  scrape_begin(s);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+  scraper_t *s = h->data;
+  endpoint_t *ep = s->ep;
+  ig_buf_free(&s->in);
+  ig_buf_free(&s->body);
+  free(s->path);
+  free(s);
+  ep->conn_refs--;
+  endpoint_maybe_free(ep);
+}
+
+/* Starts scraping ep with a pool's settings, or updates them (the newest snapshot wins). */
+void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg) {
+  if (!ep->pod) ep->pod = pod_new();
+  scraper_t *s = ep->scr;
+  unsigned interval = cfg->scrape_interval_ms ? cfg->scrape_interval_ms : 50;
+  const char *path = cfg->metrics_path ? cfg->metrics_path : "/metrics";
+  if (!s) {
+    s = IG_NEW(scraper_t);
+    s->ep = ep;
+    ep->conn_refs++;
+    uv_timer_init(gw.loop, &s->timer);
+    s->timer.data = s;
+    ep->scr = s;
+    s->interval_ms = interval;
+    s->engine = cfg->engine;
+    s->path = ig_strdup(path);
+    uv_timer_start(&s->timer, on_tick, 0, interval);
+    return;
+  }
+  s->engine = cfg->engine;
+  if (strcmp(s->path, path) != 0) {
+    free(s->path);
+    s->path = ig_strdup(path);
+  }
+  if (s->interval_ms != interval) {
+    s->interval_ms = interval;
+    uv_timer_start(&s->timer, on_tick, interval, interval);
+  }
+}
+
+/* Stops scraping ep (no pool names it any more, or the gateway stops). */
+void scrape_stop(endpoint_t *ep) {
+  scraper_t *s = ep->scr;
+  if (!s) return;
+  ep->scr = NULL;
+  s->started_ms = 0;
+  conn_drop(s);
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_timer_close);
+}

@@ -123,6 +123,9 @@ typedef struct {
   unsigned drain_timeout_ms; /* default 10000 */
   char *access_log;          /* NULL = off, "-" = stdout, else a path */
   char *source;              /* file the config was read from (owned) */
+  /* appended for issue #9; 0 in a config built elsewhere (manifests) means the fallback given */
+  unsigned max_connections_per_ip; /* open client connections per peer address; default 256, 0 = unlimited */
+  unsigned header_timeout_ms;      /* whole request head within; default 10000, 0 = client_timeout_ms */
 } ig_config_t;
 
 typedef struct {

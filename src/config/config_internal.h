@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "infergate/config.h"
+
 /* Resolves host (a host name or numeric address, NUL-terminated) into a numeric address string in
  * out[0..cap). Returns 0, or a non-zero value when the host cannot be resolved; *why then points at a
  * static description. */
@@ -16,5 +18,8 @@ void ig_config_set_resolver(ig_config_resolver_fn fn);
 /* Resolves host with the resolver ig_config_load* use (the test seam above, else getaddrinfo):
  * same contract as ig_config_resolver_fn. Shared with the manifest loader. */
 int ig_config_resolve(const char *host, char *out, size_t cap, const char **why);
+
+/* Sets every global limit and timeout of cfg to its default. */
+void ig_config_set_defaults(ig_config_t *cfg);
 
 #endif

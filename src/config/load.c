@@ -688,7 +688,7 @@ static void parse_admin(ctx_t *c, yaml_node_t *n) {
 }
 
 static const char *const limits_keys[] = {"max_header_bytes", "max_headers", "max_body_bytes",
-                                          "max_connections", NULL};
+                                          "max_connections", "max_connections_per_ip", NULL};
 
 static void parse_limits(ctx_t *c, yaml_node_t *n) {
   yaml_node_t *v[MAX_FIELDS];
@@ -703,15 +703,18 @@ static void parse_limits(ctx_t *c, yaml_node_t *n) {
     cfg->max_body_bytes = (size_t)u;
   if (present(v[3]) && uint_of(c, v[3], "max_connections", "limits", 1, 1000000, &u) == 0)
     cfg->max_connections = (unsigned)u;
+  if (present(v[4]) && uint_of(c, v[4], "max_connections_per_ip", "limits", 0, 1000000, &u) == 0)
+    cfg->max_connections_per_ip = (unsigned)u;
 }
 
-static const char *const timeouts_keys[] = {"client", "drain", NULL};
+static const char *const timeouts_keys[] = {"client", "drain", "header", NULL};
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n) {
   yaml_node_t *v[MAX_FIELDS];
   if (!present(n) || get_map(c, n, "timeouts", timeouts_keys, v) != 0) return;
   if (present(v[0])) dur_of(c, v[0], "client", "timeouts", 1, DAY_MS, &c->cfg->client_timeout_ms);
   if (present(v[1])) dur_of(c, v[1], "drain", "timeouts", 0, HOUR_MS, &c->cfg->drain_timeout_ms);
+  if (present(v[2])) dur_of(c, v[2], "header", "timeouts", 1, DAY_MS, &c->cfg->header_timeout_ms);
 }
 
 static void parse_access_log(ctx_t *c, yaml_node_t *n) {
@@ -1184,15 +1187,23 @@ static int scan_events(ctx_t *c, const char *yaml, size_t len) {
   return ok ? 0 : -1;
 }
 
-static ig_config_t *config_new(const char *source) {
-  ig_config_t *cfg = IG_NEW(ig_config_t);
-  cfg->source = ig_strdup(source);
+/* The defaults of every global limit and timeout (config.h and docs/configuration.md list them);
+ * shared with the manifest loader so both kinds of snapshot behave the same. */
+void ig_config_set_defaults(ig_config_t *cfg) {
   cfg->max_header_bytes = 16384;
   cfg->max_headers = 100;
   cfg->max_body_bytes = 4u << 20;
   cfg->max_connections = 10000;
   cfg->client_timeout_ms = 60000;
   cfg->drain_timeout_ms = 10000;
+  cfg->max_connections_per_ip = 256;
+  cfg->header_timeout_ms = 10000;
+}
+
+static ig_config_t *config_new(const char *source) {
+  ig_config_t *cfg = IG_NEW(ig_config_t);
+  cfg->source = ig_strdup(source);
+  ig_config_set_defaults(cfg);
   return cfg;
 }
 

@@ -2379,12 +2379,7 @@ static ig_config_t *config_new(const char *path, char **files, size_t n_files, c
     file_ptrs[i] = p;
     p = stpcpy(p, files[i]) + 1;
   }
-  cfg->max_header_bytes = 16384;
-  cfg->max_headers = 100;
-  cfg->max_body_bytes = 4u << 20;
-  cfg->max_connections = 10000;
-  cfg->client_timeout_ms = 60000;
-  cfg->drain_timeout_ms = 10000;
+  ig_config_set_defaults(cfg);
   return cfg;
 }
 

@@ -487,6 +487,22 @@ static backend_rt_t *route_backend(snapshot_t *s, const ig_route_cfg_t *rt) {
   return bi < s->cfg->n_backends ? &s->backends[bi] : NULL;
 }
 
+/* Whether the request target is in origin form ("/path?query"), or "*" for OPTIONS. A reverse proxy
+ * refuses absolute and authority forms (and relative junk): they would reach the backend unrouted. */
+static int origin_form(const ig_http_request_t *r) {
+  if (r->target_len >= 1 && r->target[0] == '/') return 1;
+  return r->target_len == 1 && r->target[0] == '*' && r->method_len == 7 &&
+         memcmp(r->method, "OPTIONS", 7) == 0;
+}
+
+/* The time a request head has to arrive completely: the smaller of timeouts.header (0: unset) and
+ * timeouts.client. */
+static unsigned head_timeout_ms(void) {
+  const ig_config_t *cfg = gw.snap->cfg;
+  unsigned h = cfg->header_timeout_ms;
+  return h && h < cfg->client_timeout_ms ? h : cfg->client_timeout_ms;
+}
+
 /* Tries to parse a request head from c->in. Returns 1 when the state moved on (body, local answer),
  * 0 when more input is needed or the connection is closing. */
 static int start_request(client_t *c) {
@@ -510,6 +526,10 @@ static int start_request(client_t *c) {
   }
   if (n < 0) {
     client_send_error(c, 400, "bad_request", "malformed HTTP request", 1);
+    return 0;
+  }
+  if (!origin_form(&r)) {
+    client_send_error(c, 400, "bad_request", "request target must be an absolute path (origin form)", 1);
     return 0;
   }
   size_t head_len = (size_t)n;
@@ -719,6 +739,8 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     client_process(c);
     return;
   }
+  if (c->state == CS_HEAD && c->in.len == 0 && c->served && c->lst->kind != LST_ADMIN)
+    uv_timer_start(&c->timer, on_client_timer, head_timeout_ms(), 0); /* the next head starts: bound it */
   c->in.len += (size_t)nread;
   c->in.data[c->in.len] = '\0';
   if (c->state == CS_UPSTREAM || c->state == CS_QUEUED) {
@@ -737,7 +759,7 @@ static void on_client_timer(uv_timer_t *t) {
   if (c->closing) return;
   if (c->resume_pending) {
     c->resume_pending = 0;
-    if (c->state == CS_HEAD) uv_timer_start(&c->timer, on_client_timer, gw.snap->cfg->client_timeout_ms, 0);
+    if (c->state == CS_HEAD) uv_timer_start(&c->timer, on_client_timer, head_timeout_ms(), 0);
     client_process(c);
     return;
   }
@@ -809,7 +831,9 @@ void client_accept(listener_t *l) {
   c->state = CS_HEAD;
   c->reading = 1;
   uv_read_start((uv_stream_t *)&c->tcp, on_client_alloc, on_client_read);
-  uv_timer_start(&c->timer, on_client_timer, gw.snap->cfg->client_timeout_ms, 0);
+  /* a new connection owes its first request head within the header timeout (admin: client timeout) */
+  unsigned first_ms = l->kind == LST_ADMIN ? gw.snap->cfg->client_timeout_ms : head_timeout_ms();
+  uv_timer_start(&c->timer, on_client_timer, first_ms, 0);
 }
 
 /* Drain: close connections that sit idle between requests; busy ones close after their response. */

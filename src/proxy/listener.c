@@ -24,6 +24,37 @@ static void listener_close(listener_t *l) {
   uv_close((uv_handle_t *)&l->tcp, on_listener_close);
 }
 
+/* Enforces limits.max_connections_per_ip on the client just accepted on l (the tail of gw.clients):
+ * counts the open HTTP client connections from the same peer address and closes the new one, with a
+ * rate-limited log line and a counter, when that is over the cap. A linear scan: accepts are rare next
+ * to requests, and the connection total is bounded by limits.max_connections. */
+static void enforce_per_ip(listener_t *l, const link_t *tail_before) {
+  unsigned cap = gw.snap->cfg->max_connections_per_ip;
+  if (cap == 0 || list_empty(&gw.clients) || gw.clients.prev == tail_before) return; /* none added */
+  client_t *c = container_of(gw.clients.prev, client_t, link);
+  if (c->lst != l || c->closing || strcmp(c->peer, "-") == 0) return;
+  unsigned n = 0;
+  for (link_t *p = gw.clients.next; p != &gw.clients; p = p->next) {
+    const client_t *o = container_of(p, client_t, link);
+    if (!o->closing && strcmp(o->peer, c->peer) == 0 && ++n > cap) break;
+  }
+  if (n <= cap) return;
+  static uint64_t last_log_ms;
+  static uint64_t suppressed;
+  uint64_t now = ig_now_ms();
+  if (now - last_log_ms >= 1000) {
+    ig_warn("listener %s: %s has %u connections open (limits.max_connections_per_ip), closing the new one"
+            " (%llu more since the last line)",
+            l->name, c->peer, cap, (unsigned long long)suppressed);
+    last_log_ms = now;
+    suppressed = 0;
+  } else {
+    suppressed++;
+  }
+  stats_inc("infergate_connections_rejected_total", 1);
+  client_abort(c);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   listener_t *l = server->data;
   if (status < 0) {
@@ -33,8 +64,11 @@ static void on_connection(uv_stream_t *server, int status) {
   if (l->closed) return;
   if (l->kind == LST_TCP)
     tcp_accept(l);
-  else
+  else {
+    const link_t *tail = gw.clients.prev;
     client_accept(l);
+    if (l->kind == LST_HTTP) enforce_per_ip(l, tail);
+  }
 }
 
 static int resolve_bind(const char *host, int port, struct sockaddr_storage *ss) {

@@ -20,14 +20,16 @@ trap 'ig_stop_all; rm -rf "$ig_work"' EXIT
 # N consecutive free ports; prints the first.
 ig_free_ports() {
   $PY - "$1" <<'PYEOF'
-import socket, sys
+import random, socket, sys
 n = int(sys.argv[1])
+# below the ephemeral range (32768+), so client connections' TIME_WAIT ports never collide
 for _ in range(500):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); base = s.getsockname()[1]; s.close()
+    base = random.randrange(15000, 32000 - n)
     socks = []
     try:
         for i in range(n):
-            t = socket.socket(); t.bind(("127.0.0.1", base + i)); socks.append(t)
+            t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind(("127.0.0.1", base + i)); socks.append(t)
         print(base); break
     except OSError:
         pass

@@ -5,6 +5,7 @@ the test failed. Ports are ephemeral: `free_port()` asks the kernel, `free_port_
 consecutive free ports (for `infergate sim --pods N --base-port P`).
 """
 import os
+import random
 import socket
 import subprocess
 import time
@@ -30,21 +31,24 @@ def infergate_bin():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free right now, outside the ephemeral range (see free_port_range)."""
+    return free_port_range(1)
 
 
-def free_port_range(n, attempts=200):
-    """Returns the first of n consecutive ports that are free right now."""
+def free_port_range(n, attempts=500):
+    """Returns the first of n consecutive ports that are free right now.
+
+    The ports come from below the kernel's ephemeral range (32768 and up here), where the many
+    short-lived client connections of a test run leave TIME_WAIT entries; probes use SO_REUSEADDR,
+    as libuv's listeners do, so such leftovers do not count as taken."""
+    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(attempts):
-        base = free_port()
-        if base + n > 65535:
-            continue
+        base = rng.randrange(15000, 32000 - n)
         socks = []
         try:
             for i in range(n):
                 s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", base + i))
                 socks.append(s)
             return base

@@ -168,10 +168,20 @@ static int bind_port(int port) {
  * client side of the benchmark's many connections cannot collide with them; returns the first. */
 int ig_demo_free_ports(int n) {
   if (n < 1 || n > 256) return IG_EINVAL;
-  ig_rng_t rng;
-  ig_rng_seed(&rng, ig_now_us() ^ (uint64_t)getpid());
+  /* one generator per process, and never the same range twice in a row: ports handed out but not
+   * bound yet would look free again */
+  static ig_rng_t rng;
+  static int seeded, given_base[16], given_n[16], n_given;
+  if (!seeded) {
+    ig_rng_seed(&rng, ig_now_us() ^ (uint64_t)getpid());
+    seeded = 1;
+  }
   for (int attempt = 0; attempt < 500; attempt++) {
     int base = 15000 + (int)(ig_rng_next(&rng) % (uint64_t)(32000 - 15000 - n));
+    int clash = 0;
+    for (int g = 0; g < n_given && g < 16; g++)
+      if (base < given_base[g] + given_n[g] && base + n > given_base[g]) clash = 1;
+    if (clash) continue;
     int fds[256], ok = 1, k;
     for (k = 0; k < n; k++)
       if ((fds[k] = bind_port(base + k)) < 0) {
@@ -180,7 +190,12 @@ int ig_demo_free_ports(int n) {
       }
     for (int j = 0; j < k; j++)
       close(fds[j]);
-    if (ok) return base;
+    if (ok) {
+      given_base[n_given % 16] = base;
+      given_n[n_given % 16] = n;
+      n_given++;
+      return base;
+    }
   }
   return IG_EFULL;
 }

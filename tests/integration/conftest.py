@@ -35,15 +35,20 @@ def free_port():
     return free_port_range(1)
 
 
+_port_rng = random.Random(os.getpid() ^ time.time_ns())
+_ports_given = set()
+
+
 def free_port_range(n, attempts=500):
     """Returns the first of n consecutive ports that are free right now.
 
     The ports come from below the kernel's ephemeral range (32768 and up here), where the many
     short-lived client connections of a test run leave TIME_WAIT entries; probes use SO_REUSEADDR,
     as libuv's listeners do, so such leftovers do not count as taken."""
-    rng = random.Random(os.getpid() ^ int(time.time() * 1000))
     for _ in range(attempts):
-        base = rng.randrange(15000, 32000 - n)
+        base = _port_rng.randrange(15000, 32000 - n)
+        if any(p in _ports_given for p in range(base, base + n)):
+            continue  # handed out earlier in this run, maybe not bound yet
         socks = []
         try:
             for i in range(n):
@@ -51,6 +56,10 @@ def free_port_range(n, attempts=500):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", base + i))
                 socks.append(s)
+            _ports_given.update(range(base, base + n))
+            if len(_ports_given) > 8000:  # a long run: forget the oldest hand-outs
+                _ports_given.clear()
+                _ports_given.update(range(base, base + n))
             return base
         except OSError:
             continue

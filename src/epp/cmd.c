@@ -104,6 +104,7 @@ static void on_stop(uv_signal_t *h, int signum) {
   epp_grpc_health_changed();
   epp_grpc_stop();
   epp_admin_stop();
+  epp_scrape_stop(the_epp);
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
 }
@@ -234,6 +235,7 @@ int ig_cmd_epp(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (epp_grpc_start(&loop, &e, grpc_addr, health_addr) != 0) goto stop;
   if (metrics_addr && epp_admin_start(&loop, &e, metrics_addr) != 0) goto stop;
+  epp_scrape_start(&e, &loop);
   uv_signal_init(&loop, &sig_term);
   uv_signal_init(&loop, &sig_int);
   uv_signal_start(&sig_term, on_stop, SIGTERM);
@@ -245,6 +247,7 @@ int ig_cmd_epp(int argc, char **argv) {
 stop:
   epp_grpc_stop();
   epp_admin_stop();
+  epp_scrape_stop(&e);
   uv_run(&loop, UV_RUN_DEFAULT);
 out:
   if (loop_ok) {

@@ -3,8 +3,9 @@
  *
  *  - extproc.c: the per-stream message state machine (ProcessingRequest in, ProcessingResponse out),
  *    pure: no sockets, so unit tests feed it decoded messages;
- *  - pick.c:    epp_pick(), the one place where an endpoint of the pool is chosen (the shared pool
- *    scraper / scheduler of src/proxy and src/sched plugs in here);
+ *  - pick.c:    epp_pick(), the one place where an endpoint of the pool is chosen: the gateway's
+ *    scheduler (src/sched) over scraped pods, least outstanding when no pod has fresh metrics;
+ *  - pods.c:    the pods' scraped state, from the gateway's scraper (src/proxy/scrape.c);
  *  - grpc.c:    gRPC over nghttp2 server sessions on libuv sockets: ext_proc and grpc.health.v1;
  *  - admin.c:   Prometheus /metrics over HTTP/1.1;
  *  - cmd.c:     `infergate epp` command line, configuration, event loop, signals.
@@ -14,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "envoy/service/ext_proc/v3/external_processor.pb-c.h"
@@ -23,6 +25,7 @@
 #include "infergate/http.h"
 #include "infergate/metrics.h"
 #include "infergate/oai.h"
+#include "infergate/sched.h"
 
 /* Short names for the generated protobuf-c types. */
 typedef Envoy__Service__ExtProc__V3__ProcessingRequest epp_preq_t;
@@ -85,6 +88,8 @@ typedef struct {
   char addr[EPP_ADDR_MAX]; /* "ip:port" or "[ipv6]:port": what Envoy's ORIGINAL_DST cluster dials */
   unsigned inflight;       /* our picks not yet released (response end or stream close) */
   uint64_t picks;
+  struct sockaddr_storage sa; /* the resolved address (scraping) */
+  struct endpoint *scr;       /* src/proxy endpoint scraped for its metrics (pods.c); NULL: not scraped */
 } epp_endpoint_t;
 
 typedef struct {
@@ -103,10 +108,14 @@ typedef struct epp {
   size_t max_body;
   epp_opts_t opts;
   ig_rng_t rng;
+  ig_sched_t *sched;    /* the gateway's scheduler with the pool's profile */
+  ig_sched_pod_t *pods; /* per-pick copy of the endpoints' scraped state, indexed like eps */
+  size_t *allowed;      /* scratch: indexes allowed by the subset hint */
+  int uses_prefix;      /* the profile scores prefixes: the prompt text is extracted */
   int serving; /* grpc health status: 1 SERVING, 0 NOT_SERVING */
   ig_registry_t *reg;
   ig_metric_t *m_requests, *m_errors, *m_running, *m_ready, *m_sched_dur, *m_streams, *m_streams_active,
-      *m_picks, *m_inflight, *m_grpc_errors;
+      *m_picks, *m_inflight, *m_grpc_errors, *m_scraped, *m_waiting, *m_scrapes;
 } epp_t;
 
 /* Sets up e over cfg (taking ownership of it, also on failure) for the pool named pool_name (NULL:
@@ -126,6 +135,8 @@ typedef struct {
   int has_subset;             /* Envoy sent a subset hint: only those endpoints are allowed */
   char *const *subset;        /* allowed "ip:port" strings */
   size_t n_subset;
+  const char *prompt; /* prompt text for prefix affinity (may be NULL) */
+  size_t prompt_len;
 } epp_pick_req_t;
 
 typedef struct {
@@ -133,11 +144,29 @@ typedef struct {
   size_t n;
 } epp_pick_t;
 
-/* Chooses the endpoint for one request, plus up to EPP_FALLBACKS fallbacks. On success the primary's
+/* Chooses the endpoint for one request, plus up to EPP_FALLBACKS fallbacks, with the gateway's
+ * scheduler (ig_sched_admit + ig_sched_pick over the scraped pods) when some pod has fresh metrics,
+ * else least outstanding over our own in-flight picks. On success the primary's
  * in-flight count is taken (give it back with epp_release). Returns 0, IG_ENOENT when no endpoint is
  * allowed (503), or IG_EFULL when a Sheddable request is shed (429). */
 int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out);
 void epp_release(epp_t *e, size_t ep);
+
+/* ---- scraped pods (pods.c, over src/proxy/scrape.c) ---- */
+
+/* Starts scraping every endpoint of the pool on loop (the pool's metrics_path, interval, engine). */
+void epp_scrape_start(epp_t *e, uv_loop_t *loop);
+/* Stops the scrapers (their handles close on the next loop run). */
+void epp_scrape_stop(epp_t *e);
+/* Frees the scraped endpoints; call after the loop has run the closes (from epp_free). */
+void epp_scrape_free(epp_t *e);
+/* Copies the scraped state into e->pods for a pick at now_ms; returns the number of pods with metrics
+ * younger than 2 s (0: the pool is blind, pick least outstanding). */
+size_t epp_pods_fill(epp_t *e, uint64_t now_ms);
+/* Stores back what ig_sched_pick changed on pod k (its pending count). */
+void epp_pods_picked(epp_t *e, size_t k);
+/* Successful scrapes of endpoint i so far. */
+uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
 
 /* ---- one ext_proc stream (extproc.c) ---- */
 

@@ -412,8 +412,20 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
 
   epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = crit, .has_subset = s->has_subset,
                        .subset = s->subset, .n_subset = s->n_subset};
+  ig_buf_t prompt;
+  ig_buf_init(&prompt);
+  if (e->uses_prefix && s->body.len) {
+    /* the prompt text for the scheduler's prefix affinity (the body was valid JSON: resolved above) */
+    ig_oai_req_t scan;
+    if (ig_oai_scan(s->body.data, s->body.len, &scan) == 0 && scan.prompt_kind != IG_OAI_PROMPT_NONE &&
+        ig_oai_prompt_text(s->body.data, s->body.len, &scan, &prompt) == 0) {
+      rq.prompt = prompt.data;
+      rq.prompt_len = prompt.len;
+    }
+  }
   epp_pick_t pk;
   int rc = epp_pick(e, &rq, &pk);
+  ig_buf_free(&prompt);
   ig_metric_observe(e->m_sched_dur, NULL, (double)(ig_now_us() - t0) / 1e6);
   if (rc == IG_EFULL) {
     send_immediate(e, s, out, 429, "request_shed", "the pool is saturated; sheddable request rejected");

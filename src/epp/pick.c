@@ -1,8 +1,10 @@
-/* The endpoint choice of the picker. Everything the ext_proc state machine needs from a scheduler goes
- * through epp_pick()/epp_release(): today least-outstanding over the pool's static endpoints (our own
- * in-flight picks per endpoint). The shared pool code (src/proxy/pool.c: scraped queue / KV metrics)
- * and the scheduler (ig_sched_pick with filters, scorers, saturation and shedding) replace the body
- * of epp_pick() once their API is final; the contract above (primary + fallbacks, 503, 429) stays. */
+/* The endpoint choice of the picker: the gateway's scheduler (include/infergate/sched.h) with the
+ * pool's profile over the scraped pods (pods.c), exactly like src/proxy/pool.c picks for `infergate
+ * serve`, with the request's target model, criticality, prompt text (prefix affinity) and Envoy's
+ * subset hint. Admission: SHED gives 429; QUEUE (Critical/Standard on a saturated pool) is picked
+ * anyway, because an ext_proc stream cannot be parked cheaply (Envoy's message_timeout runs). When no
+ * pod has fresh metrics (the pool exposes none, or all went quiet) the pick is least outstanding over
+ * our own in-flight picks. --shed-inflight N sheds Sheddable requests on our own counts in both cases. */
 #include <string.h>
 
 #include "epp.h"
@@ -23,19 +25,10 @@ static int better(const epp_endpoint_t *a, size_t ia, const epp_endpoint_t *b, s
   return ia < ib;
 }
 
-int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
-  out->n = 0;
-  size_t n_allowed = 0, n_busy = 0;
-  for (size_t i = 0; i < e->n_eps; i++) {
-    if (!allowed(rq, &e->eps[i])) continue;
-    n_allowed++;
-    if (e->opts.shed_inflight && e->eps[i].inflight >= e->opts.shed_inflight) n_busy++;
-  }
-  if (n_allowed == 0) return IG_ENOENT;
-  /* Our own in-flight count stands in for the scraped queue until the scheduler plugs in. */
-  if (rq->crit == IG_CRIT_SHEDDABLE && e->opts.shed_inflight && n_busy == n_allowed) return IG_EFULL;
-  /* Partial selection: the best 1 + EPP_FALLBACKS candidates in order. */
+/* Least outstanding among the allowed endpoints: the best 1 + EPP_FALLBACKS in order. */
+static void pick_least(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_pick_t *out) {
   size_t want = n_allowed < 1 + EPP_FALLBACKS ? n_allowed : 1 + EPP_FALLBACKS;
+  out->n = 0;
   while (out->n < want) {
     size_t best = (size_t)-1;
     for (size_t i = 0; i < e->n_eps; i++) {
@@ -48,6 +41,56 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
     }
     out->order[out->n++] = best;
   }
+}
+
+/* The scheduler's pick. Returns 0, IG_EFULL (shed) or another negative code (fall back). */
+static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_pick_t *out) {
+  ig_sched_request_t sr;
+  memset(&sr, 0, sizeof sr);
+  sr.model = rq->target && rq->target[0] ? rq->target : NULL;
+  sr.crit = (ig_sched_crit_t)rq->crit; /* same order by value (sched.h) */
+  if (e->uses_prefix && rq->prompt && rq->prompt_len) {
+    const ig_sched_opts_t *o = ig_sched_opts(e->sched);
+    size_t cap = o->prefix_block_chars * o->prefix_max_blocks; /* what the prefix index can use */
+    sr.prompt = rq->prompt;
+    sr.prompt_len = rq->prompt_len < cap ? rq->prompt_len : cap;
+  }
+  if (rq->has_subset) {
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_eps && k < n_allowed; i++)
+      if (allowed(rq, &e->eps[i])) e->allowed[k++] = i;
+    sr.subset = e->allowed;
+    sr.n_subset = k;
+  }
+  if (ig_sched_admit(e->sched, e->pods, e->n_eps, &sr, NULL) == IG_SCHED_ADMIT_SHED) return IG_EFULL;
+  /* IG_SCHED_ADMIT_QUEUE: pick anyway (see the comment at the top) */
+  size_t order[1 + EPP_FALLBACKS], n_order = 1 + EPP_FALLBACKS;
+  int rc = ig_sched_pick(e->sched, e->pods, e->n_eps, &sr, order, &n_order);
+  if (rc < 0) return rc;
+  out->n = 0;
+  for (size_t i = 0; i < n_order && out->n < 1 + EPP_FALLBACKS; i++)
+    if (order[i] < e->n_eps) out->order[out->n++] = order[i];
+  if (!out->n) return IG_ENOENT;
+  epp_pods_picked(e, out->order[0]);
+  return 0;
+}
+
+int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
+  out->n = 0;
+  size_t n_allowed = 0, n_busy = 0;
+  for (size_t i = 0; i < e->n_eps; i++) {
+    if (!allowed(rq, &e->eps[i])) continue;
+    n_allowed++;
+    if (e->opts.shed_inflight && e->eps[i].inflight >= e->opts.shed_inflight) n_busy++;
+  }
+  if (n_allowed == 0) return IG_ENOENT;
+  if (rq->crit == IG_CRIT_SHEDDABLE && e->opts.shed_inflight && n_busy == n_allowed) return IG_EFULL;
+  int rc = IG_ENOENT;
+  if (e->sched && epp_pods_fill(e, ig_now_ms()) > 0) {
+    rc = pick_sched(e, rq, n_allowed, out);
+    if (rc == IG_EFULL) return rc;
+  }
+  if (rc < 0) pick_least(e, rq, n_allowed, out);
   epp_endpoint_t *p = &e->eps[out->order[0]];
   p->inflight++;
   p->picks++;

@@ -10,7 +10,7 @@
 #include "epp.h"
 
 /* Resolves host:port to the numeric "ip:port" / "[ipv6]:port" form. Returns 0 or IG_ECONNECT. */
-static int resolve_addr(const char *host, int port, char *out, size_t cap) {
+static int resolve_addr(const char *host, int port, char *out, size_t cap, struct sockaddr_storage *ss) {
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -20,6 +20,8 @@ static int resolve_addr(const char *host, int port, char *out, size_t cap) {
   if (getaddrinfo(host, ports, &hints, &res) != 0 || !res) return IG_ECONNECT;
   char ip[INET6_ADDRSTRLEN];
   int rc = IG_ECONNECT;
+  memset(ss, 0, sizeof *ss);
+  if (res->ai_addrlen <= sizeof *ss) memcpy(ss, res->ai_addr, res->ai_addrlen);
   if (res->ai_family == AF_INET) {
     const struct sockaddr_in *sa = (const struct sockaddr_in *)res->ai_addr;
     if (inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof ip)) {
@@ -77,7 +79,7 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
   e->eps = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->eps);
   for (size_t i = 0; i < e->n_eps; i++) {
     const ig_endpoint_cfg_t *ep = &e->pool->endpoints[i];
-    if (resolve_addr(ep->host, ep->port, e->eps[i].addr, sizeof e->eps[i].addr) != 0) {
+    if (resolve_addr(ep->host, ep->port, e->eps[i].addr, sizeof e->eps[i].addr, &e->eps[i].sa) != 0) {
       ig_error("epp: cannot resolve endpoint %s:%d of pool '%s'", ep->host, ep->port, e->pool->name);
       free(e->eps);
       e->eps = NULL;
@@ -86,6 +88,20 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
       return IG_ECONNECT;
     }
   }
+
+  /* the gateway's scheduler, set up like src/proxy/pool.c does for `infergate serve` */
+  const char *prof = e->pool->scheduler && ig_sched_profile_exists(e->pool->scheduler) ? e->pool->scheduler
+                                                                                       : "default";
+  ig_sched_opts_t so;
+  ig_sched_opts_default(&so);
+  /* a pod is stale after missing a few scrapes, and never sooner than the usual 200 ms */
+  uint64_t stale = 4ull * (e->pool->scrape_interval_ms ? e->pool->scrape_interval_ms : 50);
+  if (stale > so.stale_ms) so.stale_ms = stale;
+  e->sched = ig_sched_new_opts(prof, ig_rng_next(&e->rng), &so);
+  ig_sched_reserve(e->sched, e->n_eps);
+  e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
+  e->pods = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->pods);
+  e->allowed = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->allowed);
 
   e->serving = 1;
   e->reg = ig_registry_new();
@@ -106,6 +122,12 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
                                     "Picks per endpoint whose response has not ended yet.");
   e->m_grpc_errors = ig_registry_counter(e->reg, "infergate_epp_grpc_errors_total",
                                          "gRPC calls ended with an error status, by reason.");
+  e->m_scraped = ig_registry_gauge(e->reg, "infergate_epp_endpoint_scraped",
+                                  "1 when the endpoint's model-server metrics are fresh (scraped in the last 2 s).");
+  e->m_waiting = ig_registry_gauge(e->reg, "infergate_epp_endpoint_waiting",
+                                   "Scraped queue length (waiting requests) of the endpoint, last known value.");
+  e->m_scrapes = ig_registry_gauge(e->reg, "infergate_epp_endpoint_scrapes_ok",
+                                   "Successful metrics scrapes of the endpoint so far.");
   return 0;
 fail:
   ig_config_free(cfg);
@@ -127,11 +149,26 @@ void epp_metrics_refresh(epp_t *e) {
     ig_buf_puts(&l, "\"");
     ig_metric_set(e->m_inflight, l.data, e->eps[i].inflight);
   }
+  epp_pods_fill(e, ig_now_ms());
+  for (size_t i = 0; i < e->n_eps; i++) {
+    const ig_sched_pod_t *sp = &e->pods[i];
+    ig_buf_reset(&l);
+    ig_buf_puts(&l, "endpoint=\"");
+    ig_prom_label_escape(&l, e->eps[i].addr);
+    ig_buf_puts(&l, "\"");
+    ig_metric_set(e->m_scraped, l.data, sp->has_metrics && sp->metrics_age_ms < 2000 ? 1 : 0);
+    if (sp->has_metrics) ig_metric_set(e->m_waiting, l.data, sp->waiting);
+    ig_metric_set(e->m_scrapes, l.data, (double)epp_pods_scrapes(e, i));
+  }
   ig_buf_free(&l);
 }
 
 void epp_free(epp_t *e) {
   if (e->reg) ig_registry_free(e->reg);
+  if (e->eps) epp_scrape_free(e);
+  if (e->sched) ig_sched_free(e->sched);
+  free(e->pods);
+  free(e->allowed);
   free(e->eps);
   if (e->cfg) ig_config_free(e->cfg);
   memset(e, 0, sizeof *e);

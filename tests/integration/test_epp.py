@@ -10,7 +10,7 @@ import pytest
 import requests
 
 import eppclient as E
-from conftest import SLOW, free_port, wait_until
+from conftest import SLOW, free_port, free_port_range, wait_until
 
 EPS = ["127.0.0.1:18001", "127.0.0.1:18002", "127.0.0.1:18003"]
 
@@ -382,3 +382,160 @@ def test_sigterm_exits_cleanly(procs, epp):
     s = epp.stream()
     s.send(E.request_headers(E.post_headers()))
     assert procs.stop(epp.proc) == 0
+
+
+# ---------------------------------------------------------------- the gateway's scheduler over sim pods
+# The picker scrapes `infergate sim` pods and picks with the same scheduler as `infergate serve`. The
+# picks are measured as outcomes (which endpoint the answer names); every wait is bounded and waits on
+# the picker's own view of the pods (its /metrics), never on timings.
+
+from rawhttp import metric, post_json  # noqa: E402
+
+SIM_CONFIG = """
+listeners:
+  - name: web
+    address: 127.0.0.1:1
+pools:
+  - name: llama
+    endpoints: [{eps}]
+models:
+  - name: llama3
+    pool: llama
+  - name: batch
+    pool: llama
+    criticality: Sheddable
+    targets: [{{name: llama3, weight: 1}}]
+"""
+
+
+def start_sims(procs, infergate_bin, pods, *args):
+    base = free_port_range(pods)
+    procs.start("sim", [infergate_bin, "sim", "--pods", pods, "--base-port", base, "--model", "llama3",
+                        *args], wait_port=[base + i for i in range(pods)])
+    return [f"127.0.0.1:{base + i}" for i in range(pods)]
+
+
+def sim_load(addr, n, max_tokens=200):
+    """n long requests straight to one sim pod (bypassing the picker), in background daemon threads."""
+    port = int(addr.rsplit(":", 1)[1])
+
+    def one(i):
+        try:
+            post_json(port, "/v1/completions", {"model": "llama3", "prompt": f"direct {i}", "max_tokens": max_tokens},
+                      timeout=120 * SLOW)
+        except Exception:  # noqa: BLE001 - the sim is killed at teardown while these still run
+            pass
+
+    for i in range(n):
+        threading.Thread(target=one, args=(i,), daemon=True).start()
+
+
+def scraped(e, addr):
+    text = e.metrics_text()
+    return metric(text, f'infergate_epp_endpoint_scraped{{endpoint="{addr}"}}') == 1, \
+        metric(text, f'infergate_epp_endpoint_waiting{{endpoint="{addr}"}}')
+
+
+def wait_scraped(e, eps):
+    wait_until(lambda: all(scraped(e, a)[0] for a in eps), what="pods scraped by the picker")
+
+
+def scrape_counts(e, eps):
+    text = e.metrics_text()
+    return [metric(text, f'infergate_epp_endpoint_scrapes_ok{{endpoint="{a}"}}') or 0 for a in eps]
+
+
+def wait_next_scrape(e, eps):
+    """Until every pod was scraped again: the picker's own pending counts (picks the sims never see,
+    since nothing forwards them) are reset, as they would be once real requests show up in a scrape."""
+    before = scrape_counts(e, eps)
+    wait_until(lambda: all(n > b for n, b in zip(scrape_counts(e, eps), before)), what="a new scrape of every pod")
+
+
+def wait_waiting(e, addr, n):
+    wait_until(lambda: (lambda ok, w: ok and w is not None and w >= n)(*scraped(e, addr)),
+               timeout=30, what=f"{addr} has {n} waiting")
+
+
+def pick(e, model="llama3", prompt="hello", hint=None):
+    """One full-duplex request; returns (status, endpoint): status 200 with the picked endpoint."""
+    s = e.stream()
+    try:
+        kw = {"metadata": E.subset_hint(hint)} if hint else {}
+        s.send(E.request_headers(E.post_headers(), **kw))
+        r = s.exchange(E.request_body(body_of(model, prompt), eos=True), 1)[0]
+        if r["kind"] == "immediate_response":
+            return r["status"], None
+        return 200, r["set_headers"]["x-gateway-destination-endpoint"]
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sim3(procs, infergate_bin):
+    return start_sims(procs, infergate_bin, 3, "--max-num-seqs", "1", "--time-scale", "0.5")
+
+
+def test_sched_saturated_pod_not_picked(procs, infergate_bin, sim3):
+    eps = sim3
+    e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(eps), "--model", "llama3"])
+    wait_scraped(e, eps)
+    sim_load(eps[0], 9)  # pod 0: one running, eight waiting, for many seconds
+    wait_waiting(e, eps[0], 6)
+    counts = {a: 0 for a in eps}
+    for i in range(30):
+        if i % 5 == 0:
+            wait_next_scrape(e, eps)
+        status, ep = pick(e, prompt=f"short {i}")
+        assert status == 200
+        counts[ep] += 1
+    assert counts[eps[0]] <= 2, counts
+    assert counts[eps[1]] >= 5 and counts[eps[2]] >= 5, counts
+    # the subset hint still wins over the scheduler: the saturated pod alone is picked (Standard)
+    for _ in range(3):
+        assert pick(e, hint=[eps[0]]) == (200, eps[0])
+    e.close()
+
+
+def test_sched_prefix_affinity(procs, infergate_bin):
+    eps = start_sims(procs, infergate_bin, 3)
+    e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(eps), "--model", "llama3"])
+    wait_scraped(e, eps)
+    system = "You are a helpful assistant that answers questions about the sea. " * 30  # ~2 KB, 32 blocks
+    counts = {a: 0 for a in eps}
+    for i in range(12):
+        wait_next_scrape(e, eps)
+        status, ep = pick(e, prompt=system + f"Question {i}: why is the sea salty?")
+        assert status == 200
+        counts[ep] += 1
+    assert max(counts.values()) >= 11, counts
+    # the hint restricts the choice even when the cached pod is elsewhere
+    hot = max(counts, key=counts.get)
+    other = [a for a in eps if a != hot]
+    for i in range(3):
+        status, ep = pick(e, prompt=system + f"Again {i}", hint=other)
+        assert status == 200 and ep in other
+    e.close()
+
+
+def test_sched_sheddable_shed_when_all_saturated(procs, infergate_bin, tmp_path):
+    eps = start_sims(procs, infergate_bin, 2, "--max-num-seqs", "1", "--time-scale", "0.5")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SIM_CONFIG.format(eps=", ".join(eps)))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama"])
+    wait_scraped(e, eps)
+    # not saturated yet: Sheddable goes through
+    assert pick(e, model="batch")[0] == 200
+    for a in eps:
+        sim_load(a, 10)
+    for a in eps:
+        wait_waiting(e, a, 7)
+    status, _ = pick(e, model="batch")
+    assert status == 429
+    # Critical/Standard on a saturated pool: picked anyway (the picker cannot queue a stream)
+    status, ep = pick(e, model="llama3")
+    assert status == 200 and ep in eps
+    text = e.metrics_text()
+    assert metric(text, 'inference_objective_request_error_total{model_name="batch",'
+                        'target_model_name="llama3",error_code="429"}') == 1
+    e.close()

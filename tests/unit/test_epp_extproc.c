@@ -481,8 +481,11 @@ static void test_subset_hint(void **state) {
   resps_free(&rs);
 }
 
+/* No pod has scraped metrics (none scraped in unit tests, or the pool went quiet): least outstanding
+ * over our own in-flight picks, like the gateway's blind-pool fallback. */
 static void test_least_outstanding(void **state) {
   (void)state;
+  assert_int_equal(epp_pods_fill(&E, ig_now_ms()), 0);
   epp_stream_t s[6];
   resps_t rs = {0};
   req_t r;
@@ -513,6 +516,23 @@ static void test_least_outstanding(void **state) {
   for (int i = 0; i < 3; i++)
     assert_int_equal(E.eps[i].inflight, 0);
   resps_free(&rs);
+}
+
+/* The picker runs the gateway's scheduler with the pool's profile. */
+static void test_sched_profile(void **state) {
+  (void)state;
+  assert_non_null(E.sched);
+  assert_string_equal(ig_sched_profile_name(E.sched), "default");
+  assert_true(E.uses_prefix);
+  epp_free(&E);
+  static const char *y = "listeners: [{name: l, address: \"127.0.0.1:1\"}]\n"
+                         "pools:\n"
+                         "  - name: p\n"
+                         "    scheduler: round-robin\n"
+                         "    endpoints: [\"10.0.0.1:8000\", \"10.0.0.2:8000\"]\n";
+  setup_epp(y, NULL, 0);
+  assert_string_equal(ig_sched_profile_name(E.sched), "round-robin");
+  assert_false(E.uses_prefix);
 }
 
 static void test_shed(void **state) {
@@ -607,6 +627,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_body_too_large, setup, teardown),
       cmocka_unit_test_setup_teardown(test_subset_hint, setup, teardown),
       cmocka_unit_test_setup_teardown(test_least_outstanding, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sched_profile, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_trailers, setup, teardown),

@@ -1,0 +1,73 @@
+/* Scraped model-server state for the picker: each endpoint of the pool gets a src/proxy endpoint_t
+ * scraped by the gateway's own scraper (src/proxy/scrape.c, on the picker's libuv loop), so the
+ * scheduler sees the same waiting/running/KV/LoRA numbers as in `infergate serve`. The endpoints are
+ * owned here (snap_refs = 1), not by a gateway snapshot. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../proxy/proxy.h"
+#include "epp.h"
+
+#define EPP_READY_MS 2000 /* a pod counts as scraped when its metrics are younger than this */
+
+void epp_scrape_start(epp_t *e, uv_loop_t *loop) {
+  if (!gw.loop) gw.loop = loop; /* scrape.c runs on gw.loop; the gateway is not started in this process */
+  for (size_t i = 0; i < e->n_eps; i++) {
+    const ig_endpoint_cfg_t *c = &e->pool->endpoints[i];
+    endpoint_t *ep = IG_NEW(endpoint_t);
+    ep->host = ig_strdup(c->host);
+    ep->port = c->port;
+    snprintf(ep->name, sizeof ep->name, "%s:%d", c->host, c->port);
+    memcpy(&ep->addr, &e->eps[i].sa, sizeof ep->addr);
+    ep->resolved = 1;
+    ep->snap_refs = 1; /* ours */
+    list_init(&ep->idle);
+    ep->scrape_refs = 1;
+    scrape_start(ep, e->pool);
+    e->eps[i].scr = ep;
+  }
+}
+
+void epp_scrape_stop(epp_t *e) {
+  for (size_t i = 0; i < e->n_eps; i++)
+    if (e->eps[i].scr) scrape_stop(e->eps[i].scr);
+}
+
+void epp_scrape_free(epp_t *e) {
+  for (size_t i = 0; i < e->n_eps; i++) {
+    endpoint_t *ep = e->eps[i].scr;
+    if (!ep) continue;
+    e->eps[i].scr = NULL;
+    scrape_stop(ep); /* no-op when stopped already */
+    ep->snap_refs = 0;
+    endpoint_maybe_free(ep); /* freed now, or by the last close callback if one is still pending */
+  }
+}
+
+size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
+  size_t ready = 0;
+  for (size_t i = 0; i < e->n_eps; i++) {
+    ig_sched_pod_t *sp = &e->pods[i];
+    const endpoint_t *ep = e->eps[i].scr;
+    if (ep && ep->pod) {
+      *sp = ep->pod->sp;
+      sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
+      if (sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS) ready++;
+    } else {
+      memset(sp, 0, sizeof *sp);
+    }
+    sp->id = i;
+    sp->inflight = e->eps[i].inflight;
+  }
+  return ready;
+}
+
+void epp_pods_picked(epp_t *e, size_t k) {
+  endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
+  if (ep && ep->pod) ep->pod->sp.pending = e->pods[k].pending;
+}
+
+uint64_t epp_pods_scrapes(const epp_t *e, size_t i) {
+  const endpoint_t *ep = i < e->n_eps ? e->eps[i].scr : NULL;
+  return ep && ep->pod ? ep->pod->scrapes_ok : 0;
+}

@@ -75,6 +75,25 @@ typedef struct {
 
 typedef enum { IG_PROTO_HTTP, IG_PROTO_TCP } ig_listener_proto_t;
 
+/* One SNI certificate of a TLS listener: a PEM certificate chain and its private key, served to
+ * clients asking for one of hostnames (lower-cased; "*.example.com" wildcards allowed). */
+typedef struct {
+  char **hostnames;
+  size_t n_hostnames;
+  char *cert; /* path of the PEM certificate chain */
+  char *key;  /* path of the PEM private key */
+  int line;
+} ig_tls_cert_cfg_t;
+
+/* TLS termination on a listener (issue #9): the default certificate and the SNI certificates. */
+typedef struct {
+  char *cert;
+  char *key;
+  ig_tls_cert_cfg_t *certificates;
+  size_t n_certificates;
+  int line;
+} ig_tls_cfg_t;
+
 typedef struct {
   char *name;
   char *host;
@@ -84,6 +103,8 @@ typedef struct {
   size_t tcp_backend_index;
   const char *file;
   int line;
+  /* appended for issue #9 */
+  ig_tls_cfg_t *tls; /* NULL = plain HTTP */
 } ig_listener_cfg_t;
 
 typedef struct {
@@ -153,6 +174,9 @@ void ig_config_errors_free(ig_config_errors_t *errs);
 void ig_config_errors_print(const ig_config_errors_t *errs, void *f);
 /* Finds a backend (or pool) by name; returns its index or -1. */
 long ig_config_find_backend(const ig_config_t *cfg, const char *name);
+/* Picks a target of m by weight (the model name itself when it has no targets; an equal split when
+ * every weight is 0). The returned name belongs to cfg. */
+const char *ig_config_pick_target(const ig_model_cfg_t *m, ig_rng_t *rng);
 /* Finds an InferenceModel by client-facing model name; NULL when none. */
 const ig_model_cfg_t *ig_config_find_model(const ig_config_t *cfg, const char *model, size_t len);
 

@@ -38,6 +38,11 @@ int ig_oai_scan(const char *body, size_t len, ig_oai_req_t *out);
 int ig_oai_rewrite_model(const char *body, size_t len, const ig_oai_req_t *scan, const char *new_model,
                          ig_buf_t *out);
 
+/* Writes body (a JSON object without a "model" member) with "model": model inserted first, to out
+ * (appending); used when the gateway supplies the default model. IG_EINVAL when body is not an
+ * object. */
+int ig_oai_insert_model(const char *body, size_t len, const char *model, ig_buf_t *out);
+
 /* Token-count approximation: ceil(bytes / 4) of the text, at least 1 for non-empty text. */
 size_t ig_oai_count_tokens(const char *text, size_t len);
 

@@ -15,6 +15,20 @@ void ig_config_free(ig_config_t *cfg) {
     free(cfg->listeners[i].name);
     free(cfg->listeners[i].host);
     free(cfg->listeners[i].tcp_backend);
+    ig_tls_cfg_t *t = cfg->listeners[i].tls;
+    if (t) {
+      for (size_t j = 0; j < t->n_certificates; j++) {
+        for (size_t k = 0; k < t->certificates[j].n_hostnames; k++)
+          free(t->certificates[j].hostnames[k]);
+        free(t->certificates[j].hostnames);
+        free(t->certificates[j].cert);
+        free(t->certificates[j].key);
+      }
+      free(t->certificates);
+      free(t->cert);
+      free(t->key);
+      free(t);
+    }
   }
   free(cfg->listeners);
   for (size_t i = 0; i < cfg->n_backends; i++) {
@@ -256,4 +270,18 @@ long ig_route_match(const ig_config_t *cfg, size_t li, const char *host, size_t 
     }
   }
   return best;
+}
+
+const char *ig_config_pick_target(const ig_model_cfg_t *m, ig_rng_t *rng) {
+  if (m->n_targets == 0) return m->model_name;
+  uint64_t total = 0;
+  for (size_t i = 0; i < m->n_targets; i++)
+    total += m->targets[i].weight;
+  if (total == 0) return m->targets[ig_rng_next(rng) % m->n_targets].name;
+  uint64_t x = ig_rng_next(rng) % total;
+  for (size_t i = 0; i < m->n_targets; i++) {
+    if (x < m->targets[i].weight) return m->targets[i].name;
+    x -= m->targets[i].weight;
+  }
+  return m->targets[m->n_targets - 1].name;
 }

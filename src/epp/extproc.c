@@ -250,37 +250,6 @@ static void send_immediate(epp_t *e, epp_stream_t *s, ig_buf_t *out, int status,
   ig_arena_free(&a);
 }
 
-/* Picks the target of m by weight (no targets: the model name itself). */
-static const char *pick_target(epp_t *e, const ig_model_cfg_t *m) {
-  if (m->n_targets == 0) return m->model_name;
-  uint64_t total = 0;
-  for (size_t i = 0; i < m->n_targets; i++)
-    total += m->targets[i].weight;
-  if (total == 0) return m->targets[ig_rng_next(&e->rng) % m->n_targets].name;
-  uint64_t x = ig_rng_next(&e->rng) % total;
-  for (size_t i = 0; i < m->n_targets; i++) {
-    if (x < m->targets[i].weight) return m->targets[i].name;
-    x -= m->targets[i].weight;
-  }
-  return m->targets[m->n_targets - 1].name;
-}
-
-/* Writes body with a "model" member inserted first (a body without one, given the default model). */
-static int insert_model(const char *body, size_t len, const char *model, ig_buf_t *out) {
-  size_t i = 0;
-  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
-    i++;
-  if (i >= len || body[i] != '{') return IG_EINVAL;
-  size_t j = i + 1;
-  while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n'))
-    j++;
-  ig_buf_puts(out, "{\"model\":\"");
-  ig_json_escape(out, model, strlen(model));
-  ig_buf_puts(out, j < len && body[j] == '}' ? "\"" : "\",");
-  ig_buf_append(out, body + i + 1, len - i - 1);
-  return 0;
-}
-
 /* Resolves the model of the buffered body like the gateway does (InferenceModel, weighted target,
  * default model). Fills s->model/target, *crit, and *rewritten (the new body, when it changed).
  * Returns 0, or an HTTP status with an immediate response already sent. */
@@ -315,7 +284,7 @@ static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticalit
   const char *target = s->model;
   if (m) {
     *crit = m->criticality;
-    target = pick_target(e, m);
+    target = ig_config_pick_target(m, &e->rng);
   } else if (e->pool_has_models) {
     ig_buf_t msg;
     ig_buf_init(&msg);
@@ -328,7 +297,7 @@ static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticalit
   snprintf(s->target, sizeof s->target, "%s", target);
   if (scan.has_model && strcmp(s->target, scan.model) == 0) return 0;
   rc = scan.has_model ? ig_oai_rewrite_model(s->body.data, s->body.len, &scan, s->target, rewritten)
-                      : insert_model(s->body.data, s->body.len, s->target, rewritten);
+                      : ig_oai_insert_model(s->body.data, s->body.len, s->target, rewritten);
   if (rc < 0) {
     send_immediate(e, s, out, 400, "invalid_json", "cannot rewrite the model of this request body");
     return 400;

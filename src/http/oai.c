@@ -5,6 +5,7 @@
  * validating skipper (strings with escapes and UTF-8 checks, RFC 8259 numbers, literals, nested
  * containers up to OAI_MAX_DEPTH levels), so the whole body is checked to be one JSON object. */
 #include "infergate/oai.h"
+#include "infergate/http.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -680,4 +681,21 @@ int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, i
     arr.p = obj.p;
   }
   return rc < 0 ? rc : 0;
+}
+
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+int ig_oai_insert_model(const char *body, size_t len, const char *model, ig_buf_t *out) {
+  size_t i = 0;
+  while (i < len && is_json_space(body[i]))
+    i++;
+  if (i >= len || body[i] != '{') return IG_EINVAL;
+  size_t j = i + 1;
+  while (j < len && is_json_space(body[j]))
+    j++;
+  ig_buf_puts(out, "{\"model\":\"");
+  ig_json_escape(out, model, strlen(model));
+  ig_buf_puts(out, j < len && body[j] == '}' ? "\"" : "\",");
+  ig_buf_append(out, body + i + 1, len - i - 1);
+  return 0;
 }

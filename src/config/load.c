@@ -15,6 +15,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <yaml.h>
 
 #include "config_internal.h"
@@ -603,8 +606,104 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
 }
 #undef F
 
-enum { L_NAME, L_ADDRESS, L_PROTOCOL, L_BACKEND };
-static const char *const listener_keys[] = {"name", "address", "protocol", "backend", NULL};
+enum { L_NAME, L_ADDRESS, L_PROTOCOL, L_BACKEND, L_TLS };
+static const char *const listener_keys[] = {"name", "address", "protocol", "backend", "tls", NULL};
+
+static char *hostname_of(ctx_t *c, yaml_node_t *n, const char *what);
+
+/* Loads a PEM certificate chain and private key with OpenSSL and checks that they belong together;
+ * reports at the cert node cn or the key node kn what is wrong (unreadable file, not PEM, mismatched key). */
+static void check_cert_key(ctx_t *c, yaml_node_t *cn, yaml_node_t *kn, const char *cert, const char *key) {
+  const char *paths[2] = {cert, key}, *names[2] = {"cert", "key"};
+  for (int i = 0; i < 2; i++) {
+    FILE *f = fopen(paths[i], "r");
+    if (!f) {
+      err_at(c, i ? kn : cn, "cannot read TLS %s file '%s': %s", names[i], paths[i], strerror(errno));
+      return;
+    }
+    fclose(f);
+  }
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) {
+    err_at(c, cn, "cannot create a TLS context to check '%s'", cert);
+    return;
+  }
+  char why[256];
+  ERR_clear_error();
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    ERR_error_string_n(ERR_get_error(), why, sizeof why);
+    err_at(c, cn, "TLS cert file '%s' holds no usable PEM certificate (%s)", cert, why);
+  } else {
+    EVP_PKEY *pk = NULL;
+    FILE *f = fopen(key, "r");
+    if (f) {
+      pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+      fclose(f);
+    }
+    if (!pk) {
+      ERR_error_string_n(ERR_get_error(), why, sizeof why);
+      err_at(c, kn, "TLS key file '%s' holds no usable PEM private key (%s)", key, why);
+    } else if (SSL_CTX_use_PrivateKey(ctx, pk) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+      ERR_error_string_n(ERR_get_error(), why, sizeof why);
+      err_at(c, kn, "TLS key file '%s' does not match the certificate in '%s' (%s)", key, cert, why);
+    }
+    EVP_PKEY_free(pk);
+  }
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+}
+
+enum { T_CERT, T_KEY, T_CERTIFICATES };
+static const char *const tls_keys[] = {"cert", "key", "certificates", NULL};
+enum { TC_HOSTNAMES, TC_CERT, TC_KEY };
+static const char *const tls_cert_keys[] = {"hostnames", "cert", "key", NULL};
+
+/* Parses a cert/key pair of map (value nodes cv, kv; NULL when absent) into *cert, *key and checks
+ * them with OpenSSL. */
+static void cert_pair_of(ctx_t *c, yaml_node_t *map, yaml_node_t *cv, yaml_node_t *kv, const char *what,
+                         char **cert, char **key) {
+  const char *cs = NULL, *ks = NULL;
+  if (required(c, map, cv, "cert", what)) cs = str_of(c, cv, "cert", what);
+  if (required(c, map, kv, "key", what)) ks = str_of(c, kv, "key", what);
+  if (!cs || !ks) return;
+  *cert = ig_strdup(cs);
+  *key = ig_strdup(ks);
+  check_cert_key(c, cv, kv, cs, ks);
+}
+
+/* listeners[].tls: the default certificate and the SNI certificates, checked with OpenSSL. */
+static void parse_tls(ctx_t *c, yaml_node_t *n, ig_listener_cfg_t *l) {
+  const char *what = "listener tls";
+  yaml_node_t *v[MAX_FIELDS];
+  if (get_map(c, n, what, tls_keys, v) != 0) return;
+  ig_tls_cfg_t *t = l->tls = IG_NEW(ig_tls_cfg_t);
+  t->line = line_of(n);
+  cert_pair_of(c, n, v[T_CERT], v[T_KEY], what, &t->cert, &t->key);
+  yaml_node_t *seq = v[T_CERTIFICATES];
+  if (!present(seq) || !is_list(c, seq, "certificates", what)) return;
+  size_t k = seq_len(seq);
+  t->certificates = ig_calloc(k ? k : 1, sizeof *t->certificates);
+  for (size_t i = 0; i < k; i++) {
+    yaml_node_t *item = seq_at(c, seq, i), *w[MAX_FIELDS];
+    const char *cwhat = "tls certificate";
+    if (get_map(c, item, cwhat, tls_cert_keys, w) != 0) continue;
+    ig_tls_cert_cfg_t *tc = &t->certificates[t->n_certificates++];
+    tc->line = line_of(item);
+    cert_pair_of(c, item, w[TC_CERT], w[TC_KEY], cwhat, &tc->cert, &tc->key);
+    yaml_node_t *hs = w[TC_HOSTNAMES];
+    if (!required(c, item, hs, "hostnames", cwhat) || !is_list(c, hs, "hostnames", cwhat)) continue;
+    size_t nh = seq_len(hs);
+    if (nh == 0) {
+      err_at(c, hs, "'hostnames' in %s must not be empty", cwhat);
+      continue;
+    }
+    tc->hostnames = ig_calloc(nh, sizeof *tc->hostnames);
+    for (size_t j = 0; j < nh; j++) {
+      char *h = hostname_of(c, seq_at(c, hs, j), cwhat);
+      if (h) tc->hostnames[tc->n_hostnames++] = h;
+    }
+  }
+}
 
 static void parse_listeners(ctx_t *c, yaml_node_t *root, yaml_node_t *seq) {
   const char *what = "listener";
@@ -651,8 +750,10 @@ static void parse_listeners(ctx_t *c, yaml_node_t *root, yaml_node_t *seq) {
       l->protocol = (ig_listener_proto_t)e;
     if (l->protocol == IG_PROTO_HTTP) {
       if (present(v[L_BACKEND])) err_at(c, v[L_BACKEND], "'backend' is only valid for tcp listeners");
+      if (present(v[L_TLS])) parse_tls(c, v[L_TLS], l);
       continue;
     }
+    if (present(v[L_TLS])) err_at(c, v[L_TLS], "'tls' is only valid for http listeners");
     const char *b;
     if (!required(c, item, v[L_BACKEND], "backend", "tcp listener") ||
         !(b = str_of(c, v[L_BACKEND], "backend", what)))
@@ -842,8 +943,8 @@ static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",   "D
                                       "CONNECT", "OPTIONS", "TRACE", "PATCH", NULL};
 
 /* Gateway API hostnames: DNS labels, optionally "*." in front; stored lower-cased. */
-static char *hostname_of(ctx_t *c, yaml_node_t *n) {
-  const char *s = str_of(c, n, "hostnames", "route");
+static char *hostname_of(ctx_t *c, yaml_node_t *n, const char *what) {
+  const char *s = str_of(c, n, "hostnames", what);
   if (!s) return NULL;
   const char *h = !strncmp(s, "*.", 2) ? s + 2 : s;
   size_t len = strlen(h);
@@ -851,7 +952,7 @@ static char *hostname_of(ctx_t *c, yaml_node_t *n) {
   for (size_t i = 0; ok && i < len; i++)
     ok = isalnum((unsigned char)h[i]) || h[i] == '-' || h[i] == '.';
   if (!ok) {
-    err_at(c, n, "invalid hostname '%.64s' in route (expected e.g. api.example.com or *.example.com)", s);
+    err_at(c, n, "invalid hostname '%.64s' in %s (expected e.g. api.example.com or *.example.com)", s, what);
     return NULL;
   }
   char *out = ig_strdup(s);
@@ -1063,7 +1164,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
       size_t k = seq_len(v[R_HOSTNAMES]);
       r->hostnames = ig_calloc(k ? k : 1, sizeof *r->hostnames);
       for (size_t j = 0; j < k; j++) {
-        char *h = hostname_of(c, seq_at(c, v[R_HOSTNAMES], j));
+        char *h = hostname_of(c, seq_at(c, v[R_HOSTNAMES], j), "route");
         if (h) r->hostnames[r->n_hostnames++] = h;
       }
     }

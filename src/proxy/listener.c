@@ -12,6 +12,7 @@ static void on_listener_close(uv_handle_t *h) {
 
 void listener_unref(listener_t *l) {
   if (--l->refs) return;
+  tls_srv_release(l->tls);
   free(l->name);
   free(l);
 }
@@ -131,7 +132,12 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override) {
   size_t want = cfg->n_listeners + 1;
   listener_t **keep = ig_calloc(want, sizeof *keep); /* listener for each wanted entry */
   int *fresh = ig_calloc(want, sizeof *fresh);
+  tls_srv_t **tls = ig_calloc(want, sizeof *tls); /* new certificates of each TLS listener */
   int rc = 0;
+  /* certificates first: a file that went bad since the check keeps the running configuration */
+  for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++)
+    if (cfg->listeners[i].protocol == IG_PROTO_HTTP && cfg->listeners[i].tls)
+      rc = tls_srv_new(cfg->listeners[i].tls, cfg->listeners[i].name, &tls[i]);
   char ahost[256];
   int aport = 0;
   const char *admin_host = NULL;
@@ -177,8 +183,11 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override) {
         keep[i]->closed = 1;
         uv_close((uv_handle_t *)&keep[i]->tcp, on_listener_close);
       }
+    for (size_t i = 0; i < want; i++)
+      tls_srv_release(tls[i]);
     free(keep);
     free(fresh);
+    free(tls);
     return rc;
   }
   /* close what is no longer wanted, then adopt the new set */
@@ -198,6 +207,9 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override) {
     if (!l) continue;
     if (fresh[i]) list_insert_tail(&gw.listeners, &l->link);
     l->li = i < cfg->n_listeners ? (long)i : -1;
+    tls_srv_release(l->tls); /* connections keep the certificates they started with */
+    l->tls = tls[i];
+    tls[i] = NULL;
     if (i < cfg->n_listeners && strcmp(l->name, cfg->listeners[i].name) != 0) {
       free(l->name);
       l->name = ig_strdup(cfg->listeners[i].name);
@@ -205,6 +217,7 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override) {
   }
   free(keep);
   free(fresh);
+  free(tls);
   return 0;
 }
 

@@ -10,6 +10,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "infergate/cmd.h"
 #include "infergate/config.h"
@@ -580,6 +583,97 @@ static void test_check_command(void **state) {
   assert_string_equal(out, "");
 }
 
+/* Writes a self-signed P-256 certificate for cn and its key to dir/NAME.pem and dir/NAME.key. */
+static void make_cert(const char *dir, const char *name, const char *cn) {
+  EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  assert_non_null(pk);
+  X509 *x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), 0);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, pk);
+  X509_NAME *nm = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, nm);
+  assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.pem", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  PEM_write_X509(f, x);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/%s.key", dir, name);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+  fclose(f);
+  X509_free(x);
+  EVP_PKEY_free(pk);
+}
+
+static void test_tls(void **state) {
+  (void)state;
+  char dir[] = "/tmp/ig-tls-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  make_cert(dir, "d", "default.test");
+  make_cert(dir, "a", "a.example.com");
+  char junk[600], y[4096];
+  snprintf(junk, sizeof junk, "%s/junk.key", dir);
+  FILE *f = fopen(junk, "w");
+  assert_non_null(f);
+  fputs("not a key\n", f);
+  fclose(f);
+  /* a good listener: default certificate plus one SNI certificate */
+  snprintf(y, sizeof y,
+           LISTENER "    tls:\n      cert: %s/d.pem\n      key: %s/d.key\n      certificates:\n"
+                    "        - hostnames: [A.example.com, \"*.Example.com\"]\n          cert: %s/a.pem\n"
+                    "          key: %s/a.key\n",
+           dir, dir, dir, dir);
+  ig_config_t *cfg = load_ok(y);
+  const ig_tls_cfg_t *t = cfg->listeners[0].tls;
+  assert_non_null(t);
+  assert_int_equal(t->line, 5);
+  assert_int_equal(t->n_certificates, 1);
+  assert_int_equal(t->certificates[0].n_hostnames, 2);
+  assert_string_equal(t->certificates[0].hostnames[0], "a.example.com");
+  assert_string_equal(t->certificates[0].hostnames[1], "*.example.com");
+  assert_int_equal(t->certificates[0].line, 8);
+  assert_non_null(strstr(t->certificates[0].key, "/a.key"));
+  ig_config_free(cfg);
+  cfg = load_ok(LISTENER);
+  assert_null(cfg->listeners[0].tls);
+  ig_config_free(cfg);
+  /* the key of another certificate, a key file that holds no key, a missing file */
+  snprintf(y, sizeof y, LISTENER "    tls: {cert: %s/d.pem, key: %s/a.key}\n", dir, dir);
+  expect_errors(y, "4:48: does not match the certificate", NULL);
+  snprintf(y, sizeof y, LISTENER "    tls: {cert: %s/d.pem, key: %s}\n", dir, junk);
+  expect_errors(y, "4:48: holds no usable PEM private key", NULL);
+  snprintf(y, sizeof y, LISTENER "    tls: {cert: %s/d.pem, key: %s/none.key}\n", dir, dir);
+  expect_errors(y, "4:48: cannot read TLS key file", NULL);
+  snprintf(y, sizeof y, LISTENER "    tls: {cert: %s, key: %s/d.key}\n", junk, dir);
+  expect_errors(y, "4:17: holds no usable PEM certificate", NULL);
+  /* structure */
+  snprintf(y, sizeof y, LISTENER "    tls: {cert: %s/d.pem}\n", dir);
+  expect_errors(y, "4:10: missing required key 'key' in listener tls", NULL);
+  snprintf(y, sizeof y,
+           LISTENER "    tls:\n      cert: %s/d.pem\n      key: %s/d.key\n      certificates:\n"
+                    "        - {cert: %s/a.pem, key: %s/a.key}\n        - {hostnames: [bad_host!], cert: %s/a.pem,"
+                    " key: %s/a.key}\n        - {hostnames: []}\n",
+           dir, dir, dir, dir, dir, dir);
+  expect_errors(y, "8:11: missing required key 'hostnames' in tls certificate",
+                "9:24: invalid hostname 'bad_host!' in tls certificate", "10:11: missing required key 'cert'",
+                "10:11: missing required key 'key'", "10:23: 'hostnames' in tls certificate must not be empty", NULL);
+  expect_errors(LISTENER "    tls: {crt: x}\n", "4:10: missing required key 'cert' in listener tls",
+                "4:10: missing required key 'key'", "4:11: unknown key 'crt' in listener tls", NULL);
+  expect_errors("listeners:\n  - {name: pg, address: 127.0.0.1:5432, protocol: tcp, backend: db, tls: {}}\n"
+                "backends:\n  - {name: db, endpoints: [127.0.0.1:5433]}\n",
+                "2:74: 'tls' is only valid for http listeners", NULL);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_roundtrip),
@@ -592,6 +686,7 @@ int main(void) {
       cmocka_unit_test(test_duplicates),
       cmocka_unit_test(test_references),
       cmocka_unit_test(test_tcp),
+      cmocka_unit_test(test_tls),
       cmocka_unit_test(test_routes_values),
       cmocka_unit_test(test_models),
       cmocka_unit_test(test_structure),

@@ -1,0 +1,244 @@
+/* TLS termination on HTTP listeners (issue #9): one SSL_CTX per certificate of a listener, picked by
+ * SNI, and a per-connection shim over memory BIOs so that client.c keeps reading and writing its libuv
+ * stream: ciphertext read from the socket is fed in and plaintext comes out; plaintext to send is
+ * encrypted into a memory BIO whose bytes are then written to the socket. TLS 1.2 minimum, server
+ * cipher preference, no renegotiation, ALPN "http/1.1". */
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "proxy.h"
+
+typedef struct {
+  SSL_CTX *ctx;
+  char **hostnames; /* borrowed from nothing: owned copies */
+  size_t n_hostnames;
+} tls_cert_t;
+
+struct tls_srv {
+  unsigned refs; /* the listener + each connection */
+  char *name;    /* listener name, for logs */
+  SSL_CTX *def;  /* default certificate */
+  tls_cert_t *certs;
+  size_t n_certs;
+};
+
+struct tls_conn {
+  SSL *ssl;
+  BIO *rbio, *wbio; /* owned by ssl */
+  tls_srv_t *srv;
+};
+
+static const unsigned char alpn_http11[] = "\x08http/1.1";
+
+/* ALPN: speak HTTP/1.1 when the client offers it; otherwise go on without ALPN. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned int inlen, void *arg) {
+  (void)ssl;
+  (void)arg;
+  unsigned char *sel = NULL;
+  unsigned char sel_len = 0;
+  if (SSL_select_next_proto(&sel, &sel_len, alpn_http11, sizeof alpn_http11 - 1, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = sel;
+  *outlen = sel_len;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Whether name (lower-cased) matches the wildcard pattern "*.suffix": exactly one label in front. */
+static int wildcard_match(const char *pat, const char *name) {
+  if (strncmp(pat, "*.", 2) != 0) return 0;
+  const char *suffix = pat + 1; /* ".example.com" */
+  size_t sl = strlen(suffix), nl = strlen(name);
+  if (nl <= sl || strcmp(name + nl - sl, suffix) != 0) return 0;
+  return memchr(name, '.', nl - sl) == NULL;
+}
+
+/* Picks the context for an SNI hostname: an exact hostname first, then a wildcard, else the default. */
+static SSL_CTX *pick_ctx(const tls_srv_t *s, const char *sni) {
+  char name[256];
+  size_t n = strlen(sni);
+  if (n == 0 || n >= sizeof name) return s->def;
+  for (size_t i = 0; i < n; i++)
+    name[i] = (char)tolower((unsigned char)sni[i]);
+  if (name[n - 1] == '.') n--;
+  name[n] = '\0';
+  for (size_t i = 0; i < s->n_certs; i++)
+    for (size_t j = 0; j < s->certs[i].n_hostnames; j++)
+      if (strcmp(s->certs[i].hostnames[j], name) == 0) return s->certs[i].ctx;
+  for (size_t i = 0; i < s->n_certs; i++)
+    for (size_t j = 0; j < s->certs[i].n_hostnames; j++)
+      if (wildcard_match(s->certs[i].hostnames[j], name)) return s->certs[i].ctx;
+  return s->def;
+}
+
+static int on_sni(SSL *ssl, int *al, void *arg) {
+  (void)al;
+  const tls_srv_t *s = arg;
+  const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!sni) return SSL_TLSEXT_ERR_OK;
+  SSL_CTX *ctx = pick_ctx(s, sni);
+  if (ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* Creates one server context for a certificate chain and key (already checked at load time, but the
+ * files may have changed since: errors are logged). */
+static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return NULL;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
+  SSL_CTX_set_tlsext_servername_arg(ctx, s);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+    char why[256];
+    ERR_error_string_n(ERR_get_error(), why, sizeof why);
+    ig_error("listener %s: cannot load TLS certificate %s / key %s: %s", s->name, cert, key, why);
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, tls_srv_t **out) {
+  *out = NULL;
+  tls_srv_t *s = IG_NEW(tls_srv_t);
+  s->refs = 1;
+  s->name = ig_strdup(listener);
+  s->certs = ig_calloc(cfg->n_certificates ? cfg->n_certificates : 1, sizeof *s->certs);
+  if (!(s->def = ctx_new(s, cfg->cert, cfg->key))) goto fail;
+  for (size_t i = 0; i < cfg->n_certificates; i++) {
+    const ig_tls_cert_cfg_t *cc = &cfg->certificates[i];
+    tls_cert_t *t = &s->certs[s->n_certs++];
+    t->hostnames = ig_calloc(cc->n_hostnames ? cc->n_hostnames : 1, sizeof *t->hostnames);
+    for (size_t j = 0; j < cc->n_hostnames; j++)
+      t->hostnames[t->n_hostnames++] = ig_strdup(cc->hostnames[j]);
+    if (!(t->ctx = ctx_new(s, cc->cert, cc->key))) goto fail;
+  }
+  *out = s;
+  return 0;
+fail:
+  tls_srv_release(s);
+  return IG_ECONFIG;
+}
+
+void tls_srv_release(tls_srv_t *s) {
+  if (!s || --s->refs) return;
+  for (size_t i = 0; i < s->n_certs; i++) {
+    SSL_CTX_free(s->certs[i].ctx);
+    for (size_t j = 0; j < s->certs[i].n_hostnames; j++)
+      free(s->certs[i].hostnames[j]);
+    free(s->certs[i].hostnames);
+  }
+  free(s->certs);
+  SSL_CTX_free(s->def);
+  free(s->name);
+  free(s);
+}
+
+tls_conn_t *tls_conn_new(tls_srv_t *s) {
+  SSL *ssl = SSL_new(s->def);
+  if (!ssl) return NULL;
+  BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+  if (!rb || !wb) {
+    BIO_free(rb);
+    BIO_free(wb);
+    SSL_free(ssl);
+    return NULL;
+  }
+  BIO_set_mem_eof_return(rb, -1); /* an empty read BIO means "want more", not EOF */
+  SSL_set_bio(ssl, rb, wb);
+  SSL_set_accept_state(ssl);
+  tls_conn_t *t = IG_NEW(tls_conn_t);
+  t->ssl = ssl;
+  t->rbio = rb;
+  t->wbio = wb;
+  t->srv = s;
+  s->refs++; /* the SNI callback reads s while this connection handshakes */
+  return t;
+}
+
+void tls_conn_free(tls_conn_t *t) {
+  if (!t) return;
+  SSL_free(t->ssl); /* frees both BIOs */
+  tls_srv_release(t->srv);
+  free(t);
+}
+
+/* Logs a failed TLS operation at debug level and clears OpenSSL's error queue. */
+static void log_fail(const tls_conn_t *t, const char *peer, const char *what, int err) {
+  char why[256] = "";
+  unsigned long e = ERR_get_error();
+  if (e) ERR_error_string_n(e, why, sizeof why);
+  ig_debug("client %s on %s: TLS %s failed (ssl error %d) %s", peer, t->srv->name, what, err, why);
+  ERR_clear_error();
+}
+
+int tls_conn_feed(tls_conn_t *t, const char *peer, const char *in, size_t n, ig_buf_t *plain) {
+  while (n) {
+    int chunk = n > INT_MAX ? INT_MAX : (int)n;
+    int w = BIO_write(t->rbio, in, chunk);
+    if (w <= 0) return IG_EIO;
+    in += w;
+    n -= (size_t)w;
+  }
+  for (;;) {
+    ig_buf_reserve(plain, 16384);
+    size_t room = plain->cap - plain->len - 1;
+    int r = SSL_read(t->ssl, plain->data + plain->len, room > INT_MAX ? INT_MAX : (int)room);
+    if (r > 0) {
+      plain->len += (size_t)r;
+      plain->data[plain->len] = '\0';
+      continue;
+    }
+    int err = SSL_get_error(t->ssl, r);
+    if (err == SSL_ERROR_WANT_READ) return 0;
+    if (err == SSL_ERROR_ZERO_RETURN) return IG_ECLOSED; /* close_notify */
+    log_fail(t, peer, SSL_is_init_finished(t->ssl) ? "read" : "handshake", err);
+    return IG_EPARSE;
+  }
+}
+
+int tls_conn_encrypt(tls_conn_t *t, const char *peer, const uv_buf_t *bufs, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    const char *p = bufs[i].base;
+    size_t left = bufs[i].len;
+    while (left) {
+      int chunk = left > (1u << 30) ? 1 << 30 : (int)left;
+      int w = SSL_write(t->ssl, p, chunk);
+      if (w <= 0) {
+        log_fail(t, peer, "write", SSL_get_error(t->ssl, w));
+        return IG_EIO;
+      }
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  return 0;
+}
+
+void tls_conn_close_notify(tls_conn_t *t) {
+  if (SSL_is_init_finished(t->ssl)) SSL_shutdown(t->ssl);
+  ERR_clear_error();
+}
+
+size_t tls_conn_pending(tls_conn_t *t, char **data) {
+  char *p = NULL;
+  long n = BIO_get_mem_data(t->wbio, &p);
+  *data = p;
+  return n > 0 ? (size_t)n : 0;
+}
+
+void tls_conn_consumed(tls_conn_t *t) {
+  (void)BIO_reset(t->wbio);
+}

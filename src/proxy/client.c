@@ -12,6 +12,8 @@ static void client_close_graceful(client_t *c);
 static void on_client_timer(uv_timer_t *t);
 static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int tls_flush(client_t *c);
+static void client_tls_read(client_t *c, const char *p, size_t n);
 
 /* ---------------------------------------------------------------- write helper */
 
@@ -67,6 +69,7 @@ static void on_client_close(uv_handle_t *h) {
   ig_buf_free(&c->fwd);
   ig_buf_free(&c->body);
   ig_buf_free(&c->tmp);
+  tls_conn_free(c->tls);
   listener_unref(c->lst);
   free(c);
   gw_check_drained();
@@ -165,6 +168,10 @@ static void client_close_graceful(client_t *c) {
   req_release(c, 0);
   c->state = CS_LINGER;
   ig_buf_reset(&c->in);
+  if (c->tls) {
+    tls_conn_close_notify(c->tls);
+    if (tls_flush(c) != 0 || c->closing) return;
+  }
   if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_client_shutdown) != 0) {
     client_abort(c);
     return;
@@ -208,10 +215,41 @@ void client_stall_timer(client_t *c) {
   uv_timer_start(&c->timer, on_client_timer, gw.snap->cfg->client_timeout_ms, 0);
 }
 
+/* Appends x-gateway-destination-endpoint-served (the endpoint's resolved ip:port) to the response
+ * head of a request proxied to an inference pool. *head is the head (c->fwd, ending with the blank
+ * line) and is updated when the buffer moves. */
+static void add_served_header(client_t *c, uv_buf_t *head) {
+  ig_buf_t *b = &c->fwd;
+  const endpoint_t *ep = c->req.last_ep;
+  if (b->len < 4 || memcmp(b->data + b->len - 4, "\r\n\r\n", 4) != 0) return;
+  char ip[64] = "";
+  if (ep->resolved && ep->addr.ss_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)&ep->addr, ip, sizeof ip);
+    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), ":%d", ep->port);
+  } else if (ep->resolved && ep->addr.ss_family == AF_INET6) {
+    ip[0] = '[';
+    uv_ip6_name((const struct sockaddr_in6 *)&ep->addr, ip + 1, sizeof ip - 1);
+    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), "]:%d", ep->port);
+  }
+  b->len -= 2;
+  ig_buf_puts(b, "x-gateway-destination-endpoint-served: ");
+  ig_buf_puts(b, ip[0] ? ip : ep->name);
+  ig_buf_puts(b, "\r\n\r\n");
+  *head = uv_buf_init(b->data, (unsigned)b->len);
+}
+
 void client_write(client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->closing || c->state == CS_LINGER) return;
   int queued = 0;
   req_t *q = &c->req;
+  uv_buf_t with_served[4];
+  if (n && n <= 4 && bufs[0].base == c->fwd.data && bufs[0].len == c->fwd.len && q->last_ep && q->be &&
+      q->be->cfg->policy == IG_LB_INFERENCE) {
+    /* the response head of a proxied request (upstream.c builds it in c->fwd) */
+    memcpy(with_served, bufs, n * sizeof *bufs);
+    add_served_header(c, &with_served[0]);
+    bufs = with_served;
+  }
   for (unsigned i = 0; i < n; i++) {
     q->bytes_out += bufs[i].len;
     if (q->model[0] && q->resp_started) {
@@ -229,6 +267,15 @@ void client_write(client_t *c, const uv_buf_t *bufs, unsigned n) {
       }
     }
   }
+  if (c->tls) {
+    /* each call is encrypted and written at once: streamed chunks go out as they arrive */
+    if (tls_conn_encrypt(c->tls, c->peer, bufs, n) != 0) {
+      client_abort(c);
+      return;
+    }
+    tls_flush(c);
+    return;
+  }
   int rc = stream_write((uv_stream_t *)&c->tcp, bufs, n, on_client_write, &queued);
   if (rc < 0) {
     ig_debug("client %s: write failed: %s", c->peer, uv_strerror(rc));
@@ -236,6 +283,25 @@ void client_write(client_t *c, const uv_buf_t *bufs, unsigned n) {
     return;
   }
   if (queued) c->writes_pending++;
+}
+
+/* Writes the ciphertext the TLS connection has produced (records, handshake messages, alerts).
+ * Returns 0, or -1 after aborting the connection on a write error. */
+static int tls_flush(client_t *c) {
+  char *data;
+  size_t len = tls_conn_pending(c->tls, &data);
+  if (len == 0) return 0;
+  int queued = 0;
+  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
+  int rc = stream_write((uv_stream_t *)&c->tcp, &iov, 1, on_client_write, &queued);
+  tls_conn_consumed(c->tls); /* stream_write copied what it did not send */
+  if (rc < 0) {
+    ig_debug("client %s: write failed: %s", c->peer, uv_strerror(rc));
+    client_abort(c);
+    return -1;
+  }
+  if (queued) c->writes_pending++;
+  return 0;
 }
 
 /* ---------------------------------------------------------------- request end */
@@ -428,6 +494,16 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
     if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0) have_host = 1;
     if (h->name_len == 31 && strncasecmp(h->name, "x-gateway-inference-fairness-id", 31) == 0)
       copy_trunc(q->fairness, sizeof q->fairness, h->value, h->value_len);
+    if (h->name_len == 28 && strncasecmp(h->name, "x-gateway-model-name-rewrite", 28) == 0) {
+      int pool = q->be && q->be->cfg->policy == IG_LB_INFERENCE;
+      if (pool && (h->value_len == 0 || h->value_len >= sizeof q->rewrite)) {
+        q->pending_status = 400;
+        q->pending_code = "invalid_model";
+        q->pending_msg = "x-gateway-model-name-rewrite must name a model (at most 256 bytes)";
+      } else if (pool) {
+        copy_trunc(q->rewrite, sizeof q->rewrite, h->value, h->value_len);
+      }
+    }
     if (h->name_len == 23 && strncasecmp(h->name, "x-infergate-criticality", 23) == 0) {
       if (ig_strncaseeq(h->value, h->value_len, "critical"))
         q->hdr_crit = IG_CRIT_CRITICAL;
@@ -700,6 +776,13 @@ static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   req_t *q = &c->req;
   c->into_body = 0;
+  if (c->tls) {
+    /* ciphertext: decrypted into c->in right away, so one buffer serves every connection */
+    static char cipher[READ_CHUNK];
+    buf->base = cipher;
+    buf->len = sizeof cipher;
+    return;
+  }
   if (c->state == CS_BODY && !q->chunked && !q->pending_status && c->in.len == 0 && q->body_left > 0) {
     /* the rest of a Content-Length body goes straight to where it is forwarded from */
     size_t want = q->body_left < READ_CHUNK ? (size_t)q->body_left : READ_CHUNK;
@@ -715,9 +798,21 @@ static void on_client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = c->in.cap - c->in.len - 1;
 }
 
+/* New bytes are in c->in: bound pipelined input while a response is under way, else parse. */
+static void client_input(client_t *c) {
+  if (c->state == CS_UPSTREAM || c->state == CS_QUEUED) {
+    /* pipelined bytes wait; keep watching the socket (to see the client leave) but bound them */
+    if (c->in.len > gw.snap->cfg->max_header_bytes + 65536) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->reading = 0;
+    }
+    return;
+  }
+  client_process(c);
+}
+
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   client_t *c = s->data;
-  (void)buf;
   if (c->closing) return;
   if (nread < 0) {
     /* EOF or error: a finished connection, or a client that went away mid-request */
@@ -725,6 +820,10 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
+  if (c->tls) {
+    client_tls_read(c, buf->base, (size_t)nread);
+    return;
+  }
   if (c->state == CS_LINGER) {
     ig_buf_reset(&c->in);
     return;
@@ -743,15 +842,29 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uv_timer_start(&c->timer, on_client_timer, head_timeout_ms(), 0); /* the next head starts: bound it */
   c->in.len += (size_t)nread;
   c->in.data[c->in.len] = '\0';
-  if (c->state == CS_UPSTREAM || c->state == CS_QUEUED) {
-    /* pipelined bytes wait; keep watching the socket (to see the client leave) but bound them */
-    if (c->in.len > gw.snap->cfg->max_header_bytes + 65536) {
-      uv_read_stop(s);
-      c->reading = 0;
-    }
+  client_input(c);
+}
+
+/* TLS: decrypts what was read into c->in, sends what the handshake answers, and goes on like a plain
+ * read with the plaintext. A failed handshake (plain HTTP to a TLS port included) closes quietly. */
+static void client_tls_read(client_t *c, const char *p, size_t n) {
+  size_t before = c->in.len;
+  int rc = tls_conn_feed(c->tls, c->peer, p, n, &c->in);
+  if (tls_flush(c) != 0) return;
+  if (rc < 0) {
+    client_abort(c);
     return;
   }
-  client_process(c);
+  if (c->in.len == before) return;
+  if (c->state == CS_LINGER) {
+    ig_buf_reset(&c->in);
+    return;
+  }
+  if (c->state == CS_BODY)
+    uv_timer_start(&c->timer, on_client_timer, gw.snap->cfg->client_timeout_ms, 0);
+  if (c->state == CS_HEAD && before == 0 && c->served)
+    uv_timer_start(&c->timer, on_client_timer, head_timeout_ms(), 0);
+  client_input(c);
 }
 
 static void on_client_timer(uv_timer_t *t) {
@@ -827,6 +940,11 @@ void client_accept(listener_t *l) {
       uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     else
       uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+  }
+  if (l->tls && !(c->tls = tls_conn_new(l->tls))) {
+    ig_warn("listener %s: cannot set up TLS for %s", l->name, c->peer);
+    client_abort(c);
+    return;
   }
   c->state = CS_HEAD;
   c->reading = 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "proxy.h"
 
@@ -221,41 +222,46 @@ static void queue_push(pool_t *p, client_t *c) {
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
 }
-/* Picks a target of m by weight (all weights 0 or no targets: the model name itself). */
-static const char *pick_target(const ig_model_cfg_t *m) {
-  if (m->n_targets == 0) return m->model_name;
-  uint64_t total = 0;
-  for (size_t i = 0; i < m->n_targets; i++)
-    total += m->targets[i].weight;
-  if (total == 0) return m->targets[ig_rng_next(&gw.rng) % m->n_targets].name;
-  uint64_t x = ig_rng_next(&gw.rng) % total;
-  for (size_t i = 0; i < m->n_targets; i++) {
-    if (x < m->targets[i].weight) return m->targets[i].name;
-    x -= m->targets[i].weight;
-  }
-  return m->targets[m->n_targets - 1].name;
+/* Whether the request is GET (or HEAD) /v1/models, with or without a query string. */
+static int is_models_list(const req_t *q) {
+  if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) return 0;
+  static const char p[] = "/v1/models";
+  char end = q->path[sizeof p - 1];
+  return strncmp(q->path, p, sizeof p - 1) == 0 && (end == '\0' || end == '?');
 }
 
-/* Writes body with a "model" member inserted first (for a body that has none: default_model). */
-static int insert_model(const char *body, size_t len, const char *model, ig_buf_t *out) {
-  size_t i = 0;
-  while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
-    i++;
-  if (i >= len || body[i] != '{') return IG_EINVAL;
-  size_t j = i + 1;
-  while (j < len && (body[j] == ' ' || body[j] == '\t' || body[j] == '\r' || body[j] == '\n'))
-    j++;
-  ig_buf_puts(out, "{\"model\":\"");
-  ig_json_escape(out, model, strlen(model));
-  ig_buf_puts(out, j < len && body[j] == '}' ? "\"" : "\",");
-  ig_buf_append(out, body + i + 1, len - i - 1);
-  return 0;
+/* Answers GET /v1/models locally (OpenAI list format) with every InferenceModel of the request's pool. */
+static void send_models_list(client_t *c) {
+  static time_t created; /* first listing: a stable timestamp for the life of the process */
+  if (!created) created = time(NULL);
+  const ig_config_t *cfg = c->req.snap->cfg;
+  const backend_rt_t *be = c->req.be;
+  ig_buf_t out;
+  ig_buf_init(&out);
+  ig_buf_puts(&out, "{\"object\":\"list\",\"data\":[");
+  int first = 1;
+  for (size_t i = 0; i < cfg->n_models; i++) {
+    const ig_model_cfg_t *m = &cfg->models[i];
+    if (m->pool_index != be->index) continue;
+    ig_buf_puts(&out, first ? "{\"id\":\"" : ",{\"id\":\"");
+    first = 0;
+    ig_json_escape(&out, m->model_name, strlen(m->model_name));
+    ig_buf_printf(&out, "\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"infergate\"}",
+                  (long long)created);
+  }
+  ig_buf_puts(&out, "]}\n");
+  client_local_response(c, 200, "application/json", out.data, out.len);
+  ig_buf_free(&out);
 }
 
 int pool_prepare(client_t *c) {
   req_t *q = &c->req;
   const ig_config_t *cfg = q->snap->cfg;
   backend_rt_t *be = q->be;
+  if (be->has_models && is_models_list(q)) {
+    send_models_list(c);
+    return 1;
+  }
   if (strcmp(q->method, "POST") != 0 || c->body.len == 0) return 0; /* e.g. GET /v1/models */
   ig_oai_req_t scan;
   int rc = ig_oai_scan(c->body.data, c->body.len, &scan);
@@ -284,7 +290,7 @@ int pool_prepare(client_t *c) {
   q->stream = scan.stream == 1;
   if (m) {
     q->criticality = m->criticality;
-    target = pick_target(m);
+    target = ig_config_pick_target(m, &gw.rng);
   } else if (q->hdr_crit >= 0) {
     q->criticality = (ig_criticality_t)q->hdr_crit; /* no InferenceModel: the client's header */
   }
@@ -296,11 +302,12 @@ int pool_prepare(client_t *c) {
     ig_buf_free(&msg);
     return 1;
   }
+  if (q->rewrite[0]) target = q->rewrite; /* x-gateway-model-name-rewrite beats the weighted split */
   snprintf(q->target, sizeof q->target, "%s", target);
   if (scan.has_model && strcmp(q->target, scan.model) == 0) return 0;
   ig_buf_reset(&c->tmp);
   rc = scan.has_model ? ig_oai_rewrite_model(c->body.data, c->body.len, &scan, q->target, &c->tmp)
-                      : insert_model(c->body.data, c->body.len, q->target, &c->tmp);
+                      : ig_oai_insert_model(c->body.data, c->body.len, q->target, &c->tmp);
   if (rc < 0) {
     client_send_error(c, 400, "invalid_json", "cannot rewrite the model of this request body", 0);
     return 1;

@@ -66,6 +66,8 @@ typedef struct upconn upconn_t;
 typedef struct pod pod_t;
 typedef struct scraper scraper_t;
 typedef struct pool pool_t;
+typedef struct tls_srv tls_srv_t;   /* tls.c: a TLS listener's certificates (refcounted) */
+typedef struct tls_conn tls_conn_t; /* tls.c: one client connection's TLS state */
 
 /* ---- endpoints and balancing ---- */
 struct endpoint {
@@ -150,6 +152,7 @@ struct listener {
   long li;       /* index in the current snapshot's listeners, -1 once removed */
   unsigned refs; /* the listener itself + connections accepted on it */
   int closed;
+  tls_srv_t *tls; /* NULL: plain HTTP */
 };
 
 void listener_unref(listener_t *l);
@@ -181,6 +184,7 @@ typedef struct {
   ig_criticality_t criticality;
   int hdr_crit;     /* x-infergate-criticality: -1 none, else an ig_criticality_t */
   char fairness[64]; /* x-gateway-inference-fairness-id */
+  char rewrite[IG_OAI_MODEL_MAX + 1]; /* x-gateway-model-name-rewrite: overrides the weighted target */
   ig_sched_qnode_t *qnode; /* while parked in the pool's flow-control queue */
   endpoint_t *picked, *alt; /* scheduler's pick and its first fallback (pool.c) */
   char tail[REQ_TAIL];      /* last response bytes of an inference request */
@@ -213,6 +217,7 @@ struct client {
   ig_buf_t body; /* request body as forwarded */
   ig_buf_t tmp;  /* scratch: local responses, rewrites, dechunked data */
   req_t req;
+  tls_conn_t *tls; /* NULL on plain listeners */
 };
 
 typedef enum { FR_NONE, FR_LENGTH, FR_CHUNKED, FR_CLOSE } framing_t;
@@ -249,6 +254,23 @@ void clients_drain(void);
 void client_stall_timer(client_t *c);
 void clients_close_all(int admin_too);
 int client_local_response(client_t *c, int status, const char *ctype, const char *body, size_t len);
+
+/* tls.c: TLS termination over memory BIOs. tls_srv_new builds one SSL_CTX per certificate of cfg
+ * (0, or IG_ECONFIG logged); connections hold a reference. */
+int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, tls_srv_t **out);
+void tls_srv_release(tls_srv_t *s);
+tls_conn_t *tls_conn_new(tls_srv_t *s); /* NULL when OpenSSL fails */
+void tls_conn_free(tls_conn_t *t);
+/* Feeds ciphertext read from the socket; appends the plaintext it yields to plain. Returns 0,
+ * IG_ECLOSED (the peer sent close_notify) or IG_EPARSE (handshake or record failure, logged at debug).
+ * Either way, tls_conn_pending may hold bytes to send (handshake records, alerts). */
+int tls_conn_feed(tls_conn_t *t, const char *peer, const char *in, size_t n, ig_buf_t *plain);
+/* Encrypts plaintext into the pending output. Returns 0 or IG_EIO. */
+int tls_conn_encrypt(tls_conn_t *t, const char *peer, const uv_buf_t *bufs, unsigned n);
+void tls_conn_close_notify(tls_conn_t *t);
+/* The ciphertext waiting to be written (*data valid until tls_conn_consumed, which drops it). */
+size_t tls_conn_pending(tls_conn_t *t, char **data);
+void tls_conn_consumed(tls_conn_t *t);
 
 /* upstream.c */
 void upstream_start(client_t *c, const endpoint_t *exclude, int fresh);

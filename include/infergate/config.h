@@ -174,6 +174,22 @@ void ig_config_errors_free(ig_config_errors_t *errs);
 void ig_config_errors_print(const ig_config_errors_t *errs, void *f);
 /* Finds a backend (or pool) by name; returns its index or -1. */
 long ig_config_find_backend(const ig_config_t *cfg, const char *name);
+/* A quick start without a file (serve --listen/--backend|--pool, epp --endpoints). */
+typedef struct {
+  const char *listen;        /* listener HOST:PORT with a catch-all route; NULL: no listener is opened
+                              * (the epp), a placeholder satisfies the loader and no route is made */
+  const char *admin;         /* admin HOST:PORT or NULL */
+  const char *backend;       /* comma-separated endpoints of a plain backend named "default", or */
+  const char *pool;          /* comma-separated endpoints of an inference pool named "default" */
+  const char *policy;        /* plain backend's policy or NULL */
+  char **models;             /* InferenceModels served by the pool */
+  size_t n_models;
+  const char *default_model; /* or NULL */
+} ig_quick_cfg_t;
+
+/* Appends the quick-start configuration as native YAML to y, for ig_config_load_string. */
+void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q);
+
 /* Picks a target of m by weight (the model name itself when it has no targets; an equal split when
  * every weight is 0). The returned name belongs to cfg. */
 const char *ig_config_pick_target(const ig_model_cfg_t *m, ig_rng_t *rng);

@@ -37,49 +37,6 @@ static void usage(FILE *f) {
           "  --log-level LEVEL      debug | info | warn | error (default info)\n");
 }
 
-/* Appends s as a double-quoted YAML scalar. */
-static void yaml_quote(ig_buf_t *b, const char *s, size_t n) {
-  ig_buf_puts(b, "\"");
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '"' || s[i] == '\\') ig_buf_puts(b, "\\");
-    ig_buf_append(b, &s[i], 1);
-  }
-  ig_buf_puts(b, "\"");
-}
-
-/* The quick-start configuration as native YAML, so that it goes through the same validation as a
- * file. The loader requires a listener; epp never opens it. */
-static void quick_yaml(ig_buf_t *y, const char *endpoints, char **models, size_t n_models, const char *dflt) {
-  ig_buf_puts(y, "listeners:\n  - name: unused\n    address: \"127.0.0.1:1\"\n");
-  ig_buf_puts(y, "pools:\n  - name: default\n    endpoints: [");
-  const char *p = endpoints;
-  int first = 1;
-  while (*p) {
-    size_t n = strcspn(p, ",");
-    if (n) {
-      if (!first) ig_buf_puts(y, ", ");
-      yaml_quote(y, p, n);
-      first = 0;
-    }
-    p += n;
-    if (*p == ',') p++;
-  }
-  ig_buf_puts(y, "]\n");
-  if (n_models) {
-    ig_buf_puts(y, "models:\n");
-    for (size_t i = 0; i < n_models; i++) {
-      ig_buf_puts(y, "  - name: ");
-      yaml_quote(y, models[i], strlen(models[i]));
-      ig_buf_puts(y, "\n    pool: default\n");
-    }
-  }
-  if (dflt) {
-    ig_buf_puts(y, "default_model: ");
-    yaml_quote(y, dflt, strlen(dflt));
-    ig_buf_puts(y, "\n");
-  }
-}
-
 static int parse_mode(const char *s, int *out) {
   static const struct {
     const char *name;
@@ -215,7 +172,8 @@ int ig_cmd_epp(int argc, char **argv) {
   } else {
     ig_buf_t y;
     ig_buf_init(&y);
-    quick_yaml(&y, endpoints, models, n_models, dflt);
+    ig_quick_cfg_t q = {.pool = endpoints, .models = models, .n_models = n_models, .default_model = dflt};
+    ig_config_quick_yaml(&y, &q);
     rc = ig_config_load_string("<command line>", y.data, y.len, &cfg, &errs);
     ig_buf_free(&y);
   }

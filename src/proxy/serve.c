@@ -46,70 +46,6 @@ static void usage(FILE *f) {
              "SIGTERM drains (stop accepting, finish in-flight requests) and exits 0.\n");
 }
 
-/* Appends s as a double-quoted YAML scalar. */
-static void yaml_quote(ig_buf_t *b, const char *s, size_t n) {
-  ig_buf_puts(b, "\"");
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '"' || s[i] == '\\') ig_buf_puts(b, "\\");
-    ig_buf_append(b, &s[i], 1);
-  }
-  ig_buf_puts(b, "\"");
-}
-
-/* Appends a YAML flow list of the comma-separated items of csv. */
-static void yaml_list(ig_buf_t *b, const char *csv) {
-  ig_buf_puts(b, "[");
-  const char *p = csv;
-  int first = 1;
-  while (*p) {
-    const char *e = strchr(p, ',');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
-    if (n) {
-      if (!first) ig_buf_puts(b, ", ");
-      yaml_quote(b, p, n);
-      first = 0;
-    }
-    p += n;
-    if (*p == ',') p++;
-  }
-  ig_buf_puts(b, "]");
-}
-
-/* The quick-start configuration: one listener, optional admin, one backend (or pool) and a catch-all
- * route, as native YAML so that it goes through the same validation as a file. */
-static void quick_yaml(ig_buf_t *y, const char *listen, const char *admin, const char *backend,
-                       const char *pool, const char *policy, char **models, size_t n_models) {
-  ig_buf_puts(y, "listeners:\n  - name: main\n    address: ");
-  yaml_quote(y, listen, strlen(listen));
-  ig_buf_puts(y, "\n");
-  if (admin) {
-    ig_buf_puts(y, "admin:\n  address: ");
-    yaml_quote(y, admin, strlen(admin));
-    ig_buf_puts(y, "\n");
-  }
-  if (pool) {
-    ig_buf_puts(y, "pools:\n  - name: default\n    endpoints: ");
-    yaml_list(y, pool);
-  } else {
-    ig_buf_puts(y, "backends:\n  - name: default\n    endpoints: ");
-    yaml_list(y, backend);
-    if (policy) {
-      ig_buf_puts(y, "\n    policy: ");
-      yaml_quote(y, policy, strlen(policy));
-    }
-  }
-  ig_buf_puts(y, "\n");
-  if (n_models) {
-    ig_buf_puts(y, "models:\n");
-    for (size_t i = 0; i < n_models; i++) {
-      ig_buf_puts(y, "  - name: ");
-      yaml_quote(y, models[i], strlen(models[i]));
-      ig_buf_puts(y, "\n    pool: default\n");
-    }
-  }
-  ig_buf_puts(y, "routes:\n  - name: default\n    backend: default\n");
-}
-
 static void ensure_hdrs(const ig_config_t *cfg) {
   size_t want = cfg->max_headers ? cfg->max_headers : 100;
   if (want <= gw.n_hdrs) return;
@@ -496,7 +432,9 @@ int ig_cmd_serve(int argc, char **argv) {
       fprintf(stderr, "infergate serve: --model needs --pool\n");
       goto out;
     }
-    quick_yaml(&yaml, listen, admin, backend, pool, policy, models, n_models);
+    ig_quick_cfg_t q = {.listen = listen, .admin = admin, .backend = backend, .pool = pool,
+                        .policy = policy, .models = models, .n_models = n_models};
+    ig_config_quick_yaml(&yaml, &q);
     if (ig_config_load_string("command line", yaml.data, yaml.len, &cfg, &errs) != 0) {
       ig_config_errors_print(&errs, stderr);
       rc = 2;

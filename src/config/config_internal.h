@@ -3,6 +3,7 @@
 #define INFERGATE_CONFIG_INTERNAL_H
 
 #include <stddef.h>
+#include <yaml.h>
 
 #include "infergate/config.h"
 
@@ -21,5 +22,14 @@ int ig_config_resolve(const char *host, char *out, size_t cap, const char **why)
 
 /* Sets every global limit and timeout of cfg to its default. */
 void ig_config_set_defaults(ig_config_t *cfg);
+
+/* YAML document helpers shared by the native and the manifest loaders (yamlnode.c). */
+/* A plain scalar "", "~" or "null" (any case YAML allows). */
+int ig_yaml_is_null(const yaml_node_t *n);
+/* An optional value counts as absent when missing or written as null. */
+int ig_yaml_present(const yaml_node_t *n);
+/* "null", "a scalar", "a list" or "a mapping", for error messages. */
+const char *ig_yaml_kind(const yaml_node_t *n);
+size_t ig_yaml_seq_len(const yaml_node_t *n);
 
 #endif

@@ -133,35 +133,6 @@ static int line_of(const yaml_node_t *n) {
   return (int)n->start_mark.line + 1;
 }
 
-static int is_null(const yaml_node_t *n) {
-  if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
-  const char *s = (const char *)n->data.scalar.value;
-  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-/* An optional value counts as absent when missing or written as null. */
-static int present(const yaml_node_t *n) {
-  return n && !is_null(n);
-}
-
-static const char *kind(const yaml_node_t *n) {
-  if (is_null(n)) return "null";
-  switch (n->type) {
-  case YAML_SCALAR_NODE:
-    return "a scalar";
-  case YAML_SEQUENCE_NODE:
-    return "a list";
-  case YAML_MAPPING_NODE:
-    return "a mapping";
-  default:
-    return "nothing";
-  }
-}
-
-static size_t seq_len(const yaml_node_t *n) {
-  return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
 static yaml_node_t *seq_at(ctx_t *c, const yaml_node_t *n, size_t i) {
   return node(c, n->data.sequence.items.start[i]);
 }
@@ -177,13 +148,13 @@ static int get_map(ctx_t *c, yaml_node_t *n, const char *what, const char *const
     vals[nk++] = NULL;
   }
   if (n->type != YAML_MAPPING_NODE) {
-    err_at(c, n, "expected a mapping for %s, got %s", what, kind(n));
+    err_at(c, n, "expected a mapping for %s, got %s", what, ig_yaml_kind(n));
     return -1;
   }
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
     yaml_node_t *k = node(c, p->key), *v = node(c, p->value);
     if (k->type != YAML_SCALAR_NODE) {
-      err_at(c, k, "keys in %s must be strings, got %s", what, kind(k));
+      err_at(c, k, "keys in %s must be strings, got %s", what, ig_yaml_kind(k));
       continue;
     }
     const char *ks = (const char *)k->data.scalar.value;
@@ -221,11 +192,11 @@ static yaml_node_t *required(ctx_t *c, yaml_node_t *map, yaml_node_t *v, const c
  * embedded NUL). The pointer lives as long as the document. */
 static const char *str_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what) {
   if (n->type != YAML_SCALAR_NODE) {
-    err_at(c, n, "expected a string for '%s' in %s, got %s", key, what, kind(n));
+    err_at(c, n, "expected a string for '%s' in %s, got %s", key, what, ig_yaml_kind(n));
     return NULL;
   }
   const char *s = (const char *)n->data.scalar.value;
-  if (is_null(n) || n->data.scalar.length == 0) {
+  if (ig_yaml_is_null(n) || n->data.scalar.length == 0) {
     err_at(c, n, "'%s' in %s must not be empty", key, what);
     return NULL;
   }
@@ -377,9 +348,9 @@ static int enum_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, 
 
 /* Reports a non-list value; an absent or null one is fine. Returns 1 for a list to walk. */
 static int is_list(ctx_t *c, yaml_node_t *n, const char *key, const char *what) {
-  if (!present(n)) return 0;
+  if (!ig_yaml_present(n)) return 0;
   if (n->type != YAML_SEQUENCE_NODE) {
-    err_at(c, n, "expected a list for '%s' in %s, got %s", key, what, kind(n));
+    err_at(c, n, "expected a list for '%s' in %s, got %s", key, what, ig_yaml_kind(n));
     return 0;
   }
   return 1;
@@ -506,13 +477,13 @@ static yaml_node_t *field(const char *const *keys, yaml_node_t **v, const char *
 static void parse_endpoints(ctx_t *c, yaml_node_t *map, yaml_node_t *v, ig_backend_cfg_t *b,
                             const char *what) {
   if (!required(c, map, v, "endpoints", what)) return;
-  if (present(v) && !is_list(c, v, "endpoints", what)) return;
-  if (!present(v) || seq_len(v) == 0) {
+  if (ig_yaml_present(v) && !is_list(c, v, "endpoints", what)) return;
+  if (!ig_yaml_present(v) || ig_yaml_seq_len(v) == 0) {
     err_at(c, v, "'endpoints' in %s must not be empty", what);
     return;
   }
-  b->endpoints = ig_calloc(seq_len(v), sizeof *b->endpoints);
-  for (size_t i = 0; i < seq_len(v); i++) {
+  b->endpoints = ig_calloc(ig_yaml_seq_len(v), sizeof *b->endpoints);
+  for (size_t i = 0; i < ig_yaml_seq_len(v); i++) {
     yaml_node_t *e = seq_at(c, v, i);
     char *host;
     int port;
@@ -536,7 +507,7 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
   const char *what = pools ? "pool" : "backend";
   ig_config_t *cfg = c->cfg;
   if (!is_list(c, seq, pools ? "pools" : "backends", "the top level")) return;
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   cfg->backends = ig_realloc(cfg->backends, (cfg->n_backends + n) * sizeof *cfg->backends);
   memset(cfg->backends + cfg->n_backends, 0, n * sizeof *cfg->backends);
   for (size_t i = 0; i < n; i++) {
@@ -569,28 +540,28 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
     }
     cfg->n_backends++;
     parse_endpoints(c, item, F("endpoints"), b, what);
-    if (present(F("connect_timeout")))
+    if (ig_yaml_present(F("connect_timeout")))
       dur_of(c, F("connect_timeout"), "connect_timeout", what, 1, HOUR_MS, &b->connect_timeout_ms);
-    if (present(F("response_timeout")))
+    if (ig_yaml_present(F("response_timeout")))
       dur_of(c, F("response_timeout"), "response_timeout", what, 1, DAY_MS, &b->response_timeout_ms);
-    if (present(F("idle_timeout")))
+    if (ig_yaml_present(F("idle_timeout")))
       dur_of(c, F("idle_timeout"), "idle_timeout", what, 1, DAY_MS, &b->idle_timeout_ms);
     uint64_t u;
-    if (present(F("max_idle_conns")) &&
+    if (ig_yaml_present(F("max_idle_conns")) &&
         uint_of(c, F("max_idle_conns"), "max_idle_conns", what, 0, 100000, &u) == 0)
       b->max_idle_conns = (unsigned)u;
     int e;
     if (!pools) {
-      if (present(F("policy")) && enum_of(c, F("policy"), "policy", what, policy_names, &e) == 0)
+      if (ig_yaml_present(F("policy")) && enum_of(c, F("policy"), "policy", what, policy_names, &e) == 0)
         b->policy = (ig_lb_policy_t)e;
       continue;
     }
-    if (present(F("engine")) && enum_of(c, F("engine"), "engine", what, engine_names, &e) == 0)
+    if (ig_yaml_present(F("engine")) && enum_of(c, F("engine"), "engine", what, engine_names, &e) == 0)
       b->engine = (ig_engine_t)e;
-    if (present(F("scrape_interval")))
+    if (ig_yaml_present(F("scrape_interval")))
       dur_of(c, F("scrape_interval"), "scrape_interval", what, 1, HOUR_MS, &b->scrape_interval_ms);
     const char *s;
-    if (present(F("metrics_path")) && (s = str_of(c, F("metrics_path"), "metrics_path", what))) {
+    if (ig_yaml_present(F("metrics_path")) && (s = str_of(c, F("metrics_path"), "metrics_path", what))) {
       if (s[0] != '/')
         err_at(c, F("metrics_path"), "'metrics_path' in %s must start with '/'", what);
       else {
@@ -598,7 +569,7 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
         b->metrics_path = ig_strdup(s);
       }
     }
-    if (present(F("scheduler")) && enum_of(c, F("scheduler"), "scheduler", what, scheduler_names, &e) == 0) {
+    if (ig_yaml_present(F("scheduler")) && enum_of(c, F("scheduler"), "scheduler", what, scheduler_names, &e) == 0) {
       free(b->scheduler);
       b->scheduler = ig_strdup(scheduler_names[e]);
     }
@@ -680,8 +651,8 @@ static void parse_tls(ctx_t *c, yaml_node_t *n, ig_listener_cfg_t *l) {
   t->line = line_of(n);
   cert_pair_of(c, n, v[T_CERT], v[T_KEY], what, &t->cert, &t->key);
   yaml_node_t *seq = v[T_CERTIFICATES];
-  if (!present(seq) || !is_list(c, seq, "certificates", what)) return;
-  size_t k = seq_len(seq);
+  if (!ig_yaml_present(seq) || !is_list(c, seq, "certificates", what)) return;
+  size_t k = ig_yaml_seq_len(seq);
   t->certificates = ig_calloc(k ? k : 1, sizeof *t->certificates);
   for (size_t i = 0; i < k; i++) {
     yaml_node_t *item = seq_at(c, seq, i), *w[MAX_FIELDS];
@@ -692,7 +663,7 @@ static void parse_tls(ctx_t *c, yaml_node_t *n, ig_listener_cfg_t *l) {
     cert_pair_of(c, item, w[TC_CERT], w[TC_KEY], cwhat, &tc->cert, &tc->key);
     yaml_node_t *hs = w[TC_HOSTNAMES];
     if (!required(c, item, hs, "hostnames", cwhat) || !is_list(c, hs, "hostnames", cwhat)) continue;
-    size_t nh = seq_len(hs);
+    size_t nh = ig_yaml_seq_len(hs);
     if (nh == 0) {
       err_at(c, hs, "'hostnames' in %s must not be empty", cwhat);
       continue;
@@ -712,12 +683,12 @@ static void parse_listeners(ctx_t *c, yaml_node_t *root, yaml_node_t *seq) {
     err_at(c, root, "missing required key 'listeners' at the top level");
     return;
   }
-  if (present(seq) && !is_list(c, seq, "listeners", "the top level")) return;
-  if (!present(seq) || seq_len(seq) == 0) {
+  if (ig_yaml_present(seq) && !is_list(c, seq, "listeners", "the top level")) return;
+  if (!ig_yaml_present(seq) || ig_yaml_seq_len(seq) == 0) {
     err_at(c, seq, "'listeners' must not be empty");
     return;
   }
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   cfg->listeners = ig_calloc(n, sizeof *cfg->listeners);
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = seq_at(c, seq, i), *v[MAX_FIELDS];
@@ -746,14 +717,14 @@ static void parse_listeners(ctx_t *c, yaml_node_t *root, yaml_node_t *seq) {
         }
     }
     int e;
-    if (present(v[L_PROTOCOL]) && enum_of(c, v[L_PROTOCOL], "protocol", what, proto_names, &e) == 0)
+    if (ig_yaml_present(v[L_PROTOCOL]) && enum_of(c, v[L_PROTOCOL], "protocol", what, proto_names, &e) == 0)
       l->protocol = (ig_listener_proto_t)e;
     if (l->protocol == IG_PROTO_HTTP) {
-      if (present(v[L_BACKEND])) err_at(c, v[L_BACKEND], "'backend' is only valid for tcp listeners");
-      if (present(v[L_TLS])) parse_tls(c, v[L_TLS], l);
+      if (ig_yaml_present(v[L_BACKEND])) err_at(c, v[L_BACKEND], "'backend' is only valid for tcp listeners");
+      if (ig_yaml_present(v[L_TLS])) parse_tls(c, v[L_TLS], l);
       continue;
     }
-    if (present(v[L_TLS])) err_at(c, v[L_TLS], "'tls' is only valid for http listeners");
+    if (ig_yaml_present(v[L_TLS])) err_at(c, v[L_TLS], "'tls' is only valid for http listeners");
     const char *b;
     if (!required(c, item, v[L_BACKEND], "backend", "tcp listener") ||
         !(b = str_of(c, v[L_BACKEND], "backend", what)))
@@ -775,7 +746,7 @@ static const char *const admin_keys[] = {"address", NULL};
 static void parse_admin(ctx_t *c, yaml_node_t *n) {
   yaml_node_t *v[MAX_FIELDS];
   ig_config_t *cfg = c->cfg;
-  if (!present(n) || get_map(c, n, "admin", admin_keys, v) != 0) return;
+  if (!ig_yaml_present(n) || get_map(c, n, "admin", admin_keys, v) != 0) return;
   if (!required(c, n, v[0], "address", "admin") ||
       hostport_of(c, v[0], "address", "admin", &cfg->admin_host, &cfg->admin_port))
     return;
@@ -795,16 +766,16 @@ static void parse_limits(ctx_t *c, yaml_node_t *n) {
   yaml_node_t *v[MAX_FIELDS];
   ig_config_t *cfg = c->cfg;
   uint64_t u;
-  if (!present(n) || get_map(c, n, "limits", limits_keys, v) != 0) return;
-  if (present(v[0]) && size_of(c, v[0], "max_header_bytes", "limits", 256, 1u << 20, &u) == 0)
+  if (!ig_yaml_present(n) || get_map(c, n, "limits", limits_keys, v) != 0) return;
+  if (ig_yaml_present(v[0]) && size_of(c, v[0], "max_header_bytes", "limits", 256, 1u << 20, &u) == 0)
     cfg->max_header_bytes = (size_t)u;
-  if (present(v[1]) && uint_of(c, v[1], "max_headers", "limits", 1, 10000, &u) == 0)
+  if (ig_yaml_present(v[1]) && uint_of(c, v[1], "max_headers", "limits", 1, 10000, &u) == 0)
     cfg->max_headers = (size_t)u;
-  if (present(v[2]) && size_of(c, v[2], "max_body_bytes", "limits", 1, 1ull << 30, &u) == 0)
+  if (ig_yaml_present(v[2]) && size_of(c, v[2], "max_body_bytes", "limits", 1, 1ull << 30, &u) == 0)
     cfg->max_body_bytes = (size_t)u;
-  if (present(v[3]) && uint_of(c, v[3], "max_connections", "limits", 1, 1000000, &u) == 0)
+  if (ig_yaml_present(v[3]) && uint_of(c, v[3], "max_connections", "limits", 1, 1000000, &u) == 0)
     cfg->max_connections = (unsigned)u;
-  if (present(v[4]) && uint_of(c, v[4], "max_connections_per_ip", "limits", 0, 1000000, &u) == 0)
+  if (ig_yaml_present(v[4]) && uint_of(c, v[4], "max_connections_per_ip", "limits", 0, 1000000, &u) == 0)
     cfg->max_connections_per_ip = (unsigned)u;
 }
 
@@ -812,15 +783,15 @@ static const char *const timeouts_keys[] = {"client", "drain", "header", NULL};
 
 static void parse_timeouts(ctx_t *c, yaml_node_t *n) {
   yaml_node_t *v[MAX_FIELDS];
-  if (!present(n) || get_map(c, n, "timeouts", timeouts_keys, v) != 0) return;
-  if (present(v[0])) dur_of(c, v[0], "client", "timeouts", 1, DAY_MS, &c->cfg->client_timeout_ms);
-  if (present(v[1])) dur_of(c, v[1], "drain", "timeouts", 0, HOUR_MS, &c->cfg->drain_timeout_ms);
-  if (present(v[2])) dur_of(c, v[2], "header", "timeouts", 1, DAY_MS, &c->cfg->header_timeout_ms);
+  if (!ig_yaml_present(n) || get_map(c, n, "timeouts", timeouts_keys, v) != 0) return;
+  if (ig_yaml_present(v[0])) dur_of(c, v[0], "client", "timeouts", 1, DAY_MS, &c->cfg->client_timeout_ms);
+  if (ig_yaml_present(v[1])) dur_of(c, v[1], "drain", "timeouts", 0, HOUR_MS, &c->cfg->drain_timeout_ms);
+  if (ig_yaml_present(v[2])) dur_of(c, v[2], "header", "timeouts", 1, DAY_MS, &c->cfg->header_timeout_ms);
 }
 
 static void parse_access_log(ctx_t *c, yaml_node_t *n) {
   const char *s;
-  if (!present(n) || !(s = str_of(c, n, "access_log", "the top level"))) return;
+  if (!ig_yaml_present(n) || !(s = str_of(c, n, "access_log", "the top level"))) return;
   if (!strcmp(s, "off") || !strcmp(s, "false") || !strcmp(s, "no")) return;
   c->cfg->access_log = ig_strdup(s);
 }
@@ -833,7 +804,7 @@ static const char *const target_keys[] = {"name", "weight", NULL};
 static void parse_targets(ctx_t *c, yaml_node_t *seq, ig_model_cfg_t *m) {
   const char *what = "target";
   if (!is_list(c, seq, "targets", "model")) return;
-  size_t n = seq_len(seq), weighted = 0;
+  size_t n = ig_yaml_seq_len(seq), weighted = 0;
   if (n > MAX_TARGETS) {
     err_at(c, seq, "too many targets in model: %zu (at most %d)", n, MAX_TARGETS);
     return;
@@ -855,7 +826,7 @@ static void parse_targets(ctx_t *c, yaml_node_t *seq, ig_model_cfg_t *m) {
         t->name = ig_strdup(name);
     }
     t->weight = 1;
-    if (present(v[1])) {
+    if (ig_yaml_present(v[1])) {
       uint64_t w;
       weighted++;
       if (!first_weight) first_weight = v[1];
@@ -872,7 +843,7 @@ static void parse_models(ctx_t *c, yaml_node_t *seq) {
   const char *what = "model";
   ig_config_t *cfg = c->cfg;
   if (!is_list(c, seq, "models", "the top level")) return;
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   cfg->models = ig_calloc(n ? n : 1, sizeof *cfg->models);
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = seq_at(c, seq, i), *v[MAX_FIELDS];
@@ -907,16 +878,16 @@ static void parse_models(ctx_t *c, yaml_node_t *seq) {
       }
     }
     int e;
-    if (present(v[M_CRIT]) && enum_of(c, v[M_CRIT], "criticality", what, crit_names, &e) == 0)
+    if (ig_yaml_present(v[M_CRIT]) && enum_of(c, v[M_CRIT], "criticality", what, crit_names, &e) == 0)
       m->criticality = (ig_criticality_t)e;
-    if (present(v[M_TARGETS])) parse_targets(c, v[M_TARGETS], m);
+    if (ig_yaml_present(v[M_TARGETS])) parse_targets(c, v[M_TARGETS], m);
   }
 }
 
 static void parse_default_model(ctx_t *c, yaml_node_t *n) {
   const char *s;
   ig_config_t *cfg = c->cfg;
-  if (!present(n) || !(s = str_of(c, n, "default_model", "the top level"))) return;
+  if (!ig_yaml_present(n) || !(s = str_of(c, n, "default_model", "the top level"))) return;
   if (cfg->n_models) {
     size_t i = 0;
     while (i < cfg->n_models && (!cfg->models[i].model_name || strcmp(cfg->models[i].model_name, s)))
@@ -975,10 +946,10 @@ static void parse_path(ctx_t *c, yaml_node_t *n, ig_match_cfg_t *m) {
   if (n->type == YAML_MAPPING_NODE) {
     get_map(c, n, what, path_keys, v);
     int e;
-    if (present(v[0]) && enum_of(c, v[0], "type", what, path_types, &e) == 0)
+    if (ig_yaml_present(v[0]) && enum_of(c, v[0], "type", what, path_types, &e) == 0)
       m->path_type = (ig_path_match_t)e;
     pv = v[1];
-    if (!present(pv)) return; /* value defaults to "/" */
+    if (!ig_yaml_present(pv)) return; /* value defaults to "/" */
   }
   const char *s = str_of(c, pv, pv == n ? "path" : "value", pv == n ? "match" : what);
   if (!s) return;
@@ -994,14 +965,14 @@ static void parse_headers(ctx_t *c, yaml_node_t *seq, ig_match_cfg_t *m) {
   const char *what = "header match";
   static const char *const types[] = {"Exact", NULL};
   if (!is_list(c, seq, "headers", "match")) return;
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   m->headers = ig_calloc(n ? n : 1, sizeof *m->headers);
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = seq_at(c, seq, i), *v[MAX_FIELDS];
     if (get_map(c, item, what, header_keys, v) != 0) continue;
     const char *name = NULL, *value = NULL;
     int e;
-    if (present(v[2])) enum_of(c, v[2], "type", what, types, &e);
+    if (ig_yaml_present(v[2])) enum_of(c, v[2], "type", what, types, &e);
     if (required(c, item, v[0], "name", what) && (name = str_of(c, v[0], "name", what)) && !is_token(name)) {
       err_at(c, v[0], "invalid header name '%.64s' in header match", name);
       name = NULL;
@@ -1033,7 +1004,7 @@ static void parse_headers(ctx_t *c, yaml_node_t *seq, ig_match_cfg_t *m) {
 static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *r) {
   const char *what = "match";
   if (!is_list(c, seq, "matches", "route")) return;
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   r->matches = ig_calloc(n ? n : 1, sizeof *r->matches);
   for (size_t i = 0; i < n; i++) {
     yaml_node_t *item = seq_at(c, seq, i), *v[MAX_FIELDS];
@@ -1041,9 +1012,9 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *r) {
     ig_match_cfg_t *m = &r->matches[r->n_matches++];
     m->path_type = IG_PATH_PREFIX;
     m->path = ig_strdup("/");
-    if (present(v[0])) parse_path(c, v[0], m);
+    if (ig_yaml_present(v[0])) parse_path(c, v[0], m);
     const char *s;
-    if (present(v[1]) && (s = str_of(c, v[1], "method", what))) {
+    if (ig_yaml_present(v[1]) && (s = str_of(c, v[1], "method", what))) {
       char up[16];
       size_t k = 0;
       for (; s[k] && k < sizeof up - 1; k++)
@@ -1060,7 +1031,7 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *r) {
       else
         m->method = ig_strdup(methods[j]);
     }
-    if (present(v[2])) parse_headers(c, v[2], m);
+    if (ig_yaml_present(v[2])) parse_headers(c, v[2], m);
   }
 }
 
@@ -1076,8 +1047,8 @@ static void parse_backend_refs(ctx_t *c, yaml_node_t *item, yaml_node_t *list, y
     err_at(c, item, "missing required key 'backends' (or 'backend') in route");
     return;
   }
-  if (list && present(list) && !is_list(c, list, "backends", "route")) return;
-  size_t n = one ? 1 : present(list) ? seq_len(list) : 0;
+  if (list && ig_yaml_present(list) && !is_list(c, list, "backends", "route")) return;
+  size_t n = one ? 1 : ig_yaml_present(list) ? ig_yaml_seq_len(list) : 0;
   if (n == 0) {
     err_at(c, list, "'backends' in route must not be empty");
     return;
@@ -1094,7 +1065,7 @@ static void parse_backend_refs(ctx_t *c, yaml_node_t *item, yaml_node_t *list, y
         continue;
       }
       namev = v[0];
-      if (present(v[1]) && uint_of(c, v[1], "weight", what, 0, MAX_WEIGHT, &w) != 0) bad = 1;
+      if (ig_yaml_present(v[1]) && uint_of(c, v[1], "weight", what, 0, MAX_WEIGHT, &w) != 0) bad = 1;
     }
     const char *name = str_of(c, namev, one ? "backend" : "name", one ? "route" : what);
     if (!name) {
@@ -1120,7 +1091,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
   const char *what = "route";
   ig_config_t *cfg = c->cfg;
   if (!is_list(c, seq, "routes", "the top level")) return;
-  size_t n = seq_len(seq);
+  size_t n = ig_yaml_seq_len(seq);
   size_t n_http = 0;
   for (size_t i = 0; i < cfg->n_listeners; i++)
     n_http += cfg->listeners[i].protocol == IG_PROTO_HTTP;
@@ -1143,7 +1114,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
         r->name = ig_strdup(name);
     }
     if (is_list(c, v[R_LISTENERS], "listeners", what)) {
-      size_t k = seq_len(v[R_LISTENERS]);
+      size_t k = ig_yaml_seq_len(v[R_LISTENERS]);
       r->listeners = ig_calloc(k ? k : 1, sizeof *r->listeners);
       for (size_t j = 0; j < k; j++) {
         yaml_node_t *ln = seq_at(c, v[R_LISTENERS], j);
@@ -1161,16 +1132,16 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
       err_at(c, item, "route has no http listener to attach to (all listeners are tcp)");
     }
     if (is_list(c, v[R_HOSTNAMES], "hostnames", what)) {
-      size_t k = seq_len(v[R_HOSTNAMES]);
+      size_t k = ig_yaml_seq_len(v[R_HOSTNAMES]);
       r->hostnames = ig_calloc(k ? k : 1, sizeof *r->hostnames);
       for (size_t j = 0; j < k; j++) {
         char *h = hostname_of(c, seq_at(c, v[R_HOSTNAMES], j), "route");
         if (h) r->hostnames[r->n_hostnames++] = h;
       }
     }
-    if (present(v[R_MATCHES])) parse_matches(c, v[R_MATCHES], r);
+    if (ig_yaml_present(v[R_MATCHES])) parse_matches(c, v[R_MATCHES], r);
     parse_backend_refs(c, item, v[R_BACKENDS], v[R_BACKEND], r);
-    if (present(v[R_TIMEOUT])) dur_of(c, v[R_TIMEOUT], "timeout", what, 0, DAY_MS, &r->timeout_ms);
+    if (ig_yaml_present(v[R_TIMEOUT])) dur_of(c, v[R_TIMEOUT], "timeout", what, 0, DAY_MS, &r->timeout_ms);
   }
 }
 
@@ -1196,21 +1167,21 @@ static const char *const top_keys[] = {"listeners",  "admin",         "limits", 
  * listeners, models and routes can be checked where they are written. */
 static void parse_root(ctx_t *c, yaml_node_t *root) {
   yaml_node_t *v[MAX_FIELDS];
-  if (!root || is_null(root)) {
+  if (!root || ig_yaml_is_null(root)) {
     err_file(c, "empty configuration (expected a mapping with at least 'listeners')");
     return;
   }
   if (get_map(c, root, "the top level", top_keys, v) != 0) return;
-  if (present(v[T_BACKENDS])) parse_backends(c, v[T_BACKENDS], 0);
-  if (present(v[T_POOLS])) parse_backends(c, v[T_POOLS], 1);
+  if (ig_yaml_present(v[T_BACKENDS])) parse_backends(c, v[T_BACKENDS], 0);
+  if (ig_yaml_present(v[T_POOLS])) parse_backends(c, v[T_POOLS], 1);
   parse_listeners(c, root, v[T_LISTENERS]);
   parse_admin(c, v[T_ADMIN]);
   parse_limits(c, v[T_LIMITS]);
   parse_timeouts(c, v[T_TIMEOUTS]);
   parse_access_log(c, v[T_ACCESS_LOG]);
-  if (present(v[T_MODELS])) parse_models(c, v[T_MODELS]);
+  if (ig_yaml_present(v[T_MODELS])) parse_models(c, v[T_MODELS]);
   parse_default_model(c, v[T_DEFAULT_MODEL]);
-  if (present(v[T_ROUTES])) parse_routes(c, v[T_ROUTES]);
+  if (ig_yaml_present(v[T_ROUTES])) parse_routes(c, v[T_ROUTES]);
 }
 
 /* Reports libyaml's syntax error with its position and context. Reader errors (bad encoding, control

@@ -387,34 +387,6 @@ static yaml_node_t *node(ctx_t *c, int i) {
   return yaml_document_get_node(c->cur->doc, i);
 }
 
-static int is_null(const yaml_node_t *n) {
-  if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
-  const char *s = (const char *)n->data.scalar.value;
-  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-static int present(const yaml_node_t *n) {
-  return n && !is_null(n);
-}
-
-static const char *kind_of(const yaml_node_t *n) {
-  if (is_null(n)) return "null";
-  switch (n->type) {
-  case YAML_SCALAR_NODE:
-    return "a scalar";
-  case YAML_SEQUENCE_NODE:
-    return "a list";
-  case YAML_MAPPING_NODE:
-    return "a mapping";
-  default:
-    return "nothing";
-  }
-}
-
-static size_t seq_len(const yaml_node_t *n) {
-  return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
 static yaml_node_t *seq_item(ctx_t *c, const yaml_node_t *n, size_t i) {
   return node(c, n->data.sequence.items.start[i]);
 }
@@ -434,18 +406,18 @@ static yaml_node_t *get(ctx_t *c, const yaml_node_t *map, const char *key) {
 
 /* A mapping to walk: 1 when n is a mapping; 0 when absent or null; 0 after an error otherwise. */
 static int is_map(ctx_t *c, const yaml_node_t *n, const char *path) {
-  if (!present(n)) return 0;
+  if (!ig_yaml_present(n)) return 0;
   if (n->type != YAML_MAPPING_NODE) {
-    err_at(c, n, "%s: expected a mapping, got %s", path, kind_of(n));
+    err_at(c, n, "%s: expected a mapping, got %s", path, ig_yaml_kind(n));
     return 0;
   }
   return 1;
 }
 
 static int is_seq(ctx_t *c, const yaml_node_t *n, const char *path) {
-  if (!present(n)) return 0;
+  if (!ig_yaml_present(n)) return 0;
   if (n->type != YAML_SEQUENCE_NODE) {
-    err_at(c, n, "%s: expected a list, got %s", path, kind_of(n));
+    err_at(c, n, "%s: expected a list, got %s", path, ig_yaml_kind(n));
     return 0;
   }
   return 1;
@@ -459,7 +431,7 @@ static int fields(ctx_t *c, yaml_node_t *n, const char *path, const char *const 
   while (keys[nk])
     vals[nk++] = NULL;
   if (n->type != YAML_MAPPING_NODE) {
-    err_at(c, n, "%s: expected a mapping, got %s", path, kind_of(n));
+    err_at(c, n, "%s: expected a mapping, got %s", path, ig_yaml_kind(n));
     return -1;
   }
   for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
@@ -472,7 +444,7 @@ static int fields(ctx_t *c, yaml_node_t *n, const char *path, const char *const 
         note_at(c, k, "UnknownField", "%s: unknown field '%.64s' ignored", path,
                 (const char *)k->data.scalar.value);
       else
-        err_at(c, k, "%s: keys must be strings, got %s", path, kind_of(k));
+        err_at(c, k, "%s: keys must be strings, got %s", path, ig_yaml_kind(k));
       continue;
     }
     if (vals[i]) {
@@ -508,11 +480,11 @@ static void check_dup_keys(ctx_t *c, const yaml_node_t *map, const char *path) {
 /* The text of a non-empty scalar, or NULL after an error. Lives as long as the document. */
 static const char *str(ctx_t *c, const yaml_node_t *n, const char *path) {
   if (n->type != YAML_SCALAR_NODE) {
-    err_at(c, n, "%s: expected a string, got %s", path, kind_of(n));
+    err_at(c, n, "%s: expected a string, got %s", path, ig_yaml_kind(n));
     return NULL;
   }
   const char *s = (const char *)n->data.scalar.value;
-  if (is_null(n) || n->data.scalar.length == 0) {
+  if (ig_yaml_is_null(n) || n->data.scalar.length == 0) {
     err_at(c, n, "%s: must not be empty", path);
     return NULL;
   }
@@ -525,13 +497,13 @@ static const char *str(ctx_t *c, const yaml_node_t *n, const char *path) {
 
 /* An optional string: NULL without an error when absent or null. */
 static const char *opt_str(ctx_t *c, const yaml_node_t *n, const char *path) {
-  return present(n) ? str(c, n, path) : NULL;
+  return ig_yaml_present(n) ? str(c, n, path) : NULL;
 }
 
 /* A required value: reports its absence at the mapping that lacks it. */
 static yaml_node_t *need(ctx_t *c, yaml_node_t *map, yaml_node_t *v, const char *path, const char *key) {
-  if (!present(v)) err_at(c, v ? v : map, "%s%smissing required field '%s'", path, *path ? ": " : "", key);
-  return present(v) ? v : NULL;
+  if (!ig_yaml_present(v)) err_at(c, v ? v : map, "%s%smissing required field '%s'", path, *path ? ": " : "", key);
+  return ig_yaml_present(v) ? v : NULL;
 }
 
 /* An integer in [min, max]; returns 0, or -1 after an error. */
@@ -723,7 +695,7 @@ static label_t *labels_of(ctx_t *c, yaml_node_t *map, const char *path, size_t *
     if (!ks) continue;
     snprintf(p, sizeof p, "%s.%.64s", path, ks);
     if (val->type != YAML_SCALAR_NODE) {
-      err_at(c, val, "%s: expected a string, got %s", p, kind_of(val));
+      err_at(c, val, "%s: expected a string, got %s", p, ig_yaml_kind(val));
       continue;
     }
     vs = (const char *)val->data.scalar.value; /* an empty label value is valid */
@@ -884,7 +856,7 @@ static void read_text(ctx_t *c, const char *yaml, size_t len) {
     }
     c->docs = ig_realloc(c->docs, (c->n_docs + 1) * sizeof *c->docs);
     c->docs[c->n_docs++] = doc;
-    if (!is_null(root)) add_resource(c, doc, root, 0); /* "---" with nothing after it is fine */
+    if (!ig_yaml_is_null(root)) add_resource(c, doc, root, 0); /* "---" with nothing after it is fine */
   }
   yaml_parser_delete(&p);
 }
@@ -994,22 +966,22 @@ static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int 
   c->cur = &tmp; /* for node lookups; no kind_text yet, so messages have no prefix */
   if (root->type != YAML_MAPPING_NODE) {
     err_at(c, root, "expected a Kubernetes resource (a mapping with apiVersion and kind), got %s",
-           kind_of(root));
+           ig_yaml_kind(root));
     goto out;
   }
   check_dup_keys(c, root, "resource");
   yaml_node_t *av = get(c, root, "apiVersion"), *kv = get(c, root, "kind");
   const char *api = NULL, *kind = NULL;
-  if (!present(av) || !present(kv)) {
+  if (!ig_yaml_present(av) || !ig_yaml_present(kv)) {
     err_at(c, root, "missing required field '%s' of a Kubernetes resource",
-           !present(av) ? "apiVersion" : "kind");
+           !ig_yaml_present(av) ? "apiVersion" : "kind");
     goto out;
   }
   if (!(api = str(c, av, "apiVersion")) || !(kind = str(c, kv, "kind"))) goto out;
   if (!strcmp(kind, "List") && depth == 0) {
     yaml_node_t *items = get(c, root, "items");
     if (is_seq(c, items, "List items"))
-      for (size_t i = 0; i < seq_len(items); i++) {
+      for (size_t i = 0; i < ig_yaml_seq_len(items); i++) {
         c->cur = &tmp;
         add_resource(c, doc, seq_item(c, items, i), 1);
       }
@@ -1022,7 +994,7 @@ static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int 
   tmp.kind_text = kind;
   tmp.ns = c->default_ns;
   if (ki == nk) { /* not ours: noted, whatever its metadata looks like */
-    if (present(nm) && nm->type == YAML_SCALAR_NODE) tmp.name = (const char *)nm->data.scalar.value;
+    if (ig_yaml_present(nm) && nm->type == YAML_SCALAR_NODE) tmp.name = (const char *)nm->data.scalar.value;
     size_t j = 0;
     while (j < nk && strcmp(known_kinds[j].kind, kind))
       j++;
@@ -1032,7 +1004,7 @@ static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int 
       note_at(c, kv, "UnknownKind", "kind %.64s (%.64s) is not used by infergate; ignored", kind, api);
     goto out;
   }
-  if (!present(meta)) {
+  if (!ig_yaml_present(meta)) {
     err_at(c, root, "%s: missing required field 'metadata'", kind);
     goto out;
   }
@@ -1040,7 +1012,7 @@ static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int 
   if (!(nm = need(c, meta, nm, "metadata", "name")) || !(tmp.name = str(c, nm, "metadata.name"))) goto out;
   yaml_node_t *nsn = get(c, meta, "namespace");
   const char *ns;
-  if (present(nsn) && (ns = str(c, nsn, "metadata.namespace"))) tmp.ns = ns;
+  if (ig_yaml_present(nsn) && (ns = str(c, nsn, "metadata.namespace"))) tmp.ns = ns;
   check_dup_keys(c, meta, "metadata");
   tmp.kind = known_kinds[ki].k;
   tmp.kind_text = known_kinds[ki].kind;
@@ -1051,7 +1023,7 @@ static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int 
   tmp.annotations = get(c, meta, "annotations");
   yaml_node_t *ct = get(c, meta, "creationTimestamp");
   const char *cts;
-  if (present(ct) && (cts = str(c, ct, "metadata.creationTimestamp"))) {
+  if (ig_yaml_present(ct) && (cts = str(c, ct, "metadata.creationTimestamp"))) {
     if (parse_time(cts, &tmp.created_s, &tmp.created_ns) != 0)
       err_at(
           c, ct,
@@ -1071,7 +1043,7 @@ out:
 /* An annotation value of r (a string), or NULL. */
 static yaml_node_t *annotation(ctx_t *c, res_t *r, const char *key) {
   yaml_node_t *v = get(c, r->annotations, key);
-  return present(v) ? v : NULL;
+  return ig_yaml_present(v) ? v : NULL;
 }
 
 /* ---- backends and endpoints -------------------------------------------------------------------- */
@@ -1141,7 +1113,7 @@ static void parse_pod(ctx_t *c, res_t *r) {
   int ready = 0;
   yaml_node_t *conds = get(c, r->status, "conditions");
   if (is_seq(c, conds, "status.conditions"))
-    for (size_t i = 0; i < seq_len(conds); i++) {
+    for (size_t i = 0; i < ig_yaml_seq_len(conds); i++) {
       yaml_node_t *cn = seq_item(c, conds, i);
       if (!is_map(c, cn, "status.conditions[]")) continue;
       const char *t = opt_str(c, get(c, cn, "type"), "status.conditions[].type");
@@ -1150,7 +1122,7 @@ static void parse_pod(ctx_t *c, res_t *r) {
     }
   yaml_node_t *meta = get(c, r->root, "metadata");
   p->ip = ip;
-  p->ready = ip && phase && !strcmp(phase, "Running") && ready && !present(get(c, meta, "deletionTimestamp"));
+  p->ready = ip && phase && !strcmp(phase, "Running") && ready && !ig_yaml_present(get(c, meta, "deletionTimestamp"));
 }
 
 static void parse_service(ctx_t *c, res_t *r) {
@@ -1162,15 +1134,15 @@ static void parse_service(ctx_t *c, res_t *r) {
   s->ep_annotation = annotation(c, r, ANN_ENDPOINTS);
   if (!is_map(c, r->spec, "spec")) return;
   yaml_node_t *ip = get(c, r->spec, "clusterIP");
-  if (present(ip) && (s->cluster_ip = str(c, ip, "spec.clusterIP")) && strcmp(s->cluster_ip, "None") &&
+  if (ig_yaml_present(ip) && (s->cluster_ip = str(c, ip, "spec.clusterIP")) && strcmp(s->cluster_ip, "None") &&
       !valid_ip(s->cluster_ip)) {
     err_at(c, ip, "spec.clusterIP: invalid IP address '%.64s'", s->cluster_ip);
     s->cluster_ip = NULL;
   }
   yaml_node_t *ports = get(c, r->spec, "ports");
   if (!is_seq(c, ports, "spec.ports")) return;
-  s->ports = ig_calloc(seq_len(ports) + 1, sizeof *s->ports);
-  for (size_t i = 0; i < seq_len(ports); i++) {
+  s->ports = ig_calloc(ig_yaml_seq_len(ports) + 1, sizeof *s->ports);
+  for (size_t i = 0; i < ig_yaml_seq_len(ports); i++) {
     yaml_node_t *pn = seq_item(c, ports, i), *pv;
     char path[64];
     snprintf(path, sizeof path, "spec.ports[%zu]", i);
@@ -1181,7 +1153,7 @@ static void parse_service(ctx_t *c, res_t *r) {
         port_of(c, pv, "spec.ports[].port", &sp->port))
       continue;
     yaml_node_t *tp = get(c, pn, "targetPort");
-    if (present(tp) && tp->type == YAML_SCALAR_NODE && isdigit(*(const unsigned char *)tp->data.scalar.value))
+    if (ig_yaml_present(tp) && tp->type == YAML_SCALAR_NODE && isdigit(*(const unsigned char *)tp->data.scalar.value))
       port_of(c, tp, "spec.ports[].targetPort", &sp->target);
     s->n_ports++;
   }
@@ -1191,8 +1163,8 @@ static void parse_service(ctx_t *c, res_t *r) {
 static port_t *ports_of(ctx_t *c, yaml_node_t *seq, const char *path, size_t *n) {
   *n = 0;
   if (!is_seq(c, seq, path)) return NULL;
-  port_t *v = ig_calloc(seq_len(seq) + 1, sizeof *v);
-  for (size_t i = 0; i < seq_len(seq); i++) {
+  port_t *v = ig_calloc(ig_yaml_seq_len(seq) + 1, sizeof *v);
+  for (size_t i = 0; i < ig_yaml_seq_len(seq); i++) {
     yaml_node_t *pn = seq_item(c, seq, i), *pv;
     if (!is_map(c, pn, path)) continue;
     v[*n].name = opt_str(c, get(c, pn, "name"), "ports[].name");
@@ -1229,13 +1201,13 @@ static void parse_endpoints(ctx_t *c, res_t *r) {
   yaml_node_t *subsets = get(c, r->root, "subsets");
   group_new(c, r, r->name);
   if (!is_seq(c, subsets, "subsets")) return;
-  for (size_t i = 0; i < seq_len(subsets); i++) {
+  for (size_t i = 0; i < ig_yaml_seq_len(subsets); i++) {
     yaml_node_t *sn = seq_item(c, subsets, i);
     if (!is_map(c, sn, "subsets[]")) continue;
     epgroup_t *g = group_new(c, r, r->name);
     yaml_node_t *addrs = get(c, sn, "addresses");
     if (is_seq(c, addrs, "subsets[].addresses"))
-      for (size_t j = 0; j < seq_len(addrs); j++) {
+      for (size_t j = 0; j < ig_yaml_seq_len(addrs); j++) {
         yaml_node_t *an = seq_item(c, addrs, j), *ip;
         if (is_map(c, an, "subsets[].addresses[]") &&
             (ip = need(c, an, get(c, an, "ip"), "subsets[].addresses[]", "ip")))
@@ -1258,7 +1230,7 @@ static void parse_slice(ctx_t *c, res_t *r) {
     return;
   }
   yaml_node_t *at = get(c, r->root, "addressType");
-  const char *type = present(at) ? str(c, at, "addressType") : NULL;
+  const char *type = ig_yaml_present(at) ? str(c, at, "addressType") : NULL;
   if (type && strcmp(type, "IPv4") && strcmp(type, "IPv6")) {
     err_at(c, at, "addressType: '%.64s' is not supported (IPv4 or IPv6)", type);
     return;
@@ -1266,18 +1238,18 @@ static void parse_slice(ctx_t *c, res_t *r) {
   epgroup_t *g = group_new(c, r, svc);
   yaml_node_t *eps = get(c, r->root, "endpoints");
   if (is_seq(c, eps, "endpoints"))
-    for (size_t i = 0; i < seq_len(eps); i++) {
+    for (size_t i = 0; i < ig_yaml_seq_len(eps); i++) {
       yaml_node_t *en = seq_item(c, eps, i), *addrs;
       if (!is_map(c, en, "endpoints[]")) continue;
       yaml_node_t *cond = get(c, en, "conditions"), *rd = get(c, cond, "ready");
-      if (is_map(c, cond, "endpoints[].conditions") && present(rd)) {
+      if (is_map(c, cond, "endpoints[].conditions") && ig_yaml_present(rd)) {
         int v = enum_of(c, rd, "endpoints[].conditions.ready", (const char *const[]){"true", "false", NULL});
         if (v != 0) continue;
       }
       if (!(addrs = need(c, en, get(c, en, "addresses"), "endpoints[]", "addresses")) ||
           !is_seq(c, addrs, "endpoints[].addresses"))
         continue;
-      for (size_t j = 0; j < seq_len(addrs); j++)
+      for (size_t j = 0; j < ig_yaml_seq_len(addrs); j++)
         group_add_ip(c, g, seq_item(c, addrs, j), "endpoints[].addresses[]");
     }
   g->ports = ports_of(c, get(c, r->root, "ports"), "ports", &g->n_ports);
@@ -1444,7 +1416,7 @@ static void parse_pool(ctx_t *c, res_t *r) {
     yaml_node_t *sv[MAX_FIELDS];
     static const char *const sel_keys[] = {"matchLabels", "matchExpressions", NULL};
     if (fields(c, sel, "spec.selector", sel_keys, sv) == 0) {
-      if (present(sv[1])) err_at(c, sv[1], "spec.selector.matchExpressions: not supported (use matchLabels)");
+      if (ig_yaml_present(sv[1])) err_at(c, sv[1], "spec.selector.matchExpressions: not supported (use matchLabels)");
       sel = need(c, sel, sv[0], "spec.selector", "matchLabels");
     } else {
       sel = NULL;
@@ -1458,9 +1430,9 @@ static void parse_pool(ctx_t *c, res_t *r) {
   if (r->v1) {
     yaml_node_t *tp = need(c, r->spec, v[1], "spec", "targetPorts");
     if (tp && is_seq(c, tp, "spec.targetPorts")) {
-      if (seq_len(tp) < 1 || seq_len(tp) > MAX_TARGET_PORTS)
-        err_at(c, tp, "spec.targetPorts: expected 1..%d ports, got %zu", MAX_TARGET_PORTS, seq_len(tp));
-      for (size_t i = 0; i < seq_len(tp) && n_ports < MAX_TARGET_PORTS; i++) {
+      if (ig_yaml_seq_len(tp) < 1 || ig_yaml_seq_len(tp) > MAX_TARGET_PORTS)
+        err_at(c, tp, "spec.targetPorts: expected 1..%d ports, got %zu", MAX_TARGET_PORTS, ig_yaml_seq_len(tp));
+      for (size_t i = 0; i < ig_yaml_seq_len(tp) && n_ports < MAX_TARGET_PORTS; i++) {
         yaml_node_t *pn = seq_item(c, tp, i), *pv[MAX_FIELDS];
         static const char *const port_keys[] = {"number", NULL};
         char path[48];
@@ -1544,8 +1516,8 @@ static void parse_allowed(ctx_t *c, yaml_node_t *n, const char *path, lmeta_t *m
   static const char *const from_names[] = {"Same", "All", "Selector", NULL};
   m->allow_http = !tcp;
   m->allow_tcp = tcp;
-  if (!present(n) || fields(c, n, path, keys, v)) return;
-  if (present(v[0]) && fields(c, v[0], "allowedRoutes.namespaces", ns_keys, nv) == 0 && present(nv[0])) {
+  if (!ig_yaml_present(n) || fields(c, n, path, keys, v)) return;
+  if (ig_yaml_present(v[0]) && fields(c, v[0], "allowedRoutes.namespaces", ns_keys, nv) == 0 && ig_yaml_present(nv[0])) {
     int f = enum_of(c, nv[0], "allowedRoutes.namespaces.from", from_names);
     if (f == 1) m->from_all = 1;
     if (f == 2)
@@ -1555,7 +1527,7 @@ static void parse_allowed(ctx_t *c, yaml_node_t *n, const char *path, lmeta_t *m
   }
   if (is_seq(c, v[1], "allowedRoutes.kinds")) {
     m->allow_http = m->allow_tcp = 0;
-    for (size_t i = 0; i < seq_len(v[1]); i++) {
+    for (size_t i = 0; i < ig_yaml_seq_len(v[1]); i++) {
       yaml_node_t *kn = seq_item(c, v[1], i), *kv[MAX_FIELDS], *k;
       static const char *const kind_keys[] = {"group", "kind", NULL};
       if (fields(c, kn, "allowedRoutes.kinds[]", kind_keys, kv) ||
@@ -1582,13 +1554,13 @@ static void parse_gateway(ctx_t *c, res_t *r, int *used) {
     r->skip = 1;
     return;
   }
-  if (present(v[2]))
+  if (ig_yaml_present(v[2]))
     note_at(c, v[2], "UnsupportedValue", "spec.addresses: ignored; listeners bind %s", c->listen_host);
   yaml_node_t *ls = need(c, r->spec, v[1], "spec", "listeners");
   if (!ls || !is_seq(c, ls, "spec.listeners")) return;
-  if (seq_len(ls) == 0) err_at(c, ls, "spec.listeners: must not be empty");
+  if (ig_yaml_seq_len(ls) == 0) err_at(c, ls, "spec.listeners: must not be empty");
   char *gq = qname(c, r->ns, r->name);
-  for (size_t i = 0; i < seq_len(ls); i++) {
+  for (size_t i = 0; i < ig_yaml_seq_len(ls); i++) {
     yaml_node_t *ln = seq_item(c, ls, i), *lv[MAX_FIELDS];
     char path[48];
     snprintf(path, sizeof path, "spec.listeners[%zu]", i);
@@ -1604,9 +1576,9 @@ static void parse_gateway(ctx_t *c, res_t *r, int *used) {
              proto_names[proto]);
       proto = -1;
     }
-    if (present(lv[4])) err_at(c, lv[4], "spec.listeners[].tls: TLS is not supported yet");
+    if (ig_yaml_present(lv[4])) err_at(c, lv[4], "spec.listeners[].tls: TLS is not supported yet");
     char *host = NULL;
-    if (present(lv[1])) {
+    if (ig_yaml_present(lv[1])) {
       host = hostname_of(c, lv[1], "spec.listeners[].hostname");
       if (host && proto == 1) {
         note_at(c, lv[1], "UnsupportedValue", "spec.listeners[].hostname: ignored for a TCP listener");
@@ -1678,7 +1650,7 @@ static size_t attach(ctx_t *c, res_t *r, yaml_node_t *refs, int tcp, size_t *out
   size_t n = 0;
   const char *rk = tcp ? "TCPRoute" : "HTTPRoute";
   if (!need(c, r->spec, refs, "spec", "parentRefs") || !is_seq(c, refs, "spec.parentRefs")) return 0;
-  for (size_t i = 0; i < seq_len(refs); i++) {
+  for (size_t i = 0; i < ig_yaml_seq_len(refs); i++) {
     yaml_node_t *pn = seq_item(c, refs, i), *v[MAX_FIELDS], *nn;
     char path[48];
     snprintf(path, sizeof path, "spec.parentRefs[%zu]", i);
@@ -1687,7 +1659,7 @@ static size_t attach(ctx_t *c, res_t *r, yaml_node_t *refs, int tcp, size_t *out
     const char *ns = opt_str(c, v[2], "parentRefs[].namespace"), *name = str(c, nn, "parentRefs[].name");
     const char *section = opt_str(c, v[4], "parentRefs[].sectionName");
     int port = 0;
-    if (present(v[5]) && port_of(c, v[5], "parentRefs[].port", &port)) continue;
+    if (ig_yaml_present(v[5]) && port_of(c, v[5], "parentRefs[].port", &port)) continue;
     if ((g && strcmp(g, GROUP_GATEWAY)) || (k && strcmp(k, "Gateway"))) {
       err_at(c, pn, "%s: only Gateway parents are supported", path);
       continue;
@@ -1811,11 +1783,11 @@ static void route_copy(ig_route_cfg_t *dst, const ig_route_cfg_t *src) {
 
 static void parse_header_matches(ctx_t *c, yaml_node_t *seq, ig_match_cfg_t *m) {
   if (!is_seq(c, seq, "matches[].headers")) return;
-  m->headers = ig_calloc(seq_len(seq) + 1, sizeof *m->headers);
-  for (size_t i = 0; i < seq_len(seq); i++) {
+  m->headers = ig_calloc(ig_yaml_seq_len(seq) + 1, sizeof *m->headers);
+  for (size_t i = 0; i < ig_yaml_seq_len(seq); i++) {
     yaml_node_t *hn = seq_item(c, seq, i), *v[MAX_FIELDS];
     if (fields(c, hn, "matches[].headers[]", header_keys, v)) continue;
-    if (present(v[0]) &&
+    if (ig_yaml_present(v[0]) &&
         enum_of(c, v[0], "matches[].headers[].type", (const char *const[]){"Exact", NULL}) < 0)
       continue;
     const char *name = NULL, *value = NULL;
@@ -1842,16 +1814,16 @@ static void parse_header_matches(ctx_t *c, yaml_node_t *seq, ig_match_cfg_t *m) 
 
 static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *t) {
   if (!is_seq(c, seq, "rules[].matches")) return;
-  t->matches = ig_calloc(seq_len(seq) + 1, sizeof *t->matches);
-  for (size_t i = 0; i < seq_len(seq); i++) {
+  t->matches = ig_calloc(ig_yaml_seq_len(seq) + 1, sizeof *t->matches);
+  for (size_t i = 0; i < ig_yaml_seq_len(seq); i++) {
     yaml_node_t *mn = seq_item(c, seq, i), *v[MAX_FIELDS], *pv[MAX_FIELDS];
     if (fields(c, mn, "rules[].matches[]", match_keys, v)) continue;
     ig_match_cfg_t *m = &t->matches[t->n_matches++];
     m->path_type = IG_PATH_PREFIX;
     m->path = ig_strdup("/");
-    if (present(v[0]) && fields(c, v[0], "matches[].path", path_keys, pv) == 0) {
+    if (ig_yaml_present(v[0]) && fields(c, v[0], "matches[].path", path_keys, pv) == 0) {
       int e = 0;
-      if (present(pv[0])) {
+      if (ig_yaml_present(pv[0])) {
         e = enum_of(c, pv[0], "matches[].path.type",
                     (const char *const[]){"PathPrefix", "Exact", "RegularExpression", NULL});
         if (e == 2) err_at(c, pv[0], "matches[].path.type: RegularExpression is not supported yet");
@@ -1865,10 +1837,10 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *t) {
         m->path = ig_strdup(s);
       }
     }
-    if (present(v[1])) parse_header_matches(c, v[1], m);
-    if (present(v[2]))
+    if (ig_yaml_present(v[1])) parse_header_matches(c, v[1], m);
+    if (ig_yaml_present(v[2]))
       err_at(c, v[2], "matches[].queryParams: query parameter matches are not supported yet");
-    if (present(v[3])) {
+    if (ig_yaml_present(v[3])) {
       int e = enum_of(c, v[3], "matches[].method", methods);
       if (e >= 0) m->method = ig_strdup(methods[e]);
     }
@@ -1878,14 +1850,14 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *t) {
 /* backendRefs of a rule: Services (endpoints resolved here) and InferencePools. */
 static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_t *seq, ig_route_cfg_t *t) {
   if (!need(c, rule, seq, "rules[]", "backendRefs") || !is_seq(c, seq, "rules[].backendRefs")) return;
-  if (seq_len(seq) == 0) {
+  if (ig_yaml_seq_len(seq) == 0) {
     err_at(c, seq, "rules[].backendRefs: must not be empty");
     return;
   }
   uint64_t total = 0;
   int bad = 0;
-  t->backends = ig_calloc(seq_len(seq), sizeof *t->backends);
-  for (size_t i = 0; i < seq_len(seq); i++) {
+  t->backends = ig_calloc(ig_yaml_seq_len(seq), sizeof *t->backends);
+  for (size_t i = 0; i < ig_yaml_seq_len(seq); i++) {
     yaml_node_t *bn = seq_item(c, seq, i), *v[MAX_FIELDS], *nn;
     if (fields(c, bn, "rules[].backendRefs[]", ref_keys, v) ||
         !(nn = need(c, bn, v[2], "rules[].backendRefs[]", "name"))) {
@@ -1896,8 +1868,8 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
     const char *ns = opt_str(c, v[3], "backendRefs[].namespace"), *name = str(c, nn, "backendRefs[].name");
     long w = 1, bi = -1;
     int port = 0;
-    if (present(v[5]) && int_of(c, v[5], "backendRefs[].weight", 0, MAX_WEIGHT, &w)) bad = 1;
-    if (present(v[6]) && (v[6]->type != YAML_SEQUENCE_NODE || seq_len(v[6])))
+    if (ig_yaml_present(v[5]) && int_of(c, v[5], "backendRefs[].weight", 0, MAX_WEIGHT, &w)) bad = 1;
+    if (ig_yaml_present(v[6]) && (v[6]->type != YAML_SEQUENCE_NODE || ig_yaml_seq_len(v[6])))
       err_at(c, v[6], "backendRefs[].filters: filters are not supported yet");
     if (!name) {
       bad = 1;
@@ -2012,8 +1984,8 @@ static void parse_httproute(ctx_t *c, res_t *r) {
   char **hn = NULL;
   size_t n_hn = 0;
   if (is_seq(c, v[1], "spec.hostnames")) {
-    hn = ig_calloc(seq_len(v[1]) + 1, sizeof *hn);
-    for (size_t i = 0; i < seq_len(v[1]); i++) {
+    hn = ig_calloc(ig_yaml_seq_len(v[1]) + 1, sizeof *hn);
+    for (size_t i = 0; i < ig_yaml_seq_len(v[1]); i++) {
       char *h = hostname_of(c, seq_item(c, v[1], i), "spec.hostnames[]");
       if (h) hn[n_hn++] = h;
     }
@@ -2050,10 +2022,10 @@ static void parse_httproute(ctx_t *c, res_t *r) {
   if (n_lis == 0 && c->n_errors == errors_before)
     note_at(c, r->root, "NotAttached", "attaches to no listener served here; ignored");
   yaml_node_t *rules = need(c, r->spec, v[2], "spec", "rules");
-  if (rules && is_seq(c, rules, "spec.rules") && seq_len(rules) == 0)
+  if (rules && is_seq(c, rules, "spec.rules") && ig_yaml_seq_len(rules) == 0)
     err_at(c, rules, "spec.rules: must not be empty");
   char *rq = qname(c, r->ns, r->name);
-  for (size_t i = 0; rules && rules->type == YAML_SEQUENCE_NODE && i < seq_len(rules); i++) {
+  for (size_t i = 0; rules && rules->type == YAML_SEQUENCE_NODE && i < ig_yaml_seq_len(rules); i++) {
     yaml_node_t *rn = seq_item(c, rules, i), *rv[MAX_FIELDS];
     char path[48];
     snprintf(path, sizeof path, "spec.rules[%zu]", i);
@@ -2062,14 +2034,14 @@ static void parse_httproute(ctx_t *c, res_t *r) {
     memset(&t, 0, sizeof t);
     t.file = r->file;
     t.line = (int)rn->start_mark.line + 1;
-    if (present(rv[1])) parse_matches(c, rv[1], &t);
-    if (present(rv[2]) && (rv[2]->type != YAML_SEQUENCE_NODE || seq_len(rv[2])))
+    if (ig_yaml_present(rv[1])) parse_matches(c, rv[1], &t);
+    if (ig_yaml_present(rv[2]) && (rv[2]->type != YAML_SEQUENCE_NODE || ig_yaml_seq_len(rv[2])))
       err_at(c, rv[2], "rules[].filters: filters are not supported yet");
-    if (present(rv[5])) err_at(c, rv[5], "rules[].retry: retry policies are not supported yet");
-    if (present(rv[6])) err_at(c, rv[6], "rules[].sessionPersistence: not supported yet");
+    if (ig_yaml_present(rv[5])) err_at(c, rv[5], "rules[].retry: retry policies are not supported yet");
+    if (ig_yaml_present(rv[6])) err_at(c, rv[6], "rules[].sessionPersistence: not supported yet");
     parse_backend_refs(c, r, rn, rv[3], &t);
     yaml_node_t *tv[MAX_FIELDS];
-    if (present(rv[4]) && fields(c, rv[4], "rules[].timeouts", timeout_keys, tv) == 0 && present(tv[0]))
+    if (ig_yaml_present(rv[4]) && fields(c, rv[4], "rules[].timeouts", timeout_keys, tv) == 0 && ig_yaml_present(tv[0]))
       dur_of(c, tv[0], "rules[].timeouts.request", 0, DAY_MS, &t.timeout_ms);
     for (size_t g = 0; g < n_groups; g++) {
       cfg->routes = ig_realloc(cfg->routes, (cfg->n_routes + 1) * sizeof *cfg->routes);
@@ -2118,8 +2090,8 @@ static void parse_tcproute(ctx_t *c, res_t *r) {
   size_t n_lis = attach(c, r, v[0], 1, lis);
   long bi = -1;
   if (!(rules = need(c, r->spec, v[1], "spec", "rules")) || !is_seq(c, rules, "spec.rules")) goto out;
-  if (seq_len(rules) != 1) {
-    err_at(c, rules, "spec.rules: exactly one rule is supported, got %zu", seq_len(rules));
+  if (ig_yaml_seq_len(rules) != 1) {
+    err_at(c, rules, "spec.rules: exactly one rule is supported, got %zu", ig_yaml_seq_len(rules));
     goto out;
   }
   yaml_node_t *rule = seq_item(c, rules, 0);
@@ -2127,8 +2099,8 @@ static void parse_tcproute(ctx_t *c, res_t *r) {
       !(refs = need(c, rule, rv[1], "spec.rules[0]", "backendRefs")) ||
       !is_seq(c, refs, "rules[0].backendRefs"))
     goto out;
-  if (seq_len(refs) != 1) {
-    err_at(c, refs, "rules[0].backendRefs: exactly one backendRef is supported, got %zu", seq_len(refs));
+  if (ig_yaml_seq_len(refs) != 1) {
+    err_at(c, refs, "rules[0].backendRefs: exactly one backendRef is supported, got %zu", ig_yaml_seq_len(refs));
     goto out;
   }
   yaml_node_t *bn = seq_item(c, refs, 0);
@@ -2188,7 +2160,7 @@ static void parse_model(ctx_t *c, res_t *r) {
            MAX_MODEL_NAME);
     ok = 0;
   }
-  if (present(v[1])) {
+  if (ig_yaml_present(v[1])) {
     int e = enum_of(c, v[1], "spec.criticality", crit_names);
     if (e < 0)
       ok = 0;
@@ -2196,7 +2168,7 @@ static void parse_model(ctx_t *c, res_t *r) {
       m->crit = (ig_criticality_t)e;
   }
   if (is_seq(c, v[2], "spec.targetModels")) {
-    size_t n = seq_len(v[2]), weighted = 0;
+    size_t n = ig_yaml_seq_len(v[2]), weighted = 0;
     yaml_node_t *unweighted = NULL;
     if (n > MAX_TARGETS) {
       err_at(c, v[2], "spec.targetModels: too many: %zu (at most %d)", n, MAX_TARGETS);
@@ -2215,7 +2187,7 @@ static void parse_model(ctx_t *c, res_t *r) {
         ok = 0;
         continue;
       }
-      if (present(tv[1])) {
+      if (ig_yaml_present(tv[1])) {
         weighted++;
         if (int_of(c, tv[1], "spec.targetModels[].weight", 1, MAX_WEIGHT, &w)) ok = 0;
       } else if (!unweighted) {

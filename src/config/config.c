@@ -2,11 +2,40 @@
 #define _GNU_SOURCE
 #include "infergate/config.h"
 
+#include "config_internal.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+
+/* Frees everything a route owns and zeroes it (shared with the manifest loader, which drops
+ * half-built routes). */
+void ig_config_route_clear(ig_route_cfg_t *r) {
+  free(r->name);
+  for (size_t j = 0; j < r->n_hostnames; j++)
+    free(r->hostnames[j]);
+  free(r->hostnames);
+  for (size_t j = 0; j < r->n_listeners; j++)
+    free(r->listeners[j]);
+  free(r->listeners);
+  for (size_t j = 0; j < r->n_matches; j++) {
+    ig_match_cfg_t *m = &r->matches[j];
+    free(m->path);
+    free(m->method);
+    for (size_t k = 0; k < m->n_headers; k++) {
+      free(m->headers[k].name);
+      free(m->headers[k].value);
+    }
+    free(m->headers);
+  }
+  free(r->matches);
+  for (size_t j = 0; j < r->n_backends; j++)
+    free(r->backends[j].backend);
+  free(r->backends);
+  memset(r, 0, sizeof *r);
+}
 /* Releases a snapshot and everything it owns. Takes NULL, and partial snapshots (NULL fields,
  * counts covering only the filled entries), so every load error path can use it. */
 void ig_config_free(ig_config_t *cfg) {
@@ -41,30 +70,8 @@ void ig_config_free(ig_config_t *cfg) {
     free(b->scheduler);
   }
   free(cfg->backends);
-  for (size_t i = 0; i < cfg->n_routes; i++) {
-    ig_route_cfg_t *r = &cfg->routes[i];
-    free(r->name);
-    for (size_t j = 0; j < r->n_hostnames; j++)
-      free(r->hostnames[j]);
-    free(r->hostnames);
-    for (size_t j = 0; j < r->n_listeners; j++)
-      free(r->listeners[j]);
-    free(r->listeners);
-    for (size_t j = 0; j < r->n_matches; j++) {
-      ig_match_cfg_t *m = &r->matches[j];
-      free(m->path);
-      free(m->method);
-      for (size_t k = 0; k < m->n_headers; k++) {
-        free(m->headers[k].name);
-        free(m->headers[k].value);
-      }
-      free(m->headers);
-    }
-    free(r->matches);
-    for (size_t j = 0; j < r->n_backends; j++)
-      free(r->backends[j].backend);
-    free(r->backends);
-  }
+  for (size_t i = 0; i < cfg->n_routes; i++)
+    ig_config_route_clear(&cfg->routes[i]);
   free(cfg->routes);
   for (size_t i = 0; i < cfg->n_models; i++) {
     ig_model_cfg_t *m = &cfg->models[i];

@@ -23,6 +23,9 @@ int ig_config_resolve(const char *host, char *out, size_t cap, const char **why)
 /* Sets every global limit and timeout of cfg to its default. */
 void ig_config_set_defaults(ig_config_t *cfg);
 
+/* Frees everything a route owns and zeroes it. */
+void ig_config_route_clear(ig_route_cfg_t *r);
+
 /* YAML document helpers shared by the native and the manifest loaders (yamlnode.c). */
 /* A plain scalar "", "~" or "null" (any case YAML allows). */
 int ig_yaml_is_null(const yaml_node_t *n);

@@ -1729,31 +1729,6 @@ static int is_token(const char *s) {
   return 1;
 }
 
-static void route_clear(ig_route_cfg_t *r) {
-  free(r->name);
-  for (size_t j = 0; j < r->n_hostnames; j++)
-    free(r->hostnames[j]);
-  free(r->hostnames);
-  for (size_t j = 0; j < r->n_listeners; j++)
-    free(r->listeners[j]);
-  free(r->listeners);
-  for (size_t j = 0; j < r->n_matches; j++) {
-    ig_match_cfg_t *m = &r->matches[j];
-    free(m->path);
-    free(m->method);
-    for (size_t k = 0; k < m->n_headers; k++) {
-      free(m->headers[k].name);
-      free(m->headers[k].value);
-    }
-    free(m->headers);
-  }
-  free(r->matches);
-  for (size_t j = 0; j < r->n_backends; j++)
-    free(r->backends[j].backend);
-  free(r->backends);
-  memset(r, 0, sizeof *r);
-}
-
 /* A deep copy of the matches and backends of src into dst. */
 static void route_copy(ig_route_cfg_t *dst, const ig_route_cfg_t *src) {
   dst->matches = ig_calloc(src->n_matches + 1, sizeof *dst->matches);
@@ -2063,7 +2038,7 @@ static void parse_httproute(ctx_t *c, res_t *r) {
       for (size_t k = 0; k < n_lis; k++)
         if (group_of[k] == g) out->listeners[out->n_listeners++] = ig_strdup(cfg->listeners[lis[k]].name);
     }
-    route_clear(&t);
+    ig_config_route_clear(&t);
   }
   free(rq);
   for (size_t g = 0; g < n_groups; g++)

@@ -147,6 +147,11 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
 
 /* One scorer's score in [0,1] for each of pods[0..n) (all treated as candidates), into out[0..n). For
  * tests and explain/debug output; no state changes. Returns 0 or IG_ENOENT for an unknown scorer. */
+/* The prefix-cache hit of the last successful ig_sched_pick: blocks of the prompt the chosen pod had
+ * cached / blocks of the prompt, measured before the pick recorded them; -1 when that pick did not
+ * score prefixes (other profiles, no prompt, or the imbalance fallback). */
+double ig_sched_last_prefix_hit(const ig_sched_t *s);
+
 int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pods, size_t n,
                     const ig_sched_request_t *req, double *out);
 

@@ -20,14 +20,12 @@ struct pool {
   ig_sched_t *sched;
   ig_sched_queue_t *queue;
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' state, indexed like be->eps */
-  size_t *match;        /* prefix blocks matched per pod (hit ratio) */
   int uses_prefix;
   int kicking, kick_again;
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
 static ig_buf_t prompt_buf;                     /* scratch: the prompt text of the request being picked */
-static uint64_t prompt_hashes[IG_SCHED_PREFIX_MAX_BLOCKS];
 
 pod_t *pod_new(void) {
   pod_t *pod = IG_NEW(pod_t);
@@ -57,7 +55,6 @@ pool_t *pool_new(backend_rt_t *be) {
   ig_sched_reserve(p->sched, be->n_eps);
   p->queue = ig_sched_queue_new(QUEUE_CAPACITY);
   p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
-  p->match = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->match);
   p->uses_prefix = ig_sched_weight(p->sched, "prefix") > 0;
   return p;
 }
@@ -68,7 +65,6 @@ void pool_free(pool_t *p) {
   ig_sched_free(p->sched);
   ig_sched_queue_free(p->queue);
   free(p->pods);
-  free(p->match);
   free(p);
 }
 
@@ -147,14 +143,6 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   }
   ig_sched_request_t sr;
   sched_request(p, c, &sr);
-  size_t nh = 0;
-  if (sr.prompt_len) {
-    const ig_sched_opts_t *o = ig_sched_opts(p->sched);
-    nh = ig_sched_prefix_hashes(sr.model, sr.prompt, sr.prompt_len, o->prefix_block_chars, prompt_hashes,
-                                o->prefix_max_blocks);
-    for (size_t i = 0; i < be->n_eps && nh; i++)
-      p->match[i] = p->pods[i].prefix ? ig_sched_prefix_match(p->pods[i].prefix, prompt_hashes, nh) : 0;
-  }
   size_t order[2], n_order = 2;
   uint64_t t0 = ig_now_us();
   int rc = ig_sched_pick(p->sched, p->pods, be->n_eps, &sr, order, &n_order);
@@ -162,7 +150,8 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   if (rc < 0) return rc;
   size_t k = order[0];
   be->eps[k]->pod->sp.pending = p->pods[k].pending;
-  if (nh) stats_prefix_hit((double)p->match[k] / (double)nh);
+  double hit = ig_sched_last_prefix_hit(p->sched);
+  if (hit >= 0) stats_prefix_hit(hit);
   q->picked = be->eps[k];
   if (n_order > 1) q->alt = be->eps[order[1]];
   return 0;

@@ -58,6 +58,7 @@ ig_sched_t *ig_sched_new_opts(const char *profile, uint64_t seed, const ig_sched
   if (!s->o.prefix_max_blocks || s->o.prefix_max_blocks > IG_SCHED_PREFIX_MAX_BLOCKS)
     s->o.prefix_max_blocks = IG_SCHED_PREFIX_MAX_BLOCKS;
   ig_rng_seed(&s->rng, seed);
+  s->last_prefix_hit = -1;
   return s;
 }
 
@@ -396,9 +397,15 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
   if (!got) return IG_ENOENT;
   ig_sched_pod_t *best = &pods[order[0]];
   best->pending++;
+  /* the match was computed before the insert below, so it is what the pod had cached */
+  s->last_prefix_hit = ctx.match && ctx.n_hashes ? (double)ctx.match[order[0]] / (double)ctx.n_hashes : -1;
   if (used_prefix && best->prefix && ctx.n_hashes) ig_sched_prefix_insert(best->prefix, s->hashes, ctx.n_hashes);
   *n_order = got;
   return 0;
+}
+
+double ig_sched_last_prefix_hit(const ig_sched_t *s) {
+  return s->last_prefix_hit;
 }
 
 /* One scorer over every pod; see sched.h. */

@@ -63,6 +63,7 @@ struct ig_sched {
   uint32_t *mark; /* membership stamps, compared with epoch */
   uint32_t epoch;
   uint32_t *match;
+  double last_prefix_hit; /* matched / total prompt blocks of the last pick; -1 when not scored */
   rank_t *rank;
   uint64_t hashes[IG_SCHED_PREFIX_MAX_BLOCKS];
 };

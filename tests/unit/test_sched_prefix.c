@@ -1,4 +1,5 @@
 /* Unit tests for the prefix-cache index and prefix-aware routing. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -157,10 +158,14 @@ static void test_prefix_routing(void **state) {
       ig_sched_request_t r = {.model = "m", .crit = IG_SCHED_CRIT_STANDARD, .prompt = p, .prompt_len = len};
       size_t order[1], k = 1;
       assert_int_equal(ig_sched_pick(s, pods, N, &r, order, &k), 0);
-      if (round == 0)
+      if (round == 0) {
         home[g] = (int)order[0];
-      else
+        assert_true(ig_sched_last_prefix_hit(s) == 0.0); /* nothing cached yet */
+      } else {
         assert_int_equal(order[0], home[g]); /* repeated prefix goes to the same pod */
+        /* all blocks but the last (the question) were cached there */
+        assert_true(fabs(ig_sched_last_prefix_hit(s) - 31.0 / 32.0) < 1e-9);
+      }
       free(p);
     }
   }
@@ -172,6 +177,13 @@ static void test_prefix_routing(void **state) {
     distinct += !dup;
   }
   assert_true(distinct >= 3);
+  /* a profile that does not score prefixes reports no hit ratio */
+  ig_sched_t *rr = ig_sched_new("round-robin", 1);
+  ig_sched_request_t r = {.model = "m", .crit = IG_SCHED_CRIT_STANDARD, .prompt = "abc", .prompt_len = 3};
+  size_t order[1], k = 1;
+  assert_int_equal(ig_sched_pick(rr, pods, N, &r, order, &k), 0);
+  assert_true(ig_sched_last_prefix_hit(rr) < 0);
+  ig_sched_free(rr);
   for (int i = 0; i < N; i++) ig_sched_prefix_free(pods[i].prefix);
   ig_sched_free(s);
 }

@@ -481,7 +481,7 @@ out:
 /* Fills the sim and bench arguments for the mode and workload. */
 static void plan(demo_t *d) {
   int quick = !strcmp(d->mode, "quick"), full = !strcmp(d->mode, "full");
-  int groups = quick ? 8 : full ? 64 : 32, per = quick ? 4 : full ? 16 : 8;
+  int groups = quick ? 8 : full ? 64 : 16, per = quick ? 4 : 16;
   int sys = quick ? 1024 : 2048, out = quick ? 32 : full ? 128 : 64, kv = quick ? 1200 : 3000;
   d->time_scale = full ? 1 : 2;
   d->requests = (long)groups * per;

@@ -11,6 +11,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: infergate epp -c FILE [--pool NAME] [options]\n"
+          "       infergate epp --manifests PATH [--pool NAME] [options]\n"
           "       infergate epp --endpoints HOST:PORT[,HOST:PORT...] [--model NAME]... [--default-model NAME]\n"
           "                     [options]\n"
           "\n"
@@ -21,7 +22,11 @@ static void usage(FILE *f) {
           "options:\n"
           "  -c, --config FILE      gateway configuration (native YAML); its pools, models, default_model\n"
           "                         and limits.max_body_bytes are used\n"
-          "  --pool NAME            the pool to pick from (default: the only inference pool of FILE)\n"
+          "  --manifests PATH       Kubernetes resources (YAML file or directory; the loader of `serve\n"
+          "                         --manifests`): InferencePools, InferenceModels, Pods...; notes are\n"
+          "                         printed as warnings\n"
+          "  --pool NAME            the pool to pick from (default: the only inference pool of FILE);\n"
+          "                         from manifests: NAME in the default namespace, else NAMESPACE/NAME\n"
           "  --endpoints LIST       quick start: one pool of these endpoints (no config file)\n"
           "  --model NAME           quick start: an InferenceModel served by the pool (repeatable);\n"
           "                         with none, any model is accepted\n"
@@ -67,7 +72,7 @@ static void on_stop(uv_signal_t *h, int signum) {
 }
 
 int ig_cmd_epp(int argc, char **argv) {
-  const char *config = NULL, *pool = NULL, *endpoints = NULL, *dflt = NULL;
+  const char *config = NULL, *manifests = NULL, *pool = NULL, *endpoints = NULL, *dflt = NULL;
   const char *grpc_addr = "127.0.0.1:9002", *health_addr = "127.0.0.1:9003", *metrics_addr = "127.0.0.1:9090";
   char **models = ig_calloc((size_t)argc + 1, sizeof *models);
   size_t n_models = 0;
@@ -99,6 +104,9 @@ int ig_cmd_epp(int argc, char **argv) {
     if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
       NEED();
       config = v;
+    } else if (!strcmp(a, "--manifests")) {
+      NEED();
+      manifests = v;
     } else if (!strcmp(a, "--pool")) {
       NEED();
       pool = v;
@@ -153,22 +161,28 @@ int ig_cmd_epp(int argc, char **argv) {
     }
 #undef NEED
   }
-  if (!config == !endpoints) {
-    fprintf(stderr, "infergate epp: give either -c FILE or --endpoints LIST\n\n");
+  if ((config != NULL) + (manifests != NULL) + (endpoints != NULL) != 1) {
+    fprintf(stderr, "infergate epp: give one of -c FILE, --manifests PATH or --endpoints LIST\n\n");
     usage(stderr);
     goto out;
   }
   if (endpoints && pool) {
-    fprintf(stderr, "infergate epp: --pool goes with -c FILE\n");
+    fprintf(stderr, "infergate epp: --pool goes with -c FILE or --manifests PATH\n");
     goto out;
   }
-  if (config && (n_models || dflt)) {
+  if (!endpoints && (n_models || dflt)) {
     fprintf(stderr, "infergate epp: --model and --default-model go with --endpoints (the file has its own)\n");
     goto out;
   }
 
   if (config) {
     rc = ig_config_load(config, &cfg, &errs);
+  } else if (manifests) {
+    ig_manifest_notes_t notes = {0};
+    ig_manifest_opts_t mo = {.notes = &notes};
+    rc = ig_config_load_manifests(manifests, &mo, &cfg, &errs);
+    ig_config_notes_print(&notes, stderr);
+    ig_config_notes_free(&notes);
   } else {
     ig_buf_t y;
     ig_buf_init(&y);

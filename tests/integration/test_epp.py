@@ -539,3 +539,135 @@ def test_sched_sheddable_shed_when_all_saturated(procs, infergate_bin, tmp_path)
     assert metric(text, 'inference_objective_request_error_total{model_name="batch",'
                         'target_model_name="llama3",error_code="429"}') == 1
     e.close()
+
+
+# The loader wants a Gateway listener (as for `serve --manifests`); the picker never binds it.
+MANIFESTS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: ml}}
+spec:
+  gatewayClassName: infergate
+  listeners: [{{name: http, port: 1, protocol: HTTP}}]
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {{name: llm, namespace: ml}}
+spec:
+  selector:
+    matchLabels: {{app: sim}}
+  targetPorts: [{ports}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sim-0
+  namespace: ml
+  labels: {{app: sim}}
+status:
+  phase: Running
+  podIP: 127.0.0.1
+  conditions: [{{type: Ready, status: "True"}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: not-ready
+  namespace: ml
+  labels: {{app: sim}}
+status:
+  phase: Pending
+  podIP: 127.0.0.2
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {{name: chat, namespace: ml}}
+spec:
+  modelName: chat
+  poolRef: {{name: llm}}
+  targetModels: [{{name: llama3, weight: 1}}]
+---
+apiVersion: example.com/v1
+kind: Unknown
+metadata: {{name: x, namespace: ml}}
+"""
+
+
+def test_manifests_pool(procs, infergate_bin, tmp_path):
+    eps = start_sims(procs, infergate_bin, 2)
+    d = tmp_path / "k8s"
+    d.mkdir()
+    ports = ", ".join("{number: %s}" % a.rsplit(":", 1)[1] for a in eps)
+    (d / "resources.yaml").write_text(MANIFESTS.format(ports=ports))
+    e = start_epp(procs, infergate_bin, ["--manifests", str(d), "--pool", "ml/llm"])
+    try:
+        body = json.dumps({"model": "chat", "prompt": "hi"}).encode()
+        want = json.dumps({"model": "llama3", "prompt": "hi"}).encode()
+        seen = set()
+        for _ in range(4):
+            s = e.stream()
+            s.send(E.request_headers(E.post_headers(), protocol_config=(E.FULL_DUPLEX_STREAMED, E.NONE)))
+            s.send(E.request_body(body, eos=True))
+            h = s.recv()
+            dest = h["set_headers"]["x-gateway-destination-endpoint"]
+            assert dest in eps
+            seen.add(dest)
+            assert streamed_body([s.recv()]) == want
+            s.close()
+        assert seen <= set(eps)
+        assert pick(e, model="nope")[0] == 404
+    finally:
+        e.close()
+    assert "warning" in e.proc.log() and "Unknown" in e.proc.log()  # manifest notes
+
+
+def test_manifests_bad_args(infergate_bin, tmp_path):
+    import subprocess
+    r = subprocess.run([infergate_bin, "epp", "--manifests", str(tmp_path / "none"), "--pool", "x"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 1 and r.stderr
+    r = subprocess.run([infergate_bin, "epp", "--manifests", str(tmp_path), "-c", "x.yaml"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "one of" in r.stderr
+
+
+def test_large_streamed_body_with_raised_limit(procs, infergate_bin, tmp_path):
+    """A 5 MB prompt sent in 64 KiB chunks (as Envoy streams it), limits.max_body_bytes raised to 8 MiB:
+    picked, and the rewritten body comes back in chunks of at most 62000 bytes; 9 MB gets 413."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CONFIG.format(eps=", ".join(EPS)) + "limits:\n  max_body_bytes: 8MiB\n")
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama"])
+    try:
+        prompt = "lorem ipsum " * (5 * 1000 * 1000 // 12)
+        body = json.dumps({"model": "chat", "prompt": prompt, "max_tokens": 4}).encode()
+        assert len(body) > 5 * 1000 * 1000
+        cuts = list(range(0, len(body), 65536)) + [len(body)]
+        s = E.Stream(e.channel, timeout=60 * SLOW)
+        s.send(E.request_headers(E.post_headers(), protocol_config=(E.FULL_DUPLEX_STREAMED, E.NONE)))
+        for i in range(len(cuts) - 1):
+            s.send(E.request_body(body[cuts[i]:cuts[i + 1]], eos=(i == len(cuts) - 2)))
+        h = s.recv()
+        assert h["kind"] == "request_headers"
+        assert h["set_headers"]["x-gateway-destination-endpoint"] in EPS
+        chunks = []
+        while not chunks or not chunks[-1]["streamed"][1]:
+            assert len(chunks) < 200
+            chunks.append(s.recv())
+        out = json.loads(streamed_body(chunks))
+        assert out["model"] == "lora-a" and out["prompt"] == prompt and out["max_tokens"] == 4
+        s.close()
+
+        # over the limit: 413 as soon as the total passes 8 MiB, without waiting for the end
+        big = b'{"model": "chat", "prompt": "' + b"x" * (9 << 20) + b'"}'
+        s = E.Stream(e.channel, timeout=60 * SLOW)
+        s.send(E.request_headers(E.post_headers(), protocol_config=(E.FULL_DUPLEX_STREAMED, E.NONE)))
+        n = (8 << 20) // 65536 + 1  # the first chunk past the limit; the end of stream is never sent
+        for i in range(n):
+            s.send(E.request_body(big[i * 65536:(i + 1) * 65536]))
+        r = s.recv()
+        assert r["kind"] == "immediate_response" and r["status"] == 413
+        assert json.loads(r["body"])["error"]["code"] == "request_too_large"
+        s.cancel()
+        good_request_works(e)
+    finally:
+        e.close()

@@ -243,6 +243,8 @@ typedef struct {
   const char *gateway_class;       /* serve only Gateways of this gatewayClassName; NULL = all */
   const char *default_namespace;   /* namespace of resources that name none; NULL = "default" */
   ig_manifest_notes_t *notes;      /* out: notes are appended here; NULL = dropped */
+  int pools_only;                  /* the caller needs only pools and models (the epp): files without a
+                                    * Gateway are fine */
 } ig_manifest_opts_t;
 
 /* Loads Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, and the

@@ -2431,7 +2431,7 @@ static void run_phases(ctx_t *c) {
   drop_idle_tcp(c);
   c->cur = NULL;
   c->file = c->path;
-  if (cfg->n_listeners == 0 && c->n_errors == 0)
+  if (cfg->n_listeners == 0 && c->n_errors == 0 && !(c->opts && c->opts->pools_only))
     err_load(c, "no listeners: the manifests define no usable Gateway listener");
   admin_address(c);
 }

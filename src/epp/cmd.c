@@ -179,7 +179,7 @@ int ig_cmd_epp(int argc, char **argv) {
     rc = ig_config_load(config, &cfg, &errs);
   } else if (manifests) {
     ig_manifest_notes_t notes = {0};
-    ig_manifest_opts_t mo = {.notes = &notes};
+    ig_manifest_opts_t mo = {.notes = &notes, .pools_only = 1};
     rc = ig_config_load_manifests(manifests, &mo, &cfg, &errs);
     ig_config_notes_print(&notes, stderr);
     ig_config_notes_free(&notes);

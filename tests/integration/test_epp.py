@@ -541,15 +541,8 @@ def test_sched_sheddable_shed_when_all_saturated(procs, infergate_bin, tmp_path)
     e.close()
 
 
-# The loader wants a Gateway listener (as for `serve --manifests`); the picker never binds it.
+# Only pools, pods and models: the picker needs no Gateway (unlike `serve --manifests`).
 MANIFESTS = """
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {{name: gw, namespace: ml}}
-spec:
-  gatewayClassName: infergate
-  listeners: [{{name: http, port: 1, protocol: HTTP}}]
----
 apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
 metadata: {{name: llm, namespace: ml}}

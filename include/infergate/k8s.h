@@ -70,6 +70,8 @@ typedef struct {
   unsigned backoff_max_ms; /* 0 = 5000; errors back off from 100 ms doubling to this */
   ig_k8s_change_cb on_change;
   void *data;
+  int write_status;            /* ig_k8s_report PATCHes status only when set (serve --write-status) */
+  const char *controller_name; /* NULL = "infergate.io/gateway-controller" (Gateway API status) */
 } ig_k8s_opts_t;
 
 /* Starts watching on loop. Returns 0 and a new watcher in *out, or IG_EINVAL (bad URL, no cluster
@@ -81,10 +83,14 @@ void ig_k8s_stop(ig_k8s_t *k);
 /* The namespace being watched. */
 const char *ig_k8s_namespace(const ig_k8s_t *k);
 
-/* Status write-back after a successful build from the text last given to on_change: every
- * InferenceModel in the store gets condition Accepted=True (reason Accepted), or Accepted=False
- * with reason ModelNameInUse when notes name it so. Sends a merge PATCH to .../status only when the
- * condition differs from what was last sent for that object (and what the object carries). */
+/* Status write-back after a successful build from the text last given to on_change; does nothing
+ * unless opts.write_status was set. Every InferenceModel in the store gets condition Accepted=True
+ * (reason Accepted), or Accepted=False with reason ModelNameInUse when notes name it so. Every
+ * InferencePool gets status.parents[]: one entry per Gateway an HTTPRoute routes to it from
+ * ({parentRef {group, kind Gateway, namespace, name}, controllerName, conditions}) with Accepted=True
+ * and ResolvedRefs=True, or ResolvedRefs=False reason NoReadyEndpoints when notes say so. Sends a
+ * merge PATCH to .../status only when the status differs from what was last sent for that object
+ * (and what the object carries). */
 void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes);
 
 #endif

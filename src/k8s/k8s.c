@@ -2,7 +2,8 @@
  * keyed by namespace/name; a 410 Gone, an ERROR event or the end of the stream re-lists; errors back
  * off (100 ms doubling to backoff_max_ms). A 404 (CRD not installed) or 403 is logged once, counts
  * as listed (empty for 404) and is retried slowly. Changes are debounced, then the store is rendered
- * as manifest text for the caller. ig_k8s_report writes InferenceModel status back. */
+ * as manifest text for the caller. ig_k8s_report writes InferenceModel and InferencePool status back
+ * (with write_status). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -80,7 +81,9 @@ struct ig_k8s {
   int nhandles;
   int stopping;
   char *last_text;
-  json_t *sent; /* "ns/name" -> "True/Accepted" etc.: the model status last sent */
+  json_t *sent; /* "KINDINDEX|ns/name" -> the status signature last sent */
+  int write_status;
+  char *controller_name;
   size_t patches_inflight;
   kconn_t *patches[MAX_PATCHES_INFLIGHT];
 };
@@ -445,7 +448,8 @@ static void format_now(char *out, size_t cap) {
 
 typedef struct {
   ig_k8s_t *k;
-  char key[512];
+  char key[640]; /* the key in k->sent: "KINDINDEX|ns/name" */
+  const char *kind;
   int slot;
   int status;
 } patch_t;
@@ -461,8 +465,8 @@ static void patch_done(kconn_t *c, int err) {
   k->patches[p->slot] = NULL;
   k->patches_inflight--;
   if (err != 0 || p->status < 200 || p->status >= 300) {
-    ig_warn("k8s: status patch of InferenceModel %s failed (%s); will retry on the next change", p->key,
-            err ? ig_strerror(err) : ig_http_reason(p->status));
+    ig_warn("k8s: status patch of %s %s failed (%s); will retry on the next change", p->kind,
+            strchr(p->key, '|') + 1, err ? ig_strerror(err) : ig_http_reason(p->status));
     json_object_del(k->sent, p->key); /* forget it, so that the next report sends it again */
   }
   free(p);
@@ -470,23 +474,114 @@ static void patch_done(kconn_t *c, int err) {
 
 static const kconn_cbs_t patch_cbs = {patch_head, NULL, patch_done};
 
-/* The Accepted condition an object carries now, as "True/Reason" (into buf), or "" when none. */
-static void current_accepted(json_t *obj, char *buf, size_t cap) {
-  buf[0] = '\0';
-  json_t *conds = json_object_get(json_object_get(obj, "status"), "conditions");
+/* Appends "Type=Status/Reason" of the condition of that type in conds to out ("Type=" when none). */
+static void cond_sig(json_t *conds, const char *type, ig_buf_t *out) {
+  const char *st = NULL, *re = NULL;
   size_t i;
   json_t *c;
   json_array_foreach(conds, i, c) {
     const char *t = json_string_value(json_object_get(c, "type"));
-    if (!t || strcmp(t, "Accepted")) continue;
-    const char *s = json_string_value(json_object_get(c, "status"));
-    const char *r = json_string_value(json_object_get(c, "reason"));
-    snprintf(buf, cap, "%s/%s", s ? s : "", r ? r : "");
+    if (!t || strcmp(t, type)) continue;
+    st = json_string_value(json_object_get(c, "status"));
+    re = json_string_value(json_object_get(c, "reason"));
+  }
+  ig_buf_printf(out, "%s=%s/%s", type, st ? st : "", st && re ? re : "");
+}
+
+/* The InferenceModel status an object carries now, as "Accepted=True/Reason" (into out). */
+static void model_sig(json_t *status, ig_buf_t *out) {
+  cond_sig(json_object_get(status, "conditions"), "Accepted", out);
+}
+
+/* The InferencePool status an object (or a patch) carries, as "ns/gw:Accepted=..;ResolvedRefs=..," per
+ * parent in order. */
+static void pool_sig(json_t *status, ig_buf_t *out) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(status, "parents"), i, p) {
+    json_t *ref = json_object_get(p, "parentRef");
+    const char *ns = json_string_value(json_object_get(ref, "namespace"));
+    const char *name = json_string_value(json_object_get(ref, "name"));
+    ig_buf_printf(out, "%s/%s:", ns ? ns : "", name ? name : "");
+    json_t *conds = json_object_get(p, "conditions");
+    cond_sig(conds, "Accepted", out);
+    ig_buf_puts(out, ";");
+    cond_sig(conds, "ResolvedRefs", out);
+    ig_buf_puts(out, ",");
   }
 }
 
-void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes) {
-  if (k->stopping) return;
+/* A condition object with the object's generation as observedGeneration. */
+static json_t *cond_new(const char *type, int ok, const char *reason, const char *msg, const char *now,
+                        json_t *meta) {
+  json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "status", ok ? "True" : "False", "reason",
+                        reason, "message", msg, "lastTransitionTime", now);
+  json_t *gen = json_object_get(meta, "generation");
+  if (json_is_integer(gen)) json_object_set(c, "observedGeneration", gen);
+  return c;
+}
+
+/* The note of that kind, object and reason, or NULL. */
+static const ig_manifest_note_t *find_note(const ig_manifest_notes_t *notes, const char *kind, const char *ns,
+                                           const char *name, const char *reason) {
+  const ig_manifest_note_t *found = NULL;
+  for (size_t i = 0; notes && i < notes->n; i++) {
+    const ig_manifest_note_t *n = &notes->v[i];
+    if (n->kind && n->name && n->reason && !strcmp(n->kind, kind) && !strcmp(n->name, name) &&
+        (!ns || !n->ns || !strcmp(n->ns, ns)) && !strcmp(n->reason, reason))
+      found = n;
+  }
+  return found;
+}
+
+/* Sends the merge patch doc (stolen) to the status of object name in ns of kind index ki, unless the
+ * status it stands for (want) was last sent already or the object carries it (have). Returns 0, or -1
+ * when too many patches are in flight. */
+static int send_status(ig_k8s_t *k, size_t ki, const char *ns, const char *name, const char *key,
+                       const char *want, const char *have, json_t *doc) {
+  char skey[600];
+  snprintf(skey, sizeof skey, "%zu|%s", ki, key);
+  const char *sent = json_string_value(json_object_get(k->sent, skey));
+  if ((sent && !strcmp(sent, want)) || (!sent && !strcmp(have, want))) {
+    json_decref(doc);
+    return 0;
+  }
+  if (k->patches_inflight >= MAX_PATCHES_INFLIGHT) {
+    json_decref(doc);
+    ig_warn("k8s: too many status patches in flight; the rest waits for the next change");
+    return -1;
+  }
+  int slot = 0;
+  while (k->patches[slot])
+    slot++;
+  const kind_def_t *d = k->w[ki].def;
+  char *body = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  if (!body) return 0;
+  ig_buf_t p, h;
+  ig_buf_init(&p);
+  ig_buf_init(&h);
+  ig_buf_printf(&p, "%s/namespaces/%s/%s/%s/status", d->prefix, ns ? ns : k->ns, d->plural, name);
+  ig_buf_puts(&h, "Content-Type: application/merge-patch+json\r\n");
+  auth_headers(k, &h);
+  patch_t *pt = IG_NEW(patch_t);
+  pt->k = k;
+  pt->slot = slot;
+  pt->kind = d->kind;
+  snprintf(pt->key, sizeof pt->key, "%s", skey);
+  json_object_set_new(k->sent, skey, json_string(want));
+  k->patches_inflight++;
+  ig_info("k8s: %s %s status: %s", d->kind, key, want);
+  k->patches[slot] =
+      kconn_start(&k->target, "PATCH", p.data, h.data, body, strlen(body), LIST_TIMEOUT_MS, 0, &patch_cbs, pt);
+  free(body);
+  ig_buf_free(&p);
+  ig_buf_free(&h);
+  return 0;
+}
+
+/* Writes InferenceModel Accepted conditions. Returns -1 when patches must wait. */
+static int report_models(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *now) {
   kwatch_t *w = &k->w[MODEL_KIND];
   const char *key;
   json_t *obj;
@@ -495,59 +590,143 @@ void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes) {
     const char *ns = json_string_value(json_object_get(meta, "namespace"));
     const char *name = json_string_value(json_object_get(meta, "name"));
     if (!name) continue;
-    const char *msg = NULL;
-    for (size_t i = 0; notes && i < notes->n; i++) {
-      const ig_manifest_note_t *n = &notes->v[i];
-      if (n->kind && n->name && n->reason && !strcmp(n->kind, "InferenceModel") && !strcmp(n->name, name) &&
-          (!ns || !n->ns || !strcmp(n->ns, ns)) && !strcmp(n->reason, "ModelNameInUse"))
-        msg = n->message;
-    }
-    const char *want = msg ? "False/ModelNameInUse" : "True/Accepted";
-    const char *sent = json_string_value(json_object_get(k->sent, key));
-    char have[128];
-    current_accepted(obj, have, sizeof have);
-    if ((sent && !strcmp(sent, want)) || (!sent && !strcmp(have, want))) continue;
-    if (k->patches_inflight >= MAX_PATCHES_INFLIGHT) {
-      ig_warn("k8s: too many status patches in flight; the rest waits for the next change");
-      return;
-    }
-    int slot = 0;
-    while (k->patches[slot])
-      slot++;
-    char now[32];
-    format_now(now, sizeof now);
-    json_t *cond = json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "Accepted", "status", msg ? "False" : "True",
-                             "reason", msg ? "ModelNameInUse" : "Accepted", "message",
-                             msg ? msg : "the model name is served by this gateway", "lastTransitionTime", now);
-    json_t *gen = json_object_get(meta, "generation");
-    if (json_is_integer(gen)) json_object_set(cond, "observedGeneration", gen);
+    const ig_manifest_note_t *n = find_note(notes, "InferenceModel", ns, name, "ModelNameInUse");
+    const char *msg = n ? n->message : NULL;
+    json_t *cond = cond_new("Accepted", !msg, msg ? "ModelNameInUse" : "Accepted",
+                            msg ? msg : "the model name is served by this gateway", now, meta);
     json_t *doc = json_pack("{s:{s:[o]}}", "status", "conditions", cond);
-    char *body = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    ig_buf_t p, h;
-    ig_buf_init(&p);
-    ig_buf_init(&h);
-    ig_buf_printf(&p, "%s/namespaces/%s/%s/%s/status", w->def->prefix, ns ? ns : k->ns, w->def->plural, name);
-    ig_buf_puts(&h, "Content-Type: application/merge-patch+json\r\n");
-    auth_headers(k, &h);
-    patch_t *pt = IG_NEW(patch_t);
-    pt->k = k;
-    pt->slot = slot;
-    snprintf(pt->key, sizeof pt->key, "%s", key);
-    json_object_set_new(k->sent, key, json_string(want));
-    k->patches_inflight++;
-    ig_info("k8s: InferenceModel %s: Accepted=%s (%s)", key, msg ? "False" : "True",
-            msg ? "ModelNameInUse" : "Accepted");
-    k->patches[slot] = kconn_start(&k->target, "PATCH", p.data, h.data, body, strlen(body), LIST_TIMEOUT_MS, 0,
-                                   &patch_cbs, pt);
-    free(body);
-    ig_buf_free(&p);
-    ig_buf_free(&h);
+    ig_buf_t want, have;
+    ig_buf_init(&want);
+    ig_buf_init(&have);
+    model_sig(json_object_get(doc, "status"), &want);
+    model_sig(json_object_get(obj, "status"), &have);
+    int r = send_status(k, MODEL_KIND, ns, name, key, want.data, have.data, doc);
+    ig_buf_free(&want);
+    ig_buf_free(&have);
+    if (r) return r;
   }
+  return 0;
+}
+
+static int cmp_json_parent(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The "ns/name" keys of the Gateways that HTTPRoutes in ns route to pool name of API group group from,
+ * as a sorted, unique array of strings (new reference). */
+static json_t *pool_parents(ig_k8s_t *k, const char *group, const char *ns, const char *name) {
+  json_t *set = json_object();
+  const char *key;
+  json_t *route;
+  json_object_foreach(k->w[1].items, key, route) {
+    const char *rns = json_string_value(json_object_get(json_object_get(route, "metadata"), "namespace"));
+    if (!rns) rns = k->ns;
+    if (strcmp(rns, ns)) continue;
+    json_t *spec = json_object_get(route, "spec");
+    int hit = 0;
+    size_t i, j;
+    json_t *rule, *ref;
+    json_array_foreach(json_object_get(spec, "rules"), i, rule) {
+      json_array_foreach(json_object_get(rule, "backendRefs"), j, ref) {
+        const char *g = json_string_value(json_object_get(ref, "group"));
+        const char *kd = json_string_value(json_object_get(ref, "kind"));
+        const char *n = json_string_value(json_object_get(ref, "name"));
+        const char *bns = json_string_value(json_object_get(ref, "namespace"));
+        if (g && kd && n && !strcmp(g, group) && !strcmp(kd, "InferencePool") && !strcmp(n, name) &&
+            (!bns || !strcmp(bns, ns)))
+          hit = 1;
+      }
+    }
+    if (!hit) continue;
+    json_array_foreach(json_object_get(spec, "parentRefs"), i, ref) {
+      const char *g = json_string_value(json_object_get(ref, "group"));
+      const char *kd = json_string_value(json_object_get(ref, "kind"));
+      const char *n = json_string_value(json_object_get(ref, "name"));
+      const char *pns = json_string_value(json_object_get(ref, "namespace"));
+      if (!n || (g && strcmp(g, "gateway.networking.k8s.io")) || (kd && strcmp(kd, "Gateway"))) continue;
+      char pk[600];
+      snprintf(pk, sizeof pk, "%s/%s", pns ? pns : rns, n);
+      json_object_set_new(set, pk, json_true());
+    }
+  }
+  size_t n = json_object_size(set), j = 0;
+  const char **keys = ig_malloc((n ? n : 1) * sizeof *keys);
+  json_t *v;
+  json_object_foreach(set, key, v) keys[j++] = key;
+  qsort(keys, n, sizeof *keys, cmp_json_parent);
+  json_t *out = json_array();
+  for (j = 0; j < n; j++)
+    json_array_append_new(out, json_string(keys[j]));
+  free(keys);
+  json_decref(set);
+  return out;
+}
+
+/* Writes InferencePool status.parents[]. Returns -1 when patches must wait. */
+static int report_pools(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *now) {
+  for (size_t ki = 0; ki < N_KINDS; ki++) {
+    kwatch_t *w = &k->w[ki];
+    if (strcmp(w->def->kind, "InferencePool")) continue;
+    char group[128];
+    snprintf(group, sizeof group, "%s", w->def->api_version);
+    *strchr(group, '/') = '\0';
+    const char *key;
+    json_t *obj;
+    json_object_foreach(w->items, key, obj) {
+      json_t *meta = json_object_get(obj, "metadata");
+      const char *ns = json_string_value(json_object_get(meta, "namespace"));
+      const char *name = json_string_value(json_object_get(meta, "name"));
+      if (!name) continue;
+      const ig_manifest_note_t *n = find_note(notes, "InferencePool", ns, name, "NoReadyEndpoints");
+      json_t *gws = pool_parents(k, group, ns ? ns : k->ns, name);
+      json_t *parents = json_array();
+      size_t i;
+      json_t *g;
+      json_array_foreach(gws, i, g) {
+        const char *pk = json_string_value(g);
+        const char *slash = strchr(pk, '/');
+        json_t *conds = json_array();
+        json_array_append_new(conds, cond_new("Accepted", 1, "Accepted",
+                                              "the pool is referenced by an HTTPRoute of this Gateway", now, meta));
+        json_array_append_new(conds, cond_new("ResolvedRefs", !n, n ? "NoReadyEndpoints" : "ResolvedRefs",
+                                              n ? n->message : "the pool's Pods resolve to endpoints", now, meta));
+        json_t *ref = json_pack("{s:s, s:s, s:s#, s:s}", "group", "gateway.networking.k8s.io", "kind", "Gateway",
+                                "namespace", pk, (int)(slash - pk), "name", slash + 1);
+        json_array_append_new(parents, json_pack("{s:o, s:s, s:o}", "parentRef", ref, "controllerName",
+                                                 k->controller_name, "conditions", conds));
+      }
+      json_decref(gws);
+      json_t *doc = json_pack("{s:{s:o}}", "status", "parents", parents);
+      ig_buf_t want, have;
+      ig_buf_init(&want);
+      ig_buf_init(&have);
+      ig_buf_puts(&want, "parents:");
+      ig_buf_puts(&have, "parents:");
+      pool_sig(json_object_get(doc, "status"), &want);
+      pool_sig(json_object_get(obj, "status"), &have);
+      int r = send_status(k, ki, ns, name, key, want.data, have.data, doc);
+      ig_buf_free(&want);
+      ig_buf_free(&have);
+      if (r) return r;
+    }
+  }
+  return 0;
+}
+
+void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes) {
+  if (k->stopping || !k->write_status) return;
+  char now[32];
+  format_now(now, sizeof now);
+  if (report_models(k, notes, now) == 0) report_pools(k, notes, now);
   /* forget objects that are gone */
   void *tmp;
-  json_object_foreach_safe(k->sent, tmp, key, obj) if (!json_object_get(w->items, key))
-      json_object_del(k->sent, key);
+  const char *key;
+  json_t *v;
+  json_object_foreach_safe(k->sent, tmp, key, v) {
+    char *end = NULL;
+    unsigned long ki = strtoul(key, &end, 10);
+    if (ki >= N_KINDS || *end != '|' || !json_object_get(k->w[ki].items, end + 1)) json_object_del(k->sent, key);
+  }
 }
 
 /* ---------------------------------------------------------------- start and stop */
@@ -579,6 +758,7 @@ static void free_k8s(ig_k8s_t *k) {
   free(k->last_text);
   free(k->ns);
   free(k->token_file);
+  free(k->controller_name);
   free(k);
 }
 
@@ -651,6 +831,8 @@ int ig_k8s_start(uv_loop_t *loop, const ig_k8s_opts_t *o, ig_k8s_t **out) {
   k->on_change = o->on_change;
   k->data = o->data;
   k->sent = json_object();
+  k->write_status = o->write_status;
+  k->controller_name = ig_strdup(o->controller_name ? o->controller_name : "infergate.io/gateway-controller");
   uv_timer_init(loop, &k->debounce);
   k->debounce.data = k;
   k->nhandles = 1;

@@ -30,7 +30,8 @@ static ig_k8s_t *kube;
 static void usage(FILE *f) {
   fprintf(f, "usage: infergate serve -c FILE [--log-level LEVEL] [--access-log PATH|-]\n"
              "       infergate serve (--manifests PATH | --kube [--kube-api URL] [--namespace NS]\n"
-             "                        [--kube-token-file FILE] [--kube-ca FILE])\n"
+             "                        [--kube-token-file FILE] [--kube-ca FILE] [--write-status]\n"
+             "                        [--controller-name NAME])\n"
              "                       [--listen-host HOST] [--port LISTENER=PORT]... [--port-offset N]\n"
              "                       [--admin HOST:PORT] [--gateway-class NAME]\n"
              "       infergate serve --listen HOST:PORT [--admin HOST:PORT]\n"
@@ -42,7 +43,9 @@ static void usage(FILE *f) {
              "The quick start (no -c) proxies every path to the backend or pool. --manifests reads\n"
              "Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, Pods,\n"
              "Endpoints) from a file or directory; --kube watches them on the API server (in a Pod:\n"
-             "the service account; see docs/kubernetes.md). SIGHUP reloads the file or manifests,\n"
+             "the service account; see docs/kubernetes.md); with --write-status it writes InferenceModel\n"
+             "and InferencePool status back (controller NAME, default infergate.io/gateway-controller).\n"
+             "SIGHUP reloads the file or manifests,\n"
              "SIGTERM drains (stop accepting, finish in-flight requests) and exits 0.\n");
 }
 
@@ -269,8 +272,8 @@ int ig_cmd_serve(int argc, char **argv) {
   const char *config = NULL, *listen = NULL, *admin = NULL, *backend = NULL, *pool = NULL, *policy = NULL;
   const char *level = NULL, *alog = NULL;
   const char *manifests = NULL, *listen_host = NULL, *port_offset = NULL, *gclass = NULL;
-  const char *kube_api = NULL, *ns = NULL, *token_file = NULL, *kube_ca = NULL;
-  int kube_flag = 0;
+  const char *kube_api = NULL, *ns = NULL, *token_file = NULL, *kube_ca = NULL, *controller = NULL;
+  int kube_flag = 0, write_status = 0;
   char **models = ig_calloc((size_t)argc + 1, sizeof *models);
   size_t n_models = 0;
   manifests_mode = kube_mode = 0;
@@ -322,8 +325,13 @@ int ig_cmd_serve(int argc, char **argv) {
       dst = &token_file;
     else if (opt_is(a, "--kube-ca"))
       dst = &kube_ca;
+    else if (opt_is(a, "--controller-name"))
+      dst = &controller;
     else if (!strcmp(a, "--kube")) {
       kube_flag = 1;
+      continue;
+    } else if (!strcmp(a, "--write-status")) {
+      write_status = 1;
       continue;
     } else if (opt_is(a, "--port")) {
       const char *v = opt_value(argc, argv, &i, a);
@@ -361,6 +369,22 @@ int ig_cmd_serve(int argc, char **argv) {
     goto out;
   }
   kube_mode = kube_flag || kube_api || ns || token_file || kube_ca;
+  if ((write_status || controller) && !kube_mode) {
+    fprintf(stderr, "infergate serve: --write-status and --controller-name need --kube\n");
+    goto out;
+  }
+  if (controller) {
+    size_t cl = strlen(controller);
+    const char *sl = strchr(controller, '/');
+    int bad = cl == 0 || cl > 253 || !sl || sl == controller || !sl[1];
+    for (const char *p = controller; *p && !bad; p++)
+      bad = (unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f;
+    if (bad) {
+      fprintf(stderr, "infergate serve: --controller-name wants DOMAIN/PATH (e.g. infergate.io/gateway-controller), "
+                      "got '%s'\n", controller);
+      goto out;
+    }
+  }
   manifests_mode = manifests || kube_mode;
   if (manifests_mode) {
     if (config || listen || backend || pool || n_models || policy) {
@@ -473,6 +497,8 @@ int ig_cmd_serve(int argc, char **argv) {
     ko.token_file = token_file;
     ko.ca_file = kube_ca;
     ko.on_change = on_kube_change;
+    ko.write_status = write_status;
+    ko.controller_name = controller;
     if (ig_k8s_start(&loop, &ko, &kube) != 0) goto out_loop;
     mopts.default_namespace = ig_k8s_namespace(kube);
   }

@@ -1,5 +1,6 @@
 """`infergate serve --kube` against a fake API server (fakeapi.py): LIST + WATCH build the routes,
-Pod and InferenceModel events change them, a duplicate model name gets Accepted=False written back,
+Pod and InferenceModel events change them, with --write-status a duplicate model name gets
+Accepted=False written back and InferencePools get parents[] with Accepted and ResolvedRefs,
 and dropped watch streams and 410 Gone make the client re-list and keep working."""
 import os
 import shutil
@@ -92,7 +93,7 @@ def model_of(port, name):
     return r.json().get("model") if r and r.status == 200 else None
 
 
-def start(procs, infergate_bin, tmp_path):
+def start(procs, infergate_bin, tmp_path, extra=()):
     base = free_port_range(2)
     procs.start("sim", [infergate_bin, "sim", "--pods", 2, "--base-port", base, "--lora", "lora-a,lora-b",
                         "--time-scale", 20], wait_port=[base, base + 1])
@@ -107,12 +108,12 @@ def start(procs, infergate_bin, tmp_path):
     port, admin = free_port(), free_port()
     gw = procs.start("gateway", [infergate_bin, "serve", "--kube", "--kube-api", f"http://127.0.0.1:{api_port}",
                                  "--namespace", "default", "--kube-token-file", tok, "--port", f"http={port}",
-                                 "--admin", f"127.0.0.1:{admin}"], wait_port=[port, admin])
+                                 "--admin", f"127.0.0.1:{admin}", *extra], wait_port=[port, admin])
     return fake, gw, port, admin
 
 
 def test_kube_watch(procs, infergate_bin, tmp_path):
-    fake, gw, port, admin = start(procs, infergate_bin, tmp_path)
+    fake, gw, port, admin = start(procs, infergate_bin, tmp_path, ["--write-status"])
     wait_until(lambda: admin_get(admin, "/readyz")[0] == 200, what="gateway ready")
     assert model_of(port, "chat") == "lora-a"
     assert status_of(port, "llama3-8b") == 200
@@ -165,7 +166,54 @@ def test_kube_watch(procs, infergate_bin, tmp_path):
     # status is written only when it changes: no patch storm
     patches = fake.get("patches")
     assert len([p for p in patches if p["name"] == "chat"]) <= 2, patches
-    assert all(p["plural"] == "inferencemodels" for p in patches)
+    assert {p["plural"] for p in patches} <= {"inferencemodels", "inferencepools"}, patches
+    assert procs.stop(gw) == 0
+
+
+def test_kube_pool_status(procs, infergate_bin, tmp_path):
+    """--write-status: the InferencePool gets status.parents[] naming the Gateway whose HTTPRoute routes
+    to it, with Accepted=True and ResolvedRefs=True; ResolvedRefs turns False (NoReadyEndpoints) when
+    its only Pod is not ready, and True again; patches are sent only on change."""
+    fake, gw, port, admin = start(procs, infergate_bin, tmp_path,
+                                  ["--write-status", "--controller-name", "example.com/infergate"])
+    wait_until(lambda: admin_get(admin, "/readyz")[0] == 200, what="gateway ready")
+
+    def pool_patches():
+        return [p for p in fake.get("patches") if p["plural"] == "inferencepools" and p["name"] == "sims"]
+
+    def resolved():
+        ps = pool_patches()
+        if not ps:
+            return None
+        parents = ps[-1]["patch"]["status"]["parents"]
+        assert len(parents) == 1, parents
+        conds = {c["type"]: c for c in parents[0]["conditions"]}
+        return parents[0], conds
+
+    parent, conds = wait_until(resolved, what="pool status patch")
+    assert parent["parentRef"]["kind"] == "Gateway" and parent["parentRef"]["name"] == "gw", parent
+    assert parent["parentRef"]["group"] == "gateway.networking.k8s.io"
+    assert parent["controllerName"] == "example.com/infergate"
+    assert (conds["Accepted"]["status"], conds["Accepted"]["reason"]) == ("True", "Accepted")
+    assert (conds["ResolvedRefs"]["status"], conds["ResolvedRefs"]["reason"]) == ("True", "ResolvedRefs")
+    assert conds["ResolvedRefs"]["lastTransitionTime"].endswith("Z")
+    # the fake API server merged it into the object
+    pool = [o for o in fake.get("objects") if o["kind"] == "InferencePool"][0]
+    assert pool["status"]["parents"][0]["parentRef"]["name"] == "gw"
+
+    fake.apply(pod("sim-a", ready=False))
+    wait_until(lambda: resolved()[1]["ResolvedRefs"]["status"] == "False", what="ResolvedRefs=False")
+    c = resolved()[1]["ResolvedRefs"]
+    assert c["reason"] == "NoReadyEndpoints" and c["message"], c
+    assert resolved()[1]["Accepted"]["status"] == "True"
+    fake.apply(pod("sim-a"))
+    wait_until(lambda: resolved()[1]["ResolvedRefs"]["status"] == "True", what="ResolvedRefs=True again")
+    wait_until(lambda: status_of(port, "chat") == 200, what="served again")
+    # an unrelated change rebuilds but sends no pool patch (the status did not change)
+    fake.apply(model("other", "other-model", ["lora-b"]))
+    wait_until(lambda: status_of(port, "other-model") == 200, what="new model served")
+    wait_until(lambda: any(p["name"] == "other" for p in fake.get("patches")), what="status of the new model")
+    assert len(pool_patches()) == 3, pool_patches()
     assert procs.stop(gw) == 0
 
 
@@ -196,6 +244,7 @@ def test_kube_waits_for_api_and_bad_objects_keep_config(procs, infergate_bin, tm
     fake.delete("gateway.networking.k8s.io/v1", "HTTPRoute", "bad")
     fake.delete(GIE_X, "InferenceModel", "base")
     wait_until(lambda: status_of(port, "llama3-8b") == 404, what="good update after the bad one")
+    assert fake.get("patches") == []  # no --write-status: no status is written
     assert procs.stop(gw) == 0
 
 

@@ -35,4 +35,13 @@ int ig_yaml_present(const yaml_node_t *n);
 const char *ig_yaml_kind(const yaml_node_t *n);
 size_t ig_yaml_seq_len(const yaml_node_t *n);
 
+/* Where a loader's YAML problems go: mark is libyaml's (0-based) position, msg the text. */
+typedef void (*ig_yaml_err_fn)(void *ud, yaml_mark_t mark, const char *msg);
+/* Reports libyaml's parse error with its position and context. */
+void ig_yaml_syntax_error(const yaml_parser_t *p, const char *yaml, size_t len, ig_yaml_err_fn err, void *ud);
+/* A first pass over the event stream of yaml[0..len): reports syntax errors, aliases (refused: they can
+ * form cycles and multiply work), nesting deeper than max_depth and, with one_document, a second
+ * document. Returns 0 when the text can be loaded and walked, -1 after reporting. */
+int ig_yaml_prescan(const char *yaml, size_t len, int max_depth, int one_document, ig_yaml_err_fn err, void *ud);
+
 #endif

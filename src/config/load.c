@@ -80,6 +80,11 @@ static void err_mark(ctx_t *c, yaml_mark_t m, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The loader's sink for problems found by the shared YAML passes. */
+static void yaml_err(void *ud, yaml_mark_t m, const char *msg) {
+  err_mark(ud, m, "%s", msg);
+}
+
 static void err_at(ctx_t *c, const yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void err_at(ctx_t *c, const yaml_node_t *n, const char *fmt, ...) {
@@ -1184,81 +1189,6 @@ static void parse_root(ctx_t *c, yaml_node_t *root) {
   if (ig_yaml_present(v[T_ROUTES])) parse_routes(c, v[T_ROUTES]);
 }
 
-/* Reports libyaml's syntax error with its position and context. Reader errors (bad encoding, control
- * bytes) carry a byte offset only; the line and column are counted from the input. */
-static void syntax_error(ctx_t *c, const yaml_parser_t *p, const char *yaml, size_t len) {
-  const char *problem = p->problem ? p->problem : "cannot parse the document";
-  if (p->error == YAML_READER_ERROR) {
-    yaml_mark_t m = {0, 0, 0};
-    for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-      if (yaml[i] == '\n') {
-        m.line++;
-        m.column = 0;
-      } else if (((unsigned char)yaml[i] & 0xc0) != 0x80) {
-        m.column++;
-      }
-    }
-    err_mark(c, m, "YAML: %s", problem);
-    return;
-  }
-  if (p->context)
-    err_mark(c, p->problem_mark, "YAML syntax error: %s (%s at line %d, column %d)", problem, p->context,
-             (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-  else
-    err_mark(c, p->problem_mark, "YAML syntax error: %s", problem);
-}
-
-/* A first pass over the event stream: reports syntax errors, aliases (refused: they can form cycles
- * and multiply work), nesting past MAX_DEPTH and extra documents. Returns 0 when the document can be
- * loaded and walked. */
-static int scan_events(ctx_t *c, const char *yaml, size_t len) {
-  yaml_parser_t p;
-  yaml_event_t ev;
-  int depth = 0, docs = 0, ok = 1, done = 0;
-  yaml_parser_initialize(&p);
-  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-  while (!done) {
-    if (!yaml_parser_parse(&p, &ev)) {
-      syntax_error(c, &p, yaml, len);
-      ok = 0;
-      break;
-    }
-    switch (ev.type) {
-    case YAML_DOCUMENT_START_EVENT:
-      if (++docs == 2) {
-        err_mark(c, ev.start_mark, "only one YAML document is allowed in a config file");
-        ok = 0;
-      }
-      break;
-    case YAML_ALIAS_EVENT:
-      err_mark(c, ev.start_mark, "YAML aliases (*%s) are not supported; write the value out",
-               (const char *)ev.data.alias.anchor);
-      ok = 0;
-      break;
-    case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-      if (++depth > MAX_DEPTH) {
-        err_mark(c, ev.start_mark, "nesting is too deep (more than %d levels)", MAX_DEPTH);
-        ok = 0;
-        done = 1;
-      }
-      break;
-    case YAML_SEQUENCE_END_EVENT:
-    case YAML_MAPPING_END_EVENT:
-      depth--;
-      break;
-    case YAML_STREAM_END_EVENT:
-      done = 1;
-      break;
-    default:
-      break;
-    }
-    yaml_event_delete(&ev);
-  }
-  yaml_parser_delete(&p);
-  return ok ? 0 : -1;
-}
-
 /* The defaults of every global limit and timeout (config.h and docs/configuration.md list them);
  * shared with the manifest loader so both kinds of snapshot behave the same. */
 void ig_config_set_defaults(ig_config_t *cfg) {
@@ -1305,13 +1235,13 @@ int ig_config_load_string(const char *name, const char *yaml, size_t len, ig_con
   c.file = name ? name : "<string>";
   c.errs = errs ? errs : &local;
   c.first_err = c.errs->n;
-  if (scan_events(&c, yaml ? yaml : "", yaml ? len : 0) == 0) {
+  if (ig_yaml_prescan(yaml ? yaml : "", yaml ? len : 0, MAX_DEPTH, 1, yaml_err, &c) == 0) {
     yaml_parser_t p;
     yaml_document_t doc;
     yaml_parser_initialize(&p);
     yaml_parser_set_input_string(&p, (const unsigned char *)(yaml ? yaml : ""), yaml ? len : 0);
     if (!yaml_parser_load(&p, &doc)) {
-      syntax_error(&c, &p, yaml ? yaml : "", yaml ? len : 0);
+      ig_yaml_syntax_error(&p, yaml ? yaml : "", yaml ? len : 0, yaml_err, &c);
     } else {
       c.doc = &doc;
       c.cfg = cfg = config_new(c.file);

@@ -726,75 +726,12 @@ static char *qname(ctx_t *c, const char *ns, const char *name) {
 
 /* ---- reading files ----------------------------------------------------------------------------- */
 
-static void syntax_error(ctx_t *c, const yaml_parser_t *p, const char *yaml, size_t len) {
-  const char *problem = p->problem ? p->problem : "cannot parse the document";
+/* The loader's sink for problems found by the shared YAML passes. */
+static void yaml_err(void *ud, yaml_mark_t m, const char *msg) {
   yaml_node_t at;
   memset(&at, 0, sizeof at);
-  if (p->error == YAML_READER_ERROR) {
-    for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-      if (yaml[i] == '\n') {
-        at.start_mark.line++;
-        at.start_mark.column = 0;
-      } else if (((unsigned char)yaml[i] & 0xc0) != 0x80) {
-        at.start_mark.column++;
-      }
-    }
-    err_at(c, &at, "YAML: %s", problem);
-    return;
-  }
-  at.start_mark = p->problem_mark;
-  if (p->context)
-    err_at(c, &at, "YAML syntax error: %s (%s at line %d, column %d)", problem, p->context,
-           (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
-  else
-    err_at(c, &at, "YAML syntax error: %s", problem);
-}
-
-/* A first pass over the events: syntax errors, aliases (refused: they can form cycles) and nesting
- * past MAX_DEPTH. Returns 0 when the documents can be loaded and walked. */
-static int scan_events(ctx_t *c, const char *yaml, size_t len) {
-  yaml_parser_t p;
-  yaml_event_t ev;
-  int depth = 0, ok = 1, done = 0;
-  yaml_parser_initialize(&p);
-  yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
-  while (!done) {
-    if (!yaml_parser_parse(&p, &ev)) {
-      syntax_error(c, &p, yaml, len);
-      ok = 0;
-      break;
-    }
-    yaml_node_t at;
-    memset(&at, 0, sizeof at);
-    at.start_mark = ev.start_mark;
-    switch (ev.type) {
-    case YAML_ALIAS_EVENT:
-      err_at(c, &at, "YAML aliases (*%.64s) are not supported; write the value out",
-             (const char *)ev.data.alias.anchor);
-      ok = 0;
-      break;
-    case YAML_SEQUENCE_START_EVENT:
-    case YAML_MAPPING_START_EVENT:
-      if (++depth > MAX_DEPTH) {
-        err_at(c, &at, "nesting is too deep (more than %d levels)", MAX_DEPTH);
-        ok = 0;
-        done = 1;
-      }
-      break;
-    case YAML_SEQUENCE_END_EVENT:
-    case YAML_MAPPING_END_EVENT:
-      depth--;
-      break;
-    case YAML_STREAM_END_EVENT:
-      done = 1;
-      break;
-    default:
-      break;
-    }
-    yaml_event_delete(&ev);
-  }
-  yaml_parser_delete(&p);
-  return ok ? 0 : -1;
+  at.start_mark = m;
+  err_at(ud, &at, "%s", msg);
 }
 
 static void add_resource(ctx_t *c, yaml_document_t *doc, yaml_node_t *root, int depth);
@@ -837,7 +774,7 @@ out:
 /* Loads every document of the text yaml[0..len) (the contents of c->file); resources are collected
  * for the phases. */
 static void read_text(ctx_t *c, const char *yaml, size_t len) {
-  if (scan_events(c, yaml, len) != 0) return;
+  if (ig_yaml_prescan(yaml, len, MAX_DEPTH, 0, yaml_err, c) != 0) return;
   yaml_parser_t p;
   yaml_parser_initialize(&p);
   yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
@@ -845,7 +782,7 @@ static void read_text(ctx_t *c, const char *yaml, size_t len) {
     yaml_document_t *doc = ig_malloc(sizeof *doc);
     if (!yaml_parser_load(&p, doc)) {
       free(doc);
-      syntax_error(c, &p, yaml, len);
+      ig_yaml_syntax_error(&p, yaml, len, yaml_err, c);
       break;
     }
     yaml_node_t *root = yaml_document_get_root_node(doc);

@@ -215,41 +215,10 @@ void client_stall_timer(client_t *c) {
   uv_timer_start(&c->timer, on_client_timer, gw.snap->cfg->client_timeout_ms, 0);
 }
 
-/* Appends x-gateway-destination-endpoint-served (the endpoint's resolved ip:port) to the response
- * head of a request proxied to an inference pool. *head is the head (c->fwd, ending with the blank
- * line) and is updated when the buffer moves. */
-static void add_served_header(client_t *c, uv_buf_t *head) {
-  ig_buf_t *b = &c->fwd;
-  const endpoint_t *ep = c->req.last_ep;
-  if (b->len < 4 || memcmp(b->data + b->len - 4, "\r\n\r\n", 4) != 0) return;
-  char ip[64] = "";
-  if (ep->resolved && ep->addr.ss_family == AF_INET) {
-    uv_ip4_name((const struct sockaddr_in *)&ep->addr, ip, sizeof ip);
-    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), ":%d", ep->port);
-  } else if (ep->resolved && ep->addr.ss_family == AF_INET6) {
-    ip[0] = '[';
-    uv_ip6_name((const struct sockaddr_in6 *)&ep->addr, ip + 1, sizeof ip - 1);
-    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), "]:%d", ep->port);
-  }
-  b->len -= 2;
-  ig_buf_puts(b, "x-gateway-destination-endpoint-served: ");
-  ig_buf_puts(b, ip[0] ? ip : ep->name);
-  ig_buf_puts(b, "\r\n\r\n");
-  *head = uv_buf_init(b->data, (unsigned)b->len);
-}
-
 void client_write(client_t *c, const uv_buf_t *bufs, unsigned n) {
   if (c->closing || c->state == CS_LINGER) return;
   int queued = 0;
   req_t *q = &c->req;
-  uv_buf_t with_served[4];
-  if (n && n <= 4 && bufs[0].base == c->fwd.data && bufs[0].len == c->fwd.len && q->last_ep && q->be &&
-      q->be->cfg->policy == IG_LB_INFERENCE) {
-    /* the response head of a proxied request (upstream.c builds it in c->fwd) */
-    memcpy(with_served, bufs, n * sizeof *bufs);
-    add_served_header(c, &with_served[0]);
-    bufs = with_served;
-  }
   for (unsigned i = 0; i < n; i++) {
     q->bytes_out += bufs[i].len;
     if (q->model[0] && q->resp_started) {

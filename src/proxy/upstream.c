@@ -111,6 +111,23 @@ static int is_hop_response_header(const char *n, size_t len) {
   return len > 6 && strncasecmp(n, "proxy-", 6) == 0;
 }
 
+/* Appends "x-gateway-destination-endpoint-served: ip:port" (the endpoint's resolved address) for a
+ * response from an inference-pool endpoint. */
+static void add_served_header(ig_buf_t *b, const endpoint_t *ep) {
+  char ip[64] = "";
+  if (ep->resolved && ep->addr.ss_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)&ep->addr, ip, sizeof ip);
+    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), ":%d", ep->port);
+  } else if (ep->resolved && ep->addr.ss_family == AF_INET6) {
+    ip[0] = '[';
+    uv_ip6_name((const struct sockaddr_in6 *)&ep->addr, ip + 1, sizeof ip - 1);
+    snprintf(ip + strlen(ip), sizeof ip - strlen(ip), "]:%d", ep->port);
+  }
+  BUF_LIT(b, "x-gateway-destination-endpoint-served: ");
+  ig_buf_puts(b, ip[0] ? ip : ep->name);
+  BUF_LIT(b, "\r\n");
+}
+
 /* Builds the client's response head in c->fwd (the forwarded request head is no longer needed) and
  * decides the framing on both sides. */
 static void build_response_head(upconn_t *up, const ig_http_response_t *res) {
@@ -155,6 +172,7 @@ static void build_response_head(upconn_t *up, const ig_http_response_t *res) {
     BUF_LIT(b, "Connection: close\r\n");
   else if (q->minor == 0)
     BUF_LIT(b, "Connection: keep-alive\r\n");
+  if (q->last_ep && q->be && q->be->cfg->policy == IG_LB_INFERENCE) add_served_header(b, q->last_ep);
   BUF_LIT(b, "\r\n");
   q->status = res->status;
   q->resp_started = 1;

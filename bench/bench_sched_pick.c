@@ -4,7 +4,10 @@
  * round-robin. Each pick is timed with clock_gettime; prints p50, p99 and mean per case and the ratio
  * against round-robin measured in the same run (the baseline).
  *
- *   bench_sched_pick [--iters N] [--seed S]
+ *   bench_sched_pick [--iters N] [--seed S] [--pods N] [--profile NAME]
+ *
+ * --pods and --profile run one pool size / one profile only (for profiling); round-robin, the
+ * baseline, is always measured.
  *
  * Between picks, every 64th pick simulates a scrape (pending reset to 0, outside the timed region),
  * as the proxy does when fresh metrics arrive. */
@@ -64,7 +67,7 @@ static ig_sched_pod_t *pods_new(size_t n, uint64_t seed, ig_sched_lora_t **loras
     l->n_running_loras = (int)(ig_rng_next(&r) % 4);
     for (int k = 0; k < l->n_running_loras; k++)
       snprintf(l->running_loras[k], IG_SCHED_LORA_NAME_MAX, "%s", adapters[ig_rng_next(&r) % N_ADAPTERS]);
-    p->lora = l;
+    ig_sched_pod_set_lora(p, l); /* as the scraper does once per scrape */
     p->prefix = ig_sched_prefix_new(0);
     for (int k = 0; k < 16; k++) {
       const char *model = adapters[ig_rng_next(&r) % N_ADAPTERS];
@@ -150,13 +153,19 @@ out:
 int main(int argc, char **argv) {
   size_t iters = 20000;
   uint64_t seed = 42;
+  size_t only_pods = 0;
+  const char *only_prof = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--iters") && i + 1 < argc) {
       iters = strtoul(argv[++i], NULL, 10);
     } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
       seed = strtoull(argv[++i], NULL, 10);
+    } else if (!strcmp(argv[i], "--pods") && i + 1 < argc) {
+      only_pods = strtoul(argv[++i], NULL, 10);
+    } else if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
+      only_prof = argv[++i];
     } else {
-      fprintf(stderr, "usage: %s [--iters N] [--seed S]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--iters N] [--seed S] [--pods N] [--profile NAME]\n", argv[0]);
       return 2;
     }
   }
@@ -180,13 +189,16 @@ int main(int argc, char **argv) {
   printf("|---:|---|---:|---:|---:|---:|---:|\n");
   int rc = 0;
   for (size_t si = 0; si < N_SIZES; si++) {
-    result_t res[N_PROFILES];
+    result_t res[N_PROFILES] = {{0}};
+    if (only_pods && sizes[si] != only_pods) continue;
     for (size_t pi = 0; pi < N_PROFILES; pi++) {
+      if (pi && only_prof && strcmp(only_prof, profiles[pi])) continue;
       rc = run_case(profiles[pi], sizes[si], iters, seed + sizes[si], prompts, models, &res[pi]);
       if (rc < 0) goto out;
     }
     for (size_t pi = 0; pi < N_PROFILES; pi++)
-      printf("| %zu | %s | %.2f | %.2f | %.2f | %.1fx | %.1fx |\n", sizes[si], profiles[pi], res[pi].p50,
+      if (!pi || !only_prof || !strcmp(only_prof, profiles[pi]))
+        printf("| %zu | %s | %.2f | %.2f | %.2f | %.1fx | %.1fx |\n", sizes[si], profiles[pi], res[pi].p50,
              res[pi].p99, res[pi].mean, res[pi].mean / res[0].mean, res[pi].p99 / res[0].p99);
   }
 out:

@@ -59,7 +59,19 @@ typedef struct {
   int n_running_loras, n_waiting_loras;
   char running_loras[IG_SCHED_MAX_LORAS][IG_SCHED_LORA_NAME_MAX];
   char waiting_loras[IG_SCHED_MAX_LORAS][IG_SCHED_LORA_NAME_MAX];
+  /* Filled by ig_sched_lora_intern: the names above as process-wide small integer ids, so that a pick
+   * compares integers instead of strings. ids_valid 0 (a zeroed struct) = compare the names. */
+  int ids_valid;
+  uint32_t running_ids[IG_SCHED_MAX_LORAS];
+  uint32_t waiting_ids[IG_SCHED_MAX_LORAS];
+  uint64_t running_mask, waiting_mask; /* bit (id % 64) of each id; all ones when an id is 0 */
 } ig_sched_lora_t;
+
+/* Interns l's adapter names (process-wide table, thread-safe) into l's id arrays and sets ids_valid.
+ * Call it whenever the names or counts change (the scraper does once per scrape); a struct whose
+ * names changed after the call must be interned again. Names beyond the table's limit (4,096 distinct)
+ * keep id 0 and are compared by name, so the result never depends on the table. */
+void ig_sched_lora_intern(ig_sched_lora_t *l);
 
 /* The scheduler's view of one endpoint. Owned by the caller; ig_sched_pick updates `pending` and the
  * prefix index of the pod it picks. */
@@ -77,7 +89,17 @@ typedef struct {
                                  +1 at dispatch, -1 at completion); used by "least-request" */
   const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
   ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
+  /* A copy of *lora's masks and free-slot state, so that a pick over a large pool reads the cold LoRA
+   * data only of pods that may hold the adapter. Set by ig_sched_pod_set_lora; lora_hint 0 (a zeroed
+   * struct) = no copy, read *lora. */
+  int lora_hint;
+  int lora_free;
+  uint64_t lora_running_mask, lora_waiting_mask;
 } ig_sched_pod_t;
+
+/* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state
+ * into p. Call it again whenever l changes (the scraper does once per scrape); l NULL clears. */
+void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l);
 
 /* One request to place. Nothing is retained after the call. */
 typedef struct {

@@ -93,6 +93,7 @@ static void scrape_done(scraper_t *s, int ok, int reuse) {
                  "metrics and sched LoRA limits differ");
   memcpy(l->running_loras, s->pm.running_loras, sizeof l->running_loras);
   memcpy(l->waiting_loras, s->pm.waiting_loras, sizeof l->waiting_loras);
+  ig_sched_pod_set_lora(sp, l); /* adapter names to ids once per scrape, not per pick */
   pools_on_scrape(s->ep);
 }
 

@@ -70,6 +70,13 @@ void ig_sched_free(ig_sched_t *s) {
   free(s->mark);
   free(s->match);
   free(s->rank);
+  free(s->pc_ptr);
+  free(s->pc_slot);
+  free(s->slot_stamp);
+  free(s->slot_pod);
+  free(s->slow);
+  free(s->flat);
+  ig_sched_pspace_release(s->space);
   free(s);
 }
 
@@ -106,6 +113,14 @@ void ig_sched_reserve(ig_sched_t *s, size_t n) {
   s->match = ig_calloc(cap, sizeof(uint32_t));
   free(s->rank);
   s->rank = ig_malloc(cap * sizeof(rank_t));
+  free(s->pc_ptr);
+  s->pc_ptr = ig_calloc(cap, sizeof *s->pc_ptr);
+  free(s->pc_slot);
+  s->pc_slot = ig_calloc(cap, sizeof *s->pc_slot);
+  free(s->slow);
+  s->slow = ig_malloc(cap * sizeof *s->slow);
+  free(s->flat);
+  s->flat = ig_malloc(cap * sizeof *s->flat);
   s->cap = cap;
 }
 
@@ -247,17 +262,6 @@ static size_t pick_least_request(ig_sched_t *s, const ig_sched_pod_t *pods, cons
   return topk_finish(&t, out);
 }
 
-/* Cache-aware herding guard (SGLang): load spread too large for cache affinity to be worth it. */
-static int imbalanced(const ig_sched_t *s, const ig_sched_pod_t *pods, const size_t *cand, size_t n) {
-  double lo = INFINITY, hi = -INFINITY;
-  for (size_t i = 0; i < n; i++) {
-    double l = ig_sched_pod_load(&pods[cand[i]]);
-    if (l < lo) lo = l;
-    if (l > hi) hi = l;
-  }
-  return n > 1 && hi - lo > s->o.imbalance_abs && hi > s->o.imbalance_rel * lo;
-}
-
 /* Hashes the request's prompt into s->hashes; returns the block count. */
 static size_t hash_prompt(ig_sched_t *s, const ig_sched_request_t *req) {
   if (!req->prompt || !req->prompt_len) return 0;
@@ -265,20 +269,100 @@ static size_t hash_prompt(ig_sched_t *s, const ig_sched_request_t *req) {
                                 s->o.prefix_max_blocks);
 }
 
-/* Fills s->match (indexed by pod) for the candidates. */
-static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const size_t *cand, size_t n, size_t nh) {
-  for (size_t i = 0; i < n; i++) {
-    const ig_sched_prefix_t *idx = pods[cand[i]].prefix;
-    s->match[cand[i]] = idx ? (uint32_t)ig_sched_prefix_match(idx, s->hashes, nh) : 0;
-  }
+/* Grows the by-slot arrays to hold slot n - 1 (new stamps are 0: never the current pick's). */
+static void slots_reserve(ig_sched_t *s, size_t n) {
+  if (n <= s->slot_cap) return;
+  size_t cap = s->slot_cap ? s->slot_cap : 64;
+  while (cap < n) cap *= 2;
+  s->slot_stamp = ig_realloc(s->slot_stamp, cap * sizeof *s->slot_stamp);
+  s->slot_pod = ig_realloc(s->slot_pod, cap * sizeof *s->slot_pod);
+  memset(s->slot_stamp + s->slot_cap, 0, (cap - s->slot_cap) * sizeof *s->slot_stamp);
+  s->slot_cap = cap;
 }
 
-/* Weighted-sum scoring of cand[0..n) and ranking into order; returns how many were written. */
+/* The slot of pod i's prefix index in our space, attaching it when it has no live space of its own;
+ * -1 when it belongs to another live scheduler's space (then it is matched pod by pod). The last
+ * answer per pod index is cached; the owner check catches a freed index whose address came back. */
+static int64_t pod_slot(ig_sched_t *s, size_t i, ig_sched_prefix_t *px) {
+  ig_sched_pspace_t *sp = s->space;
+  uint32_t slot = s->pc_slot[i];
+  if (s->pc_ptr[i] == px && slot < sp->n_owner && sp->owner[slot] == px) return slot;
+  ig_sched_pspace_t *o = ig_sched_prefix_space(px);
+  if (o != sp) {
+    if (o && !o->orphan) {
+      s->pc_ptr[i] = NULL;
+      return -1;
+    }
+    ig_sched_prefix_attach(px, sp);
+  }
+  slot = ig_sched_prefix_slot(px);
+  slots_reserve(s, (size_t)slot + 1);
+  s->pc_ptr[i] = px;
+  s->pc_slot[i] = slot;
+  return slot;
+}
+
+/* Fills s->match (indexed by pod) for the candidates: the pods that hold the request's first block
+ * come from one lookup in the pool-wide head index; only they are matched block by block (a pod
+ * without the first block matches 0). Same values as ig_sched_prefix_match on every pod. */
+static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const size_t *cand, size_t n, size_t nh) {
+  if (!s->space) s->space = ig_sched_pspace_new();
+  if (++s->pick_stamp == 0) { /* wrapped: forget every stamp */
+    if (s->slot_cap) memset(s->slot_stamp, 0, s->slot_cap * sizeof *s->slot_stamp);
+    s->pick_stamp = 1;
+  }
+  uint32_t stamp = s->pick_stamp;
+  size_t n_slow = 0;
+  for (size_t c = 0; c < n; c++) {
+    size_t i = cand[c];
+    ig_sched_prefix_t *px = pods[i].prefix;
+    s->match[i] = 0;
+    if (!px || !nh) continue;
+    int64_t slot = pod_slot(s, i, px);
+    if (slot < 0 || s->slot_stamp[slot] == stamp) { /* another space, or one index on two pods */
+      s->slow[n_slow++] = i;
+      continue;
+    }
+    s->slot_stamp[slot] = stamp;
+    s->slot_pod[slot] = (uint32_t)i;
+  }
+  if (!nh) return;
+  size_t nl;
+  const uint32_t *list = ig_sched_pspace_find(s->space, s->hashes[0], &nl);
+  for (size_t j = 0; j < nl; j++) {
+    uint32_t slot = list[j];
+    if (slot >= s->slot_cap || s->slot_stamp[slot] != stamp) continue; /* not a candidate */
+    size_t i = s->slot_pod[slot];
+    if (!s->match[i]) s->match[i] = (uint32_t)ig_sched_prefix_match(pods[i].prefix, s->hashes, nh);
+  }
+  for (size_t j = 0; j < n_slow; j++)
+    s->match[s->slow[j]] = (uint32_t)ig_sched_prefix_match(pods[s->slow[j]].prefix, s->hashes, nh);
+}
+
+/* Weighted-sum scoring of the candidates s->flat[0..ctx->n) (q, kv and load filled in; ctx->cand
+ * holds their indexes) and ranking into order; returns how many were written. The sum is formed in
+ * scorer order exactly as the scorer table (score.c) computes it, without a call per pod and scorer. */
 static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, size_t k, int use_prefix) {
+  cand_t *f = s->flat;
+  size_t n = ctx->n;
+  double lo = INFINITY, hi = -INFINITY;
+  double qmin = INFINITY, qmax = -INFINITY;
+  int any_lora = 0;
+  for (size_t c = 0; c < n; c++) {
+    double q = f[c].q, l = f[c].load;
+    if (q < qmin) qmin = q;
+    if (q > qmax) qmax = q;
+    if (l < lo) lo = l;
+    if (l > hi) hi = l;
+    any_lora |= ctx->pods[f[c].idx].lora != NULL;
+  }
+  ctx->qmin = qmin;
+  ctx->qmax = qmax;
   double w[N_SCORERS];
   memcpy(w, s->w, sizeof w);
-  if (imbalanced(s, ctx->pods, ctx->cand, ctx->n)) {
-    /* fall back to least-queue for this pick */
+  /* Cache-aware herding guard (SGLang): a load spread too large for cache affinity to be worth it
+   * falls back to least-queue for this pick. */
+  if (n > 1 && hi - lo > s->o.imbalance_abs && hi > s->o.imbalance_rel * lo) {
     memset(w, 0, sizeof w);
     w[SC_QUEUE] = 1;
   }
@@ -287,24 +371,29 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   if (use_prefix) {
     ctx->n_hashes = hash_prompt(s, ctx->req);
     if (w[SC_PREFIX] > 0 && ctx->n_hashes) {
-      match_prefix(s, ctx->pods, ctx->cand, ctx->n, ctx->n_hashes);
+      match_prefix(s, ctx->pods, ctx->cand, n, ctx->n_hashes);
       ctx->match = s->match;
     }
   }
-  int active[N_SCORERS], n_active = 0;
-  for (int i = 0; i < N_SCORERS; i++) {
-    if (!(w[i] > 0)) continue;
-    if (i == SC_PREFIX && !ctx->match) continue; /* 0 for everyone */
-    if (ig_sched_scorers[i].prepare && !ig_sched_scorers[i].prepare(ctx)) continue; /* same for all */
-    active[n_active++] = i;
-  }
+  /* a scorer that gives every candidate the same score does not change the ranking: skip it */
+  int use_q = w[SC_QUEUE] > 0 && qmax > qmin;
+  int use_kv = w[SC_KV] > 0;
+  int use_p = w[SC_PREFIX] > 0 && ctx->match;
+  int use_l = w[SC_LORA] > 0 && any_lora;
+  if (use_l)
+    for (size_t c = 0; c < n; c++) f[c].lora = ig_sched_lora_score(ctx, &ctx->pods[f[c].idx]);
   topk_t t;
   topk_init(&t, s->rank, k);
-  for (size_t c = 0; c < ctx->n; c++) {
-    size_t p = ctx->cand[c];
+  for (size_t c = 0; c < n; c++) {
     double sum = 0;
-    for (int a = 0; a < n_active; a++) sum += w[active[a]] * ig_sched_scorers[active[a]].score(ctx, p);
-    topk_push(s, &t, quant(sum), p);
+    if (use_q) {
+      double v = (qmax - f[c].q) / (qmax - qmin);
+      sum += w[SC_QUEUE] * (v < 0 ? 0 : v > 1 ? 1 : v);
+    }
+    if (use_kv) sum += w[SC_KV] * (1 - f[c].kv);
+    if (use_p) sum += w[SC_PREFIX] * ((double)ctx->match[f[c].idx] / (double)ctx->n_hashes);
+    if (use_l) sum += w[SC_LORA] * f[c].lora;
+    topk_push(s, &t, quant(sum), f[c].idx);
   }
   return topk_finish(&t, order);
 }
@@ -312,11 +401,8 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
 /* Builds the allowed set (subset or all, de-duplicated, in range) into set[0]; returns its size. */
 static size_t allowed_set(ig_sched_t *s, size_t n, const ig_sched_request_t *req) {
   size_t *a = s->set[0], m = 0;
-  if (!req->subset) {
-    for (size_t i = 0; i < n; i++) {
-      a[i] = i;
-      s->mark[i] = s->epoch;
-    }
+  if (!req->subset) { /* no de-duplication needed: marks stay as they are (rank_rest reads epoch + 1) */
+    for (size_t i = 0; i < n; i++) a[i] = i;
     return n;
   }
   for (size_t i = 0; i < req->n_subset && m < n; i++) {
@@ -342,8 +428,10 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
   if (!n_allowed) return IG_ENOENT;
   if (k > n_allowed) k = n_allowed;
   size_t *allowed = s->set[0], *cand = s->set[1], *tmp = s->set[2];
-  ig_sched_ctx_t ctx = {.s = s, .pods = pods, .req = req};
+  ig_sched_ctx_t ctx = {.s = s, .pods = pods, .req = req, .model = req->model};
   size_t got = 0;
+  if (req->model && (s->prof->kind == PICK_GIE || (s->prof->kind == PICK_SCORED && s->w[SC_LORA] > 0)))
+    ctx.model_id = ig_sched_lora_id(req->model); /* once per pick: the pods compare integers */
   int used_prefix = s->w[SC_PREFIX] > 0 && s->prof->kind == PICK_SCORED;
 
   switch (s->prof->kind) {
@@ -372,24 +460,40 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
     break;
   }
   case PICK_SCORED: {
-    size_t nc = ig_sched_filter_fresh(&ctx, allowed, n_allowed, cand);
+    /* The filters "fresh" then "not-saturated" (when any pod passes it) in one pass over the pods,
+     * copying what the scorers read into the flat candidate array. */
+    cand_t *f = s->flat;
+    size_t nc = 0, nu = 0;
+    for (size_t i = 0; i < n_allowed; i++) {
+      const ig_sched_pod_t *p = &pods[allowed[i]];
+      if (!ig_sched_pod_fresh(&s->o, p)) continue;
+      cand_t *e = &f[nc++];
+      e->idx = allowed[i];
+      e->q = ig_sched_pod_queue(p);
+      e->kv = ig_sched_pod_kv(p);
+      e->load = ig_sched_pod_load(p);
+      e->sat = e->q >= s->o.queue_threshold || e->kv >= s->o.kv_threshold; /* = ig_sched_pod_sat */
+      nu += !e->sat;
+    }
     if (!nc) {
       /* Nothing fresh: stale numbers must not pass for live ones, so fall back to our own counts. */
       got = pick_least_request(s, pods, allowed, n_allowed, order, k);
       break;
     }
-    size_t nu = ig_sched_filter_unsaturated(&ctx, cand, nc, tmp);
     if (nu) {
-      size_t *t = cand;
-      cand = tmp;
-      tmp = t;
-      nc = nu;
+      size_t m = 0;
+      for (size_t c = 0; c < nc; c++)
+        if (!f[c].sat) f[m++] = f[c];
+      nc = m;
     }
+    for (size_t c = 0; c < nc; c++) cand[c] = f[c].idx;
     ctx.cand = cand;
     ctx.n = nc;
-    mark_cand(s, cand, nc);
     got = pick_scored(s, &ctx, order, k, used_prefix);
-    got += rank_rest(s, pods, allowed, n_allowed, order + got, k - got);
+    if (got < k) { /* fallbacks beyond the candidates */
+      mark_cand(s, cand, nc);
+      got += rank_rest(s, pods, allowed, n_allowed, order + got, k - got);
+    }
     break;
   }
   }
@@ -418,7 +522,8 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
   if (!req) req = &none;
   ig_sched_reserve(s, n);
   for (size_t i = 0; i < n; i++) s->set[1][i] = i;
-  ig_sched_ctx_t ctx = {.s = s, .pods = pods, .req = req, .cand = s->set[1], .n = n};
+  ig_sched_ctx_t ctx = {.s = s, .pods = pods, .req = req, .cand = s->set[1], .n = n, .model = req->model};
+  if (sc == SC_LORA) ctx.model_id = ig_sched_lora_id(req->model);
   if (sc == SC_PREFIX) {
     ctx.n_hashes = hash_prompt(s, req);
     match_prefix(s, pods, ctx.cand, n, ctx.n_hashes);

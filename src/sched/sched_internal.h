@@ -19,6 +19,8 @@ typedef struct {
   double qmin, qmax;    /* queue scorer: waiting + pending over the candidates */
   size_t n_hashes;      /* prefix scorer: blocks of the request (hashes in s->hashes) */
   const uint32_t *match; /* prefix scorer: matched blocks, indexed by pod index */
+  const char *model;     /* req->model, for the LoRA checks */
+  uint32_t model_id;     /* its interned id (ig_sched_lora_id), 0 when never interned */
 } ig_sched_ctx_t;
 
 /* A scorer: a name, an optional once-per-pick preparation over the candidates, and a score in [0,1].
@@ -45,11 +47,55 @@ typedef struct {
   double weights[N_SCORERS];
 } profile_t;
 
+/* A scored candidate: what the scorers read, copied once from the pod. */
+typedef struct {
+  size_t idx;
+  double q, kv, load;
+  double lora;
+  int sat;
+} cand_t;
+
 typedef struct {
   int64_t key; /* larger is better */
   uint64_t rnd; /* random tie-break */
   size_t idx;
 } rank_t;
+
+/* The pool-wide prefix head index (prefix.c): chain head -> slots of the attached pods holding it. */
+typedef struct {
+  uint64_t key; /* 0 = empty */
+  uint32_t n, cap; /* cap <= 2: slots inline */
+  union {
+    uint32_t in[2];
+    uint32_t *v;
+  } u;
+} ig_sched_pspace_ent_t;
+
+typedef struct ig_sched_pspace {
+  ig_sched_pspace_ent_t *tab;
+  size_t mask, n;
+  ig_sched_prefix_t **owner; /* slot -> attached index (NULL = free slot) */
+  uint32_t *free_slots;
+  uint32_t n_owner, cap_owner, n_free;
+  size_t members;
+  int orphan; /* its scheduler is gone: freed with its last member, members move on when picked */
+} ig_sched_pspace_t;
+
+ig_sched_pspace_t *ig_sched_pspace_new(void);
+void ig_sched_pspace_release(ig_sched_pspace_t *sp);
+const uint32_t *ig_sched_pspace_find(const ig_sched_pspace_t *sp, uint64_t key, size_t *n);
+/* Moves idx into sp (out of its previous space, if any). */
+void ig_sched_prefix_attach(ig_sched_prefix_t *idx, ig_sched_pspace_t *sp);
+ig_sched_pspace_t *ig_sched_prefix_space(const ig_sched_prefix_t *idx);
+uint32_t ig_sched_prefix_slot(const ig_sched_prefix_t *idx);
+
+/* LoRA ids (lora.c). */
+/* Mask bit of an adapter id: ids 1..62 have a bit of their own (so the bit answers exactly), every
+ * other id and 0 (not interned) share bit 63 (then the lists are checked). */
+static inline uint64_t ig_sched_lora_bit(uint32_t id) { return 1ull << (id && id < 63 ? id : 63); }
+uint32_t ig_sched_lora_id(const char *name);
+int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t *ids, int n, const char *model,
+                      uint32_t mid);
 
 struct ig_sched {
   const profile_t *prof;
@@ -66,6 +112,15 @@ struct ig_sched {
   double last_prefix_hit; /* matched / total prompt blocks of the last pick; -1 when not scored */
   rank_t *rank;
   uint64_t hashes[IG_SCHED_PREFIX_MAX_BLOCKS];
+  /* prefix matching through the pool-wide head index */
+  ig_sched_pspace_t *space;
+  const ig_sched_prefix_t **pc_ptr; /* by pod index: the prefix seen there last, and its slot */
+  uint32_t *pc_slot;
+  uint32_t *slot_stamp, *slot_pod; /* by slot: candidate of this pick (stamp == pick_stamp) */
+  size_t slot_cap;
+  uint32_t pick_stamp;
+  size_t *slow; /* candidates matched pod by pod (not in our space) */
+  cand_t *flat; /* scored candidates, flat */
 };
 
 extern const ig_scorer_t ig_sched_scorers[N_SCORERS];
@@ -98,6 +153,7 @@ static inline int ig_sched_pod_sat(const ig_sched_opts_t *o, const ig_sched_pod_
          ig_sched_pod_kv(p) >= o->kv_threshold;
 }
 
+double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p);
 int ig_sched_pod_has_lora(const char lists[][IG_SCHED_LORA_NAME_MAX], int n, const char *model);
 
 /* Filters (score.c). */

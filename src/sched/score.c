@@ -15,15 +15,46 @@ int ig_sched_pod_has_lora(const char lists[][IG_SCHED_LORA_NAME_MAX], int n, con
 }
 
 static int lora_free_slot(const ig_sched_pod_t *p) {
+  if (p->lora && p->lora_hint) return p->lora_free;
   return p->lora && p->lora->max_lora > 0 && p->lora->n_running_loras < p->lora->max_lora;
 }
 
-static int lora_running(const ig_sched_pod_t *p, const char *model) {
-  return p->lora && ig_sched_pod_has_lora(p->lora->running_loras, p->lora->n_running_loras, model);
+/* What a pod's copied mask (ig_sched_pod_set_lora) says about the request's adapter: 0 absent,
+ * 1 present, -1 ask the lists (ig_sched_lora_bit). */
+static int lora_mask_says(const ig_sched_ctx_t *ctx, uint64_t mask) {
+  uint64_t bit = ig_sched_lora_bit(ctx->model_id);
+  if (!(mask & bit)) return 0;
+  return bit == 1ull << 63 ? -1 : 1;
 }
 
-static int lora_waiting(const ig_sched_pod_t *p, const char *model) {
-  return p->lora && ig_sched_pod_has_lora(p->lora->waiting_loras, p->lora->n_waiting_loras, model);
+/* The adapter checks compare interned ids when the pod's lists were interned (lora.c). */
+static int lora_running(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
+  const ig_sched_lora_t *l = p->lora;
+  if (l && p->lora_hint) {
+    int says = ctx->model ? lora_mask_says(ctx, p->lora_running_mask) : 0;
+    if (says >= 0) return says;
+  }
+  return l && ig_sched_lora_has(l->running_loras, l->ids_valid ? l->running_ids : NULL, l->n_running_loras,
+                                ctx->model, ctx->model_id);
+}
+
+static int lora_waiting(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
+  const ig_sched_lora_t *l = p->lora;
+  if (l && p->lora_hint) {
+    int says = ctx->model ? lora_mask_says(ctx, p->lora_waiting_mask) : 0;
+    if (says >= 0) return says;
+  }
+  return l && ig_sched_lora_has(l->waiting_loras, l->ids_valid ? l->waiting_ids : NULL, l->n_waiting_loras,
+                                ctx->model, ctx->model_id);
+}
+
+/* lora score of one pod: 1.0 adapter running, 0.8 a free adapter slot, 0.6 adapter waiting, else 0. */
+double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
+  if (!p->lora) return 0;
+  if (lora_running(ctx, p)) return 1.0;
+  if (lora_free_slot(p)) return 0.8;
+  if (lora_waiting(ctx, p)) return 0.6;
+  return 0;
 }
 
 /* ---- scorers ---- */
@@ -63,15 +94,7 @@ static int lora_prepare(ig_sched_ctx_t *ctx) {
 }
 
 /* lora: 1.0 adapter running, 0.8 a free adapter slot, 0.6 adapter waiting, 0 otherwise. */
-static double lora_score(const ig_sched_ctx_t *ctx, size_t pod) {
-  const ig_sched_pod_t *p = &ctx->pods[pod];
-  const char *m = ctx->req ? ctx->req->model : NULL;
-  if (!p->lora) return 0;
-  if (lora_running(p, m)) return 1.0;
-  if (lora_free_slot(p)) return 0.8;
-  if (lora_waiting(p, m)) return 0.6;
-  return 0;
-}
+static double lora_score(const ig_sched_ctx_t *ctx, size_t pod) { return ig_sched_lora_score(ctx, &ctx->pods[pod]); }
 
 /* Indexed by SC_*. */
 const ig_scorer_t ig_sched_scorers[N_SCORERS] = {
@@ -148,18 +171,17 @@ static size_t gie_least_kv(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size
   return least_bucket(ctx, in, n, out, ig_sched_pod_kv);
 }
 
-static int lora_active(const ig_sched_pod_t *p, const char *model) {
-  return lora_running(p, model) || lora_waiting(p, model);
+static int lora_active(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
+  return lora_running(ctx, p) || lora_waiting(ctx, p);
 }
 
 /* LoRA soft affinity: pods with the adapter active, with probability lora_affinity_p, else pods with
  * a free slot; whichever group is not empty when only one is. */
 static size_t gie_lora_affinity(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out) {
-  const char *model = ctx->req->model;
   size_t n_aff = 0, n_free = 0;
   for (size_t i = 0; i < n; i++) {
     const ig_sched_pod_t *p = &ctx->pods[in[i]];
-    if (lora_active(p, model))
+    if (lora_active(ctx, p))
       n_aff++;
     else if (lora_free_slot(p))
       n_free++;
@@ -172,7 +194,7 @@ static size_t gie_lora_affinity(ig_sched_ctx_t *ctx, const size_t *in, size_t n,
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
     const ig_sched_pod_t *p = &ctx->pods[in[i]];
-    int aff = lora_active(p, model);
+    int aff = lora_active(ctx, p);
     if (want_aff ? aff : (!aff && lora_free_slot(p))) out[m++] = in[i];
   }
   return m;
@@ -183,7 +205,7 @@ static size_t gie_low_cost_lora(ig_sched_ctx_t *ctx, const size_t *in, size_t n,
   size_t m = 0;
   for (size_t i = 0; i < n; i++) {
     const ig_sched_pod_t *p = &ctx->pods[in[i]];
-    if (lora_active(p, ctx->req->model) || lora_free_slot(p)) out[m++] = in[i];
+    if (lora_active(ctx, p) || lora_free_slot(p)) out[m++] = in[i];
   }
   return m;
 }

@@ -1,0 +1,100 @@
+/* LoRA adapter names as small integer ids.
+ *
+ * A process-wide intern table maps an adapter name (at most IG_SCHED_LORA_NAME_MAX - 1 significant
+ * characters, as strncmp over IG_SCHED_LORA_NAME_MAX compares them) to an id 1..MAX_IDS. The scraper
+ * interns a pod's lists once per scrape; a pick looks the request's model up once and then compares
+ * integers per pod. Id 0 means "not interned" (table full): such entries are compared by name, so the
+ * answers are the same as comparing every name. A mutex guards the table (one gateway thread in
+ * practice; the lock is uncontended). The table lives until the process exits. */
+#include <pthread.h>
+#include <string.h>
+
+#include "sched_internal.h"
+
+#define MAX_IDS 4096
+#define TAB_SLOTS (MAX_IDS * 2) /* load at most 1/2 */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t *tab;                            /* slot -> id (0 = empty) */
+static char (*id_names)[IG_SCHED_LORA_NAME_MAX];    /* id - 1 -> name */
+static uint32_t n_ids;
+
+/* Significant length of a name: strncmp(.., IG_SCHED_LORA_NAME_MAX) looks at no more. */
+static size_t name_len(const char *s) {
+  const char *z = memchr(s, 0, IG_SCHED_LORA_NAME_MAX);
+  return z ? (size_t)(z - s) : IG_SCHED_LORA_NAME_MAX;
+}
+
+/* Finds (insert = 0) or interns (insert = 1) name; returns its id or 0. Caller holds the lock. */
+static uint32_t lookup(const char *name, int insert) {
+  size_t len = name_len(name);
+  if (!tab) {
+    if (!insert) return 0;
+    tab = ig_calloc(TAB_SLOTS, sizeof *tab);
+    id_names = ig_calloc(MAX_IDS, sizeof *id_names);
+  }
+  uint64_t h = ig_hash64(name, len, IG_HASH_SEED);
+  for (size_t i = (size_t)(h * 0x9E3779B97F4A7C15ULL >> 40) % TAB_SLOTS;; i = (i + 1) % TAB_SLOTS) {
+    uint32_t id = tab[i];
+    if (!id) {
+      if (!insert || n_ids >= MAX_IDS) return 0;
+      id = ++n_ids;
+      memcpy(id_names[id - 1], name, len); /* the rest stays zero */
+      tab[i] = id;
+      return id;
+    }
+    const char *cand = id_names[id - 1];
+    if (name_len(cand) == len && memcmp(cand, name, len) == 0) return id;
+  }
+}
+
+/* Interns l's lists; see sched.h. */
+void ig_sched_lora_intern(ig_sched_lora_t *l) {
+  int nr = l->n_running_loras < 0 ? 0 : l->n_running_loras > IG_SCHED_MAX_LORAS ? IG_SCHED_MAX_LORAS
+                                                                                 : l->n_running_loras;
+  int nw = l->n_waiting_loras < 0 ? 0 : l->n_waiting_loras > IG_SCHED_MAX_LORAS ? IG_SCHED_MAX_LORAS
+                                                                                 : l->n_waiting_loras;
+  memset(l->running_ids, 0, sizeof l->running_ids);
+  memset(l->waiting_ids, 0, sizeof l->waiting_ids);
+  pthread_mutex_lock(&lock);
+  for (int i = 0; i < nr; i++) l->running_ids[i] = lookup(l->running_loras[i], 1);
+  for (int i = 0; i < nw; i++) l->waiting_ids[i] = lookup(l->waiting_loras[i], 1);
+  pthread_mutex_unlock(&lock);
+  l->running_mask = l->waiting_mask = 0;
+  for (int i = 0; i < nr; i++) l->running_mask |= ig_sched_lora_bit(l->running_ids[i]);
+  for (int i = 0; i < nw; i++) l->waiting_mask |= ig_sched_lora_bit(l->waiting_ids[i]);
+  l->ids_valid = 1;
+}
+
+/* Interns l and copies its summary into p; see sched.h. */
+void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l) {
+  p->lora = l;
+  p->lora_hint = 0;
+  if (!l) return;
+  ig_sched_lora_intern(l);
+  p->lora_running_mask = l->running_mask;
+  p->lora_waiting_mask = l->waiting_mask;
+  p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
+  p->lora_hint = 1;
+}
+
+/* The id of name, or 0 when it was never interned (then no interned entry equals it). */
+uint32_t ig_sched_lora_id(const char *name) {
+  if (!name) return 0;
+  pthread_mutex_lock(&lock);
+  uint32_t id = lookup(name, 0);
+  pthread_mutex_unlock(&lock);
+  return id;
+}
+
+/* 1 when model (id mid, from ig_sched_lora_id) is among names[0..n) / ids[0..n). */
+int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t *ids, int n, const char *model,
+                      uint32_t mid) {
+  if (!model || n <= 0) return 0;
+  if (n > IG_SCHED_MAX_LORAS) n = IG_SCHED_MAX_LORAS;
+  if (!ids) return ig_sched_pod_has_lora(names, n, model);
+  for (int i = 0; i < n; i++) {
+    if (ids[i] ? ids[i] == mid : strncmp(names[i], model, IG_SCHED_LORA_NAME_MAX) == 0) return 1;
+  }
+  return 0;
+}

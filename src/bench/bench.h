@@ -6,6 +6,7 @@
 #ifndef IG_BENCH_H
 #define IG_BENCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,7 +26,46 @@ typedef enum {
   IG_BENCH_WL_LORA_MIX,      /* sharegpt lengths, model drawn from --models with Zipf popularity */
   IG_BENCH_WL_CRITICALITY,   /* sharegpt lengths, 1/3 each Critical / Standard / Sheddable */
   IG_BENCH_WL_FIXED,         /* exactly input_mean in, output_mean out */
+  IG_BENCH_WL_DATASET,       /* prompts and answer lengths replayed from a ShareGPT file */
 } ig_bench_wl_kind_t;
+
+/* ---- ShareGPT datasets (dataset.c) -------------------------------------------------------- */
+
+/* One conversation: its first human turn and the token count of the gpt turn that answers it. */
+typedef struct {
+  char *prompt; /* owned, NUL-terminated (may also hold NULs: use prompt_len) */
+  size_t prompt_len;
+  uint32_t prompt_tokens; /* ig_oai_count_tokens of the prompt */
+  uint32_t output_tokens; /* ig_oai_count_tokens of the answer, >= 1 */
+} ig_bench_ds_entry_t;
+
+typedef struct {
+  ig_bench_ds_entry_t *v; /* entries in file order */
+  size_t n, cap;
+  size_t seen;    /* entries looked at before stopping (kept + skipped) */
+  size_t skipped; /* entries that were not a usable conversation (or JSONL lines that were not JSON) */
+  int truncated;  /* stopped at max_entries; the rest of the file was not read */
+  int is_array;   /* a JSON array file, else JSON Lines */
+} ig_bench_dataset_t;
+
+#define IG_BENCH_DATASET_MAX_DEFAULT 10000
+
+/* Turns one ShareGPT object into an entry: the first turn from "human" (or "user") and the turn
+ * right after it, which must be from "gpt" (or "assistant", "chatgpt"); "value" (or "content") of
+ * both must be non-empty strings. Returns 0 (out->prompt owned by the caller) or IG_EPARSE. */
+int ig_bench_dataset_entry(const json_t *obj, ig_bench_ds_entry_t *out);
+/* Parses a whole ShareGPT file held in data[0..len): a JSON array of objects, or JSON Lines (one
+ * object per line, blank lines ignored). Keeps at most max_entries usable entries (0 = no cap) and
+ * stops reading there. Entries that are valid JSON but not usable, and JSONL lines after the first
+ * that are not JSON, are skipped and counted. Returns 0, or IG_EPARSE with "name:line: why" in err
+ * when the file is not JSON / JSON Lines at all or has no usable entry (d is then empty, but
+ * d->skipped still counts). name is only used in messages. */
+int ig_bench_dataset_parse(ig_bench_dataset_t *d, const char *name, const char *data, size_t len,
+                           size_t max_entries, char *err, size_t errcap);
+/* ig_bench_dataset_parse on a file (mapped, not copied). Also IG_EIO when it cannot be read. */
+int ig_bench_dataset_load(ig_bench_dataset_t *d, const char *path, size_t max_entries, char *err,
+                          size_t errcap);
+void ig_bench_dataset_free(ig_bench_dataset_t *d);
 
 /* Returns 0 and sets *out for a workload name ("sharegpt", "shared-prefix", ...), else IG_EINVAL. */
 int ig_bench_wl_parse(const char *name, ig_bench_wl_kind_t *out);
@@ -41,6 +81,8 @@ typedef struct {
   size_t n_models;
   uint32_t groups, prompts_per_group, system_len, question_len; /* shared-prefix */
   double zipf_s; /* lora-mix popularity exponent (weight of rank k is 1/k^s); 0 = default 1.0 */
+  const ig_bench_dataset_t *dataset; /* dataset workload (borrowed) */
+  uint32_t max_tokens_cap;           /* every request's max_tokens is capped to this; 0 = no cap */
 } ig_bench_wl_config_t;
 
 extern const char *const ig_bench_class_names[3]; /* "Critical", "Standard", "Sheddable" */
@@ -64,7 +106,8 @@ typedef struct {
 
 typedef struct {
   ig_bench_wl_config_t cfg;
-  uint32_t *order; /* shared-prefix: shuffled prompt indices (groups * prompts_per_group) */
+  uint32_t *order; /* shared-prefix: shuffled prompt indices (groups * prompts_per_group);
+                      dataset: shuffled entry indices */
   size_t n_order;
   double *zipf_cdf;     /* lora-mix: cumulative popularity */
   double mu_in, mu_out; /* lognormal locations for the sampled workloads */
@@ -93,6 +136,10 @@ uint32_t ig_bench_lognormal_len(ig_rng_t *rng, double mu, double sigma);
 
 /* Exponential inter-arrival gap (seconds) for a Poisson process of the given rate (> 0). */
 double ig_bench_exp_gap(ig_rng_t *rng, double rate);
+/* Gamma-distributed inter-arrival gap (seconds) with shape k (> 0) and mean 1/rate, as vLLM's
+ * benchmark_serving --burstiness: k < 1 is burstier than Poisson, k > 1 more regular, and the
+ * coefficient of variation of the gaps is 1/sqrt(k). k == 1 is exactly ig_bench_exp_gap (same draws). */
+double ig_bench_gamma_gap(ig_rng_t *rng, double rate, double k);
 
 /* ---- SSE token accounting ----------------------------------------------------------------- */
 
@@ -152,6 +199,33 @@ double ig_bench_percentile(ig_bench_samples_t *s, double p);
 /* Fills every field of out (all zero for an empty set). */
 void ig_bench_summarize(ig_bench_samples_t *s, ig_bench_summary_t *out);
 
+/* ---- SLO and goodput (stats.c) ----------------------------------------------------------- */
+
+/* Per-request service-level objectives in ms; a limit <= 0 is not set. */
+typedef struct {
+  double ttft_ms, tpot_ms, e2e_ms;
+} ig_bench_slo_t;
+
+/* Parses "ttft=200ms,tpot=50ms,e2e=10s" (any non-empty subset, any order; units us, ms (the default
+ * for a bare number), s). Returns 0, or IG_EINVAL with a message in err. */
+int ig_bench_slo_parse(const char *s, ig_bench_slo_t *out, char *err, size_t errcap);
+/* Whether an SLO is set at all. */
+int ig_bench_slo_any(const ig_bench_slo_t *slo);
+
+struct ig_bench_record;
+/* Whether a request meets every objective that is set: it succeeded, and its TTFT, TPOT and E2E are
+ * within their limits (a request with fewer than 2 output tokens has no TPOT and meets that one). */
+int ig_bench_slo_met(const ig_bench_slo_t *slo, const struct ig_bench_record *r);
+
+typedef struct {
+  size_t met;      /* requests meeting every objective */
+  double goodput;  /* met / wall_s (requests/s), 0 when wall_s <= 0 */
+  double fraction; /* met / requests sent, 0 when none */
+} ig_bench_goodput_t;
+
+void ig_bench_goodput(const ig_bench_slo_t *slo, const struct ig_bench_record *recs, size_t n, double wall_s,
+                      ig_bench_goodput_t *out);
+
 /* ---- the run ------------------------------------------------------------------------------ */
 
 #define IG_BENCH_MAX_HEADERS 32
@@ -166,7 +240,9 @@ typedef struct {
   const char *headers[IG_BENCH_MAX_HEADERS]; /* "K: V", borrowed */
   size_t n_headers;
   /* load */
-  double rate;          /* Poisson req/s; 0 = closed loop */
+  double rate;          /* open loop req/s; 0 = closed loop */
+  double burstiness;    /* gamma shape of the arrival gaps; 1 (or 0) = Poisson */
+  int progress;         /* rewrite a progress line on stderr (a terminal) while running */
   uint32_t concurrency; /* closed loop workers (rate == 0) */
   uint64_t requests;    /* 0 = unbounded (then duration bounds) */
   double duration_s;    /* 0 = unbounded (then requests bounds) */
@@ -176,7 +252,7 @@ typedef struct {
 } ig_bench_opts_t;
 
 /* Outcome of one request. */
-typedef struct {
+typedef struct ig_bench_record {
   uint64_t id;
   int status;  /* HTTP status, 0 when no response head arrived */
   int ok;      /* 2xx, complete, and for streams terminated by [DONE] */

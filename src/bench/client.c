@@ -2,13 +2,15 @@
  *
  * Requests come either from a closed loop (a fixed number of workers, each sending its next request
  * when the previous one ends) or from an open loop (Poisson arrivals at a given rate, whatever the
- * server's pace). Each request uses one connection at a time; connections are kept alive and reused
- * from an idle list. A request that fails on a reused connection before any response byte (the
- * server closed it while idle) is retried once on a fresh connection, like browsers do.
+ * server's pace; Poisson, or gamma gaps for burstier or smoother traffic). Each request uses one connection
+ * at a time; connections are kept alive and reused from an idle list. A request that fails on a reused
+ * connection before any response byte (the server closed it while idle) is retried once on a fresh
+ * connection, like browsers do.
  *
  * Lifetimes: a req lives from issue to finish(); a conn lives until its close callback. The bytes
  * being written belong to the conn, so a request may finish (timeout, early error response) while
  * its write is still pending. */
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "infergate/oai.h"
 
 #define TICK_MS 20
+#define PROGRESS_NS (250ull * 1000 * 1000) /* at most 4 progress lines a second */
 #define READ_BUF (64 * 1024)
 #define MAX_ERROR_BODY (64 * 1024)
 
@@ -72,6 +75,9 @@ struct run {
   uint64_t t0_ns, next_arrival_ns, last_end_ns;
   uint64_t issued;
   size_t inflight;
+  size_t n_ok, n_failed, n_shed; /* finished requests, for the progress line */
+  uint64_t last_progress_ns;
+  int progress_shown;
   req_t *reqs;  /* in flight */
   conn_t *idle; /* idle keep-alive connections */
   int stopping, shut;
@@ -115,10 +121,26 @@ static void conn_close(conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
+/* Rewrites the progress line on stderr (a terminal: the caller checked) in place. */
+static void progress(run_t *r, uint64_t now) {
+  double el = (double)(now - r->t0_ns) / 1e9;
+  fprintf(stderr,
+          "\rbench: sent %" PRIu64
+          "  done %zu  errors %zu  shed %zu  in flight %zu  %.1f req/s  elapsed %.1f s\033[K",
+          r->issued, r->n_ok, r->n_failed, r->n_shed, r->inflight, el > 0 ? (double)r->n_ok / el : 0.0, el);
+  fflush(stderr);
+  r->last_progress_ns = now;
+  r->progress_shown = 1;
+}
+
 /* Closes every handle the run owns, so uv_run returns once the pending closes are done. */
 static void shutdown_run(run_t *r) {
   if (r->shut) return;
   r->shut = 1;
+  if (r->progress_shown) { /* clear the line: the summary follows on stdout */
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+  }
   uv_close((uv_handle_t *)&r->tick, NULL);
   uv_close((uv_handle_t *)&r->arrive, NULL);
   uv_close((uv_handle_t *)&r->sigint, NULL);
@@ -256,6 +278,12 @@ static void finish(req_t *q, int reusable, uint64_t now) {
   if (rec->e2e_ms < 0) rec->e2e_ms = ms_between(q->start_ns, now);
   if (rec->status == 0) rec->status = q->status;
   r->last_end_ns = now;
+  if (rec->ok)
+    r->n_ok++;
+  else if (rec->shed)
+    r->n_shed++;
+  else
+    r->n_failed++;
   if (c) {
     c->req = NULL;
     ig_buf_reset(&c->in);
@@ -578,7 +606,8 @@ static void on_arrive(uv_timer_t *t) {
   uint64_t now = uv_hrtime();
   while (r->next_arrival_ns <= now && may_issue(r, now)) {
     issue(r);
-    r->next_arrival_ns += (uint64_t)(ig_bench_exp_gap(&r->arr_rng, r->o->rate) * 1e9);
+    double k = r->o->burstiness > 0 ? r->o->burstiness : 1.0;
+    r->next_arrival_ns += (uint64_t)(ig_bench_gamma_gap(&r->arr_rng, r->o->rate, k) * 1e9);
     now = uv_hrtime();
   }
   if (r->shut) return;
@@ -611,6 +640,7 @@ static void on_tick(uv_timer_t *t) {
         break;
       }
   }
+  if (r->o->progress && !r->shut && now - r->last_progress_ns >= PROGRESS_NS) progress(r, now);
   check_done(r);
 }
 
@@ -659,7 +689,7 @@ int ig_bench_run(const ig_bench_opts_t *o, const ig_bench_wl_t *wl, ig_bench_res
   uv_signal_start(&r->sigint, on_signal, SIGINT);
   uv_signal_start(&r->sigterm, on_signal, SIGTERM);
   uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
-  r->t0_ns = r->last_end_ns = uv_hrtime();
+  r->t0_ns = r->last_end_ns = r->last_progress_ns = uv_hrtime();
   if (o->rate > 0) {
     r->next_arrival_ns = r->t0_ns;
     uv_timer_start(&r->arrive, on_arrive, 0, 0);

@@ -1,6 +1,8 @@
 /* Sample sets and summaries for infergate bench. Percentiles use the nearest-rank method on the
  * sorted samples, so every reported percentile is a value that was actually observed. */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,4 +67,90 @@ void ig_bench_summarize(ig_bench_samples_t *s, ig_bench_summary_t *out) {
   out->p90 = ig_bench_percentile(s, 90);
   out->p95 = ig_bench_percentile(s, 95);
   out->p99 = ig_bench_percentile(s, 99);
+}
+
+/* ---- SLO and goodput ---------------------------------------------------------------------- */
+
+int ig_bench_slo_any(const ig_bench_slo_t *slo) {
+  return slo->ttft_ms > 0 || slo->tpot_ms > 0 || slo->e2e_ms > 0;
+}
+
+/* Parses one "NUMBER[us|ms|s]" duration into ms. */
+static int parse_duration_ms(const char *v, size_t n, double *out) {
+  char buf[64];
+  if (!n || n >= sizeof buf) return IG_EINVAL;
+  memcpy(buf, v, n);
+  buf[n] = '\0';
+  char *end;
+  errno = 0;
+  double x = strtod(buf, &end);
+  if (end == buf || errno || !isfinite(x) || x <= 0) return IG_EINVAL;
+  double scale;
+  if (!*end || !strcmp(end, "ms"))
+    scale = 1;
+  else if (!strcmp(end, "s"))
+    scale = 1000;
+  else if (!strcmp(end, "us"))
+    scale = 0.001;
+  else
+    return IG_EINVAL;
+  *out = x * scale;
+  return isfinite(*out) ? 0 : IG_EINVAL;
+}
+
+int ig_bench_slo_parse(const char *s, ig_bench_slo_t *out, char *err, size_t errcap) {
+  memset(out, 0, sizeof *out);
+  const char *p = s;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    const char *eq = memchr(p, '=', n);
+    double *dst = NULL, ms;
+    size_t kl = eq ? (size_t)(eq - p) : 0;
+    if (eq && kl == 4 && !strncmp(p, "ttft", 4))
+      dst = &out->ttft_ms;
+    else if (eq && kl == 4 && !strncmp(p, "tpot", 4))
+      dst = &out->tpot_ms;
+    else if (eq && kl == 3 && !strncmp(p, "e2e", 3))
+      dst = &out->e2e_ms;
+    if (!dst) {
+      snprintf(err, errcap, "'%.*s': expected ttft=, tpot= or e2e= followed by a duration", (int)n, p);
+      return IG_EINVAL;
+    }
+    if (*dst > 0) {
+      snprintf(err, errcap, "'%.*s' is given twice", (int)kl, p);
+      return IG_EINVAL;
+    }
+    if (parse_duration_ms(eq + 1, n - kl - 1, &ms) < 0) {
+      snprintf(err, errcap, "'%.*s': expected a positive duration such as 200ms, 1.5s or 500us", (int)n, p);
+      return IG_EINVAL;
+    }
+    *dst = ms;
+    p += n;
+    if (*p == ',') {
+      p++;
+      if (!*p) break;
+    }
+  }
+  if (!ig_bench_slo_any(out)) {
+    snprintf(err, errcap, "empty SLO: give at least one of ttft=, tpot=, e2e=");
+    return IG_EINVAL;
+  }
+  return 0;
+}
+
+int ig_bench_slo_met(const ig_bench_slo_t *slo, const ig_bench_record_t *r) {
+  if (!r->ok) return 0;
+  if (slo->ttft_ms > 0 && !(r->ttft_ms >= 0 && r->ttft_ms <= slo->ttft_ms)) return 0;
+  if (slo->tpot_ms > 0 && r->tpot_ms > slo->tpot_ms) return 0; /* < 0: no TPOT, nothing to miss */
+  if (slo->e2e_ms > 0 && !(r->e2e_ms >= 0 && r->e2e_ms <= slo->e2e_ms)) return 0;
+  return 1;
+}
+
+void ig_bench_goodput(const ig_bench_slo_t *slo, const ig_bench_record_t *recs, size_t n, double wall_s,
+                      ig_bench_goodput_t *out) {
+  memset(out, 0, sizeof *out);
+  for (size_t i = 0; i < n; i++)
+    out->met += (size_t)ig_bench_slo_met(slo, &recs[i]);
+  out->goodput = wall_s > 0 ? (double)out->met / wall_s : 0;
+  out->fraction = n ? (double)out->met / (double)n : 0;
 }

@@ -21,7 +21,7 @@ static const struct {
 } wl_names[] = {
     {"sharegpt", IG_BENCH_WL_SHAREGPT}, {"shared-prefix", IG_BENCH_WL_SHARED_PREFIX},
     {"lora-mix", IG_BENCH_WL_LORA_MIX}, {"criticality", IG_BENCH_WL_CRITICALITY},
-    {"fixed", IG_BENCH_WL_FIXED},
+    {"fixed", IG_BENCH_WL_FIXED},       {"dataset", IG_BENCH_WL_DATASET},
 };
 
 int ig_bench_wl_parse(const char *name, ig_bench_wl_kind_t *out) {
@@ -110,6 +110,32 @@ double ig_bench_exp_gap(ig_rng_t *rng, double rate) {
   return -log(1.0 - ig_rng_double(rng)) / rate;
 }
 
+/* Gamma(k, 1) draw: Marsaglia and Tsang's squeeze method for k >= 1; for k < 1 the boost
+ * Gamma(k) = Gamma(k + 1) * U^(1/k). */
+static double gamma_unit(ig_rng_t *r, double k) {
+  if (k < 1) {
+    double u = 1.0 - ig_rng_double(r); /* (0, 1] */
+    return gamma_unit(r, k + 1) * pow(u, 1.0 / k);
+  }
+  double d = k - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+  for (;;) {
+    double x, v;
+    do {
+      x = normal(r);
+      v = 1.0 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    double u = 1.0 - ig_rng_double(r);
+    if (u < 1.0 - 0.0331 * x * x * x * x) return d * v;
+    if (log(u) < 0.5 * x * x + d * (1.0 - v + log(v))) return d * v;
+  }
+}
+
+double ig_bench_gamma_gap(ig_rng_t *rng, double rate, double k) {
+  if (k == 1.0) return ig_bench_exp_gap(rng, rate);
+  return gamma_unit(rng, k) / (k * rate); /* scale 1/(k rate): mean 1/rate */
+}
+
 int ig_bench_wl_init(ig_bench_wl_t *w, const ig_bench_wl_config_t *cfg) {
   memset(w, 0, sizeof *w);
   w->cfg = *cfg;
@@ -158,6 +184,26 @@ int ig_bench_wl_init(ig_bench_wl_t *w, const ig_bench_wl_config_t *cfg) {
       w->zipf_cdf[k] = (total += 1.0 / pow((double)(k + 1), s));
     for (size_t k = 0; k < c->n_models; k++)
       w->zipf_cdf[k] /= total;
+    break;
+  }
+  case IG_BENCH_WL_DATASET: {
+    if (!c->dataset || !c->dataset->n || c->dataset->n > UINT32_MAX) {
+      fprintf(stderr, "bench: the dataset workload needs a non-empty --dataset\n");
+      goto fail;
+    }
+    /* a seeded shuffle, so a short run samples the whole file, not its first lines */
+    w->n_order = c->dataset->n;
+    w->order = ig_malloc(w->n_order * sizeof *w->order);
+    for (size_t i = 0; i < w->n_order; i++)
+      w->order[i] = (uint32_t)i;
+    ig_rng_t r;
+    ig_rng_seed(&r, mix3(c->seed, TAG_ORDER, 1));
+    for (size_t i = w->n_order; i > 1; i--) {
+      size_t j = (size_t)(ig_rng_next(&r) % i);
+      uint32_t t = w->order[i - 1];
+      w->order[i - 1] = w->order[j];
+      w->order[j] = t;
+    }
     break;
   }
   case IG_BENCH_WL_CRITICALITY:
@@ -220,6 +266,14 @@ void ig_bench_wl_item(const ig_bench_wl_t *w, uint64_t id, ig_bench_item_t *it) 
     set_question(it, mix3(c->seed, TAG_QUESTION, id), c->input_mean);
     it->max_tokens = c->output_mean;
     break;
+  case IG_BENCH_WL_DATASET: {
+    const ig_bench_ds_entry_t *e = &c->dataset->v[w->order[id % w->n_order]];
+    it->question = ig_malloc(e->prompt_len + 1);
+    memcpy(it->question, e->prompt, e->prompt_len + 1);
+    it->question_len = e->prompt_len;
+    it->max_tokens = e->output_tokens;
+    break;
+  }
   default: {
     uint32_t in = ig_bench_lognormal_len(&r, w->mu_in, INPUT_SIGMA);
     it->max_tokens = ig_bench_lognormal_len(&r, w->mu_out, OUTPUT_SIGMA);
@@ -239,6 +293,7 @@ void ig_bench_wl_item(const ig_bench_wl_t *w, uint64_t id, ig_bench_item_t *it) 
   }
   }
   if (!it->system) it->system = ig_strdup("");
+  if (c->max_tokens_cap && it->max_tokens > c->max_tokens_cap) it->max_tokens = c->max_tokens_cap;
   it->prompt_tokens = (uint32_t)(ig_oai_count_tokens(it->system, it->system_len) +
                                  ig_oai_count_tokens(it->question, it->question_len));
 }

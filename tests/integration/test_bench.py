@@ -24,6 +24,10 @@ SUMMARY_KEYS = {
     "output_throughput": (float, int), "input_throughput": (float, int), "total_input_tokens": int,
     "total_output_tokens": int, "percentile_method": str, "ttft_ms": dict, "tpot_ms": dict,
     "itl_ms": dict, "e2e_ms": dict, "status_counts": dict, "errors": dict,
+    "arrival": (str, type(None)), "burstiness": (float, int, type(None)), "max_tokens_cap": (int, type(None)),
+    "dataset": (dict, type(None)), "slo": (dict, type(None)), "goodput": (float, int, type(None)),
+    "goodput_requests": (int, type(None)), "goodput_fraction": (float, int, type(None)),
+    "by_class": (dict, type(None)), "by_model": (dict, type(None)),
 }
 STAT_KEYS = {"count", "mean", "stddev", "min", "max", "p50", "p90", "p95", "p99"}
 NUM_OR_NONE = (float, int, type(None))
@@ -307,6 +311,17 @@ def test_sigint_writes_partial_results(infergate_bin, tmp_path, sse, procs):
     (["--url", "http://127.0.0.1:1", "--workload", "lora-mix", "--model", "m"], "--models"),
     (["--url", "http://127.0.0.1:1", "--model", "m", "--header", "nocolon"], "--header"),
     (["--url", "http://127.0.0.1:1", "--model", "m", "--bogus", "1"], "unknown option"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--slo", "ttft=fast"], "--slo"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--slo", "itl=5ms"], "--slo"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--burstiness", "2"], "need --rate"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--rate", "1", "--arrival", "weibull"], "--arrival"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--rate", "1", "--arrival", "poisson", "--burstiness", "2"],
+     "--arrival gamma"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--rate", "1", "--burstiness", "0"], "--burstiness"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--dataset", "/nonexistent.jsonl"], "cannot open"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--workload", "lora-mix", "--models", "a,b", "--dataset",
+      "/nonexistent.jsonl"], "does not combine"),
+    (["--url", "http://127.0.0.1:1", "--model", "m", "--workload", "dataset"], "needs --dataset"),
 ])
 def test_bad_arguments(infergate_bin, args, msg):
     p = subprocess.run([infergate_bin, "bench", *args], capture_output=True, text=True, timeout=30 * SLOW)
@@ -318,7 +333,8 @@ def test_bad_arguments(infergate_bin, args, msg):
 def test_help(infergate_bin):
     p = subprocess.run([infergate_bin, "bench", "--help"], capture_output=True, text=True, timeout=30 * SLOW)
     assert p.returncode == 0
-    for opt in ("--rate", "--concurrency", "--workload", "--json", "nearest-rank"):
+    for opt in ("--rate", "--concurrency", "--workload", "--json", "nearest-rank", "--dataset", "--slo",
+                "--burstiness", "--arrival", "--progress"):
         assert opt in p.stdout
 
 
@@ -349,3 +365,224 @@ def test_against_sim(infergate_bin, tmp_path, procs, workload):
         assert r["output_tokens"] == r["max_tokens"] == 20
         assert r["ttft_ms"] <= r["e2e_ms"]
     assert s["total_output_tokens"] == 16 * 20
+
+
+# ---- ShareGPT datasets, SLO goodput, gamma arrivals, per-class reports, progress line ----
+
+def sharegpt_rows(n):
+    """n ShareGPT conversations whose answers are 4*(i % 9 + 1) bytes: i % 9 + 1 tokens."""
+    rows = []
+    for i in range(n):
+        rows.append({"id": f"c{i}", "conversations": [
+            {"from": "system", "value": "ignored"},
+            {"from": "human", "value": f"question {i}: " + "why " * (i % 5)},
+            {"from": "gpt", "value": "abcd" * (i % 9 + 1)},
+            {"from": "human", "value": "follow-up (not used)"}]})
+    return rows
+
+
+def write_jsonl(path, rows, junk=()):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        for j in junk:
+            f.write(j + "\n")
+
+
+def test_dataset_bad_file(infergate_bin, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("\n# my prompts\nhello\n")
+    p = subprocess.run([infergate_bin, "bench", "--url", "http://127.0.0.1:1", "--model", "m", "--dataset", bad],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    check_sanitizers(p.stderr)
+    assert p.returncode == 2
+    assert f"{bad}:2: not JSON" in p.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n{"conversations": []},\n{"conversations": [}\n]\n')
+    p = subprocess.run([infergate_bin, "bench", "--url", "http://127.0.0.1:1", "--model", "m", "--dataset",
+                        broken], capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode == 2 and f"{broken}:3: not JSON" in p.stderr, p.stderr
+    empty = tmp_path / "empty.jsonl"
+    write_jsonl(empty, [], junk=['{"conversations": []}', '{"x": 1}'])
+    p = subprocess.run([infergate_bin, "bench", "--url", "http://127.0.0.1:1", "--model", "m", "--dataset",
+                        empty], capture_output=True, text=True, timeout=30 * SLOW)
+    assert p.returncode == 2 and "no usable conversation (2 entries skipped" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_dataset_replay_against_sim(infergate_bin, tmp_path, procs, fmt):
+    if not has_sim(infergate_bin):
+        pytest.skip("this infergate has no sim subcommand")
+    rows = sharegpt_rows(12)
+    path = tmp_path / f"sharegpt.{fmt}"
+    if fmt == "jsonl":
+        skipped = 3
+        write_jsonl(path, rows, junk=['{"conversations": [{"from": "human", "value": "no answer"}]}',
+                                      "{not json", '{"conversations": "x"}'])
+    else:
+        path.write_text(json.dumps(rows + [{"conversations": []}, 7, "x"], indent=1))
+        skipped = 3
+    port = free_port()
+    procs.start("sim", [infergate_bin, "sim", "--pods", 1, "--base-port", port, "--model", "m",
+                        "--time-scale", 10], wait_port=port)
+    args = ["--url", f"http://127.0.0.1:{port}", "--model", "m", "--dataset", path, "--requests", 20,
+            "--rate", 50, "--burstiness", 0.5, "--max-tokens", 6, "--seed", 9,
+            "--slo", "ttft=60s,tpot=60s,e2e=120s"]
+    p, d = run_bench(infergate_bin, tmp_path, args)
+    check_consistency(d)
+    s = d["summary"]
+    assert s["workload"] == "dataset" and s["arrival"] == "gamma" and s["burstiness"] == 0.5
+    assert s["dataset"] == {"path": str(path), "format": fmt, "entries": 12, "skipped": skipped,
+                            "truncated": False}
+    assert s["max_tokens_cap"] == 6
+    assert s["completed"] == 20
+    # prompts and answer lengths come from the file: question i has i % 9 + 1 answer tokens, capped at 6
+    for r in d["requests"]:
+        assert r["output_tokens"] == r["max_tokens"]
+    assert {r["max_tokens"] for r in d["requests"]} <= {min(i % 9 + 1, 6) for i in range(12)}
+    # 20 requests over 12 entries: the seeded order visits each entry once before any repeats
+    assert len({(r["prompt_tokens"], r["max_tokens"]) for r in d["requests"][:12]}) >= 6
+    # generous SLO: every completed request meets it; goodput is reported
+    assert s["slo"] == {"ttft_ms": 60000.0, "tpot_ms": 60000.0, "e2e_ms": 120000.0}
+    assert s["goodput_requests"] == 20 and s["goodput_fraction"] == 1.0
+    assert s["goodput"] > 0 and abs(s["goodput"] - s["request_throughput"]) < 1e-6 * s["goodput"] + 1e-9
+    assert all(r["slo_met"] for r in d["requests"])
+    assert "goodput" in p.stdout and f"12 conversations used, {skipped} skipped" in p.stdout
+    # same seed, same sequence of prompts
+    _, d2 = run_bench(infergate_bin, tmp_path, args)
+    assert [(r["id"], r["prompt_tokens"], r["max_tokens"]) for r in sorted(d["requests"], key=lambda r: r["id"])] \
+        == [(r["id"], r["prompt_tokens"], r["max_tokens"]) for r in sorted(d2["requests"], key=lambda r: r["id"])]
+
+
+def test_dataset_max_caps_entries(infergate_bin, tmp_path, sse):
+    url, _ = sse()
+    path = tmp_path / "big.jsonl"
+    write_jsonl(path, sharegpt_rows(200), junk=["this tail is never read"])
+    _, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--model", "m", "--dataset", path,
+                                               "--dataset-max", 5, "--requests", 10, "--concurrency", 2])
+    check_consistency(d)
+    s = d["summary"]["dataset"]
+    assert (s["entries"], s["skipped"], s["truncated"]) == (5, 0, True)
+    assert len({r["max_tokens"] for r in d["requests"]}) <= 5
+
+
+def test_slo_goodput_counts_misses(infergate_bin, tmp_path, sse):
+    """A TTFT objective no request can meet (1 us) gives goodput 0; shed requests never count."""
+    url, _ = sse("--split")
+    _, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--workload", "lora-mix", "--models", "ok,shed",
+                                               "--output-mean", 5, "--concurrency", 2, "--requests", 20,
+                                               "--slo", "ttft=1us"])
+    check_consistency(d)
+    s = d["summary"]
+    assert s["goodput_requests"] == 0 and s["goodput"] == 0 and s["goodput_fraction"] == 0
+    _, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--workload", "lora-mix", "--models", "ok,shed",
+                                               "--output-mean", 5, "--concurrency", 2, "--requests", 20,
+                                               "--slo", "e2e=600s"])
+    s = d["summary"]
+    assert s["goodput_requests"] == s["completed"] == sum(1 for r in d["requests"] if r["model"] == "ok")
+    assert s["goodput_fraction"] == s["completed"] / s["requests_sent"]
+    bm = s["by_model"]
+    assert set(bm) == {"ok", "shed"}
+    assert bm["shed"]["shed"] == bm["shed"]["sent"] and bm["shed"]["slo_met"] == 0
+    assert bm["ok"]["slo_met"] == bm["ok"]["completed"] == bm["ok"]["sent"]
+
+
+def test_no_slo_means_null_goodput(infergate_bin, tmp_path, sse):
+    url, _ = sse()
+    _, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--model", "m", "--requests", 4, "--concurrency", 2])
+    s = d["summary"]
+    assert s["slo"] is None and s["goodput"] is None and s["by_class"] is None and s["dataset"] is None
+    assert s["arrival"] is None  # closed loop
+    assert "slo_met" not in d["requests"][0]
+
+
+def test_criticality_per_class_report(infergate_bin, tmp_path, sse):
+    url, _ = sse()
+    p, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--workload", "criticality", "--models",
+                                               "ok-c,ok-s,shed-x", "--requests", 30, "--concurrency", 3,
+                                               "--output-mean", 8])
+    bc = d["summary"]["by_class"]
+    assert list(bc) == ["Critical", "Standard", "Sheddable"]
+    for cls, g in bc.items():
+        mine = [r for r in d["requests"] if r["class"] == cls]
+        assert g["sent"] == len(mine)
+        assert g["shed"] == sum(r["shed"] for r in mine)
+        assert g["ttft_ms"]["count"] == sum(r["ok"] for r in mine)
+        if g["ttft_ms"]["count"]:
+            assert g["ttft_ms"]["p50"] <= g["ttft_ms"]["p99"]
+    assert bc["Sheddable"]["shed"] == bc["Sheddable"]["sent"] and bc["Critical"]["shed"] == 0
+    lines = [ln.split() for ln in p.stdout.splitlines()]
+    assert ["class", "sent", "done", "failed", "shed", "TTFT", "p50", "TTFT", "p90", "TTFT", "p99", "E2E",
+            "p90"] in lines
+    assert any(ln[:1] == ["Sheddable"] for ln in lines)
+
+
+def test_gamma_arrivals_against_server(infergate_bin, tmp_path, sse):
+    url, stats = sse()
+    _, d = run_bench(infergate_bin, tmp_path, ["--url", url, "--model", "m", "--rate", 100, "--requests", 60,
+                                               "--arrival", "gamma", "--burstiness", 0.3, "--output-mean", 4,
+                                               "--input-mean", 8])
+    check_consistency(d)
+    s = d["summary"]
+    assert s["arrival"] == "gamma" and s["burstiness"] == 0.3 and s["completed"] == 60
+    assert stats()["requests"] == 60
+
+
+def test_progress_line_only_on_a_terminal(infergate_bin, tmp_path, sse):
+    import pty
+    url, _ = sse("--token-delay-ms", "20")
+    args = [infergate_bin, "bench", "--url", url, "--model", "m", "--workload", "fixed", "--output-mean", 30,
+            "--input-mean", 8, "--concurrency", 2, "--requests", 6]
+    args = [str(a) for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    # not a terminal: nothing, even when asked by default
+    p = subprocess.run(args, capture_output=True, text=True, timeout=60 * SLOW, env=env)
+    assert p.returncode == 0 and "\r" not in p.stderr and "bench: sent" not in p.stderr
+    # a terminal: the line is rewritten in place with \r, and cleared at the end
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        slave = None
+        out = b""
+        deadline = time.monotonic() + 60 * SLOW
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=30 * SLOW)
+        proc.stdout.close()
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+    assert proc.returncode == 0
+    text = out.decode(errors="replace")
+    check_sanitizers(text)
+    assert "\rbench: sent" in text and "done" in text and "req/s" in text and "elapsed" in text
+    # CI=true: nothing even on a terminal
+    env["CI"] = "true"
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, timeout=60 * SLOW, env=env)
+        os.close(slave)
+        slave = None
+        import select
+        got = b""
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                c = os.read(master, 65536)
+            except OSError:
+                break
+            if not c:
+                break
+            got += c
+    finally:
+        os.close(master)
+        if slave is not None:
+            os.close(slave)
+    assert p.returncode == 0 and b"bench: sent" not in got

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# The two README goals that `infergate demo` tables do not show directly, each with fresh simulated
+# pods (`infergate sim`, A100 profile) per run:
+#  - criticality overload: Critical p99 TTFT under 1.5x overload vs the same pool unloaded (0.3x),
+#    through the inference pool (default scheduler: Sheddable is shed with 429 when every pod is
+#    saturated), and nginx least_conn at the same overload for contrast (nothing is shed);
+#  - lora-mix: six adapters with Zipf popularity on pods with 2 LoRA slots each, through nginx
+#    least_conn, infergate least-request and the inference pool: TTFT and adapter loads.
+# The simulator has no adapter-load counter, so loads are sampled: every 25 ms each pod's
+# vllm:lora_requests_info is read and every adapter that appears in running_lora_adapters counts as one
+# load (a lower bound: a load and eviction between two samples is missed).
+# Prints markdown tables (stdout). Usage: bench/goals.sh [--quick] [--pods N] [--goals criticality,lora-mix]
+#                                            [--time-scale X] [--json DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PODS=4 QUICK=0 GOALS=criticality,lora-mix TS=4 JSONDIR=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; shift ;;
+    --pods) PODS="$2"; shift 2 ;;
+    --goals) GOALS="$2"; shift 2 ;;
+    --time-scale) TS="$2"; shift 2 ;;
+    --json) JSONDIR="$2"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+. bench/lib.sh
+
+NGINX="$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)"
+[ -n "$NGINX" ] || echo "note: nginx is not installed; its rows are missing" >&2
+MODEL=llama3
+LORAS=lora-sql,lora-chat,lora-code,lora-math,lora-law,lora-med
+# Capacity of one A100-profile pod with 16 sequences on ShareGPT-like requests (~250 in / 200 out):
+# ~4.5 requests per simulated second (docs/simulator.md closed form; bench/routing.sh uses the same).
+CAP_PER_POD=4.5
+if [ "$QUICK" = 1 ]; then CRIT_REQ=90 LORA_REQ=90; else CRIT_REQ=900 LORA_REQ=400; fi
+SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs 16 --time-scale "$TS" --seed 7)
+# wall-clock rate for a fraction of the pool's capacity (simulated time runs TS times faster)
+rate_for() { awk -v f="$1" -v p="$PODS" -v c="$CAP_PER_POD" -v t="$TS" 'BEGIN {printf "%.2f", f * p * c * t}'; }
+
+# Starts a target in front of SIM_EPS; sets GW. kind: pool | least-request | nginx-leastconn.
+start_target() {
+  local kind="$1" label="$2" extra_models=("${@:3}") m
+  GW="$(ig_free_ports 1)"
+  case "$kind" in
+    nginx-leastconn)
+      local dir="$ig_work/nginx-$label" user=""
+      mkdir -p "$dir"
+      [ "$(id -u)" = 0 ] && user="user $(id -un) $(id -gn);"
+      {
+        echo "worker_processes 1; daemon off; $user"
+        echo "pid $dir/nginx.pid; error_log $dir/error.log warn;"
+        echo "events { worker_connections 4096; }"
+        echo "http { access_log off; client_body_temp_path $dir/cb; proxy_temp_path $dir/px;"
+        echo "  fastcgi_temp_path $dir/fc; uwsgi_temp_path $dir/uw; scgi_temp_path $dir/sc;"
+        echo "  client_max_body_size 64m; client_body_buffer_size 1m;"
+        echo "  upstream pods { least_conn;"
+        local ep
+        for ep in ${SIM_EPS//,/ }; do echo "    server $ep max_fails=0;"; done
+        echo "    keepalive 64; }"
+        echo "  server { listen 127.0.0.1:$GW; location / { proxy_pass http://pods; proxy_http_version 1.1;"
+        echo "    proxy_set_header Connection \"\"; proxy_buffering off; proxy_read_timeout 300s; } } }"
+      } >"$dir/nginx.conf"
+      "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" 2>"$dir/stderr.log" & pids+=($!)
+      ;;
+    least-request)
+      "$BIN" serve --listen "127.0.0.1:$GW" --backend "$SIM_EPS" --policy least-request --log-level warn \
+        2>"$ig_work/gw-$label.log" & pids+=($!)
+      ;;
+    pool)
+      local margs=(--model "$MODEL")
+      for m in "${extra_models[@]}"; do margs+=(--model "$m"); done
+      "$BIN" serve --listen "127.0.0.1:$GW" --pool "$SIM_EPS" "${margs[@]}" --log-level warn \
+        2>"$ig_work/gw-$label.log" & pids+=($!)
+      ;;
+  esac
+  ig_wait_port "$GW"
+}
+
+# Background sampler of the pods' LoRA residency; writes {"loads": N, "samples": S} to $1 on SIGTERM.
+start_lora_sampler() {
+  $PY - "$1" "$SIM_EPS" <<'PYEOF' & SAMPLER=$!
+import json, re, signal, sys, time, urllib.request
+out, eps = sys.argv[1], sys.argv[2].split(",")
+prev = {ep: None for ep in eps}
+loads = samples = 0
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+pat = re.compile(r'^vllm:lora_requests_info\{([^}]*)\}\s+(\S+)', re.M)
+while not stop:
+    for ep in eps:
+        try:
+            text = urllib.request.urlopen(f"http://{ep}/metrics", timeout=2).read().decode()
+        except Exception:
+            continue
+        best = None  # the newest series (value = timestamp) wins
+        for labels, val in pat.findall(text):
+            m = re.search(r'running_lora_adapters="([^"]*)"', labels)
+            if m and (best is None or float(val) >= best[0]):
+                best = (float(val), m.group(1))
+        if best is None:
+            continue
+        cur = {a for a in best[1].split(",") if a}
+        if prev[ep] is not None:
+            loads += len(cur - prev[ep])
+        else:
+            loads += len(cur)  # adapters made resident before the first sample
+        prev[ep] = cur
+        samples += 1
+    time.sleep(0.025)
+json.dump({"loads": loads, "samples": samples}, open(out, "w"))
+PYEOF
+}
+
+crit_run() { # label, target kind, load fraction
+  local label="$1" kind="$2" frac="$3" rate
+  rate="$(rate_for "$frac")"
+  ig_start_sims "crit-$label" "$PODS" "${SIM_COMMON[@]}"
+  start_target "$kind" "crit-$label"
+  echo "==> criticality / $label: $kind at ${frac}x capacity ($rate req/s)" >&2
+  "$BIN" bench --url "http://127.0.0.1:$GW" --model "$MODEL" --workload criticality --requests "$CRIT_REQ" \
+    --rate "$rate" --seed 3 --label "$label" --no-progress --timeout 120 \
+    --json "$ig_work/crit-$label.json" >"$ig_work/crit-$label.txt"
+  ig_stop_all
+}
+
+lora_run() { # label, target kind
+  local label="$1" kind="$2" rate
+  rate="$(rate_for 0.8)"
+  ig_start_sims "lora-$label" "$PODS" "${SIM_COMMON[@]}" --lora "$LORAS" --max-loras 2
+  start_target "$kind" "lora-$label" ${LORAS//,/ }
+  start_lora_sampler "$ig_work/lora-$label.loads.json"
+  pids+=("$SAMPLER") # stopped (SIGTERM: it writes its count) with the pods and the target
+  echo "==> lora-mix / $label: $kind at 0.8x capacity ($rate req/s)" >&2
+  "$BIN" bench --url "http://127.0.0.1:$GW" --model "$MODEL" --workload lora-mix --models "$MODEL,$LORAS" \
+    --requests "$LORA_REQ" --rate "$rate" --seed 3 --label "$label" --no-progress --timeout 120 \
+    --json "$ig_work/lora-$label.json" >"$ig_work/lora-$label.txt"
+  ig_stop_all
+}
+
+IFS=, read -r -a goals <<<"$GOALS"
+for g in "${goals[@]}"; do
+  case "$g" in
+    criticality)
+      crit_run unloaded pool 0.3
+      crit_run overload pool 1.5
+      [ -n "$NGINX" ] && crit_run nginx-overload nginx-leastconn 1.5
+      ;;
+    lora-mix)
+      [ -n "$NGINX" ] && lora_run nginx-leastconn nginx-leastconn
+      lora_run least-request least-request
+      lora_run pool pool
+      ;;
+    *) echo "unknown goal $g" >&2; exit 2 ;;
+  esac
+done
+[ -n "$JSONDIR" ] && mkdir -p "$JSONDIR" && cp "$ig_work"/*.json "$JSONDIR"/
+
+$PY - "$ig_work" "$PODS" "$TS" "$GOALS" "$CRIT_REQ" "$LORA_REQ" <<'PYEOF'
+import json, os, sys
+work, pods, ts, goals, crit_req, lora_req = sys.argv[1:7]
+goals = goals.split(",")
+def load(name):
+    p = os.path.join(work, name)
+    return json.load(open(p)) if os.path.exists(p) else None
+def f(x, fmt="{:.0f}"):
+    return "-" if x is None else fmt.format(x)
+if "criticality" in goals:
+    runs = [(l, load(f"crit-{l}.json")) for l in ("unloaded", "overload", "nginx-overload")]
+    runs = [(l, d) for l, d in runs if d]
+    base = dict(runs).get("unloaded")
+    base_p99 = base["summary"]["by_class"]["Critical"]["ttft_ms"]["p99"] if base else None
+    print(f"\n### Criticality overload ({pods} pods, time scale {ts}, {crit_req} requests per run, "
+          "1/3 each Critical / Standard / Sheddable)\n")
+    print("| run | offered | class | sent | done | shed | failed | TTFT p50 | TTFT p99 | Critical p99 vs unloaded |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for l, d in runs:
+        s = d["summary"]
+        for cls in ("Critical", "Standard", "Sheddable"):
+            g = (s.get("by_class") or {}).get(cls)
+            if not g:
+                continue
+            t = g["ttft_ms"]
+            ratio = (f"{t['p99'] / base_p99:.2f}x" if cls == "Critical" and base_p99 and t["count"] else "")
+            print(f"| {l} | {s['rate']:.1f} req/s | {cls} | {g['sent']} | {g['completed']} | {g['shed']} | "
+                  f"{g['failed']} | {f(t['p50'] if t['count'] else None)} ms | "
+                  f"{f(t['p99'] if t['count'] else None)} ms | {ratio} |")
+    print("\nGoal: Critical p99 TTFT under overload within 2x of its unloaded value while Sheddable is shed.")
+if "lora-mix" in goals:
+    runs = [(l, load(f"lora-{l}.json"), load(f"lora-{l}.loads.json"))
+            for l in ("nginx-leastconn", "least-request", "pool")]
+    runs = [r for r in runs if r[1]]
+    base = runs[0] if runs else None
+    print(f"\n### LoRA mix ({pods} pods, 2 LoRA slots each, 6 adapters + base model, Zipf popularity, "
+          f"time scale {ts}, {lora_req} requests per run, 0.8x capacity)\n")
+    print("| target | done | failed+shed | TTFT p50 | TTFT p90 | TTFT p99 | adapter loads (sampled) | loads vs base | TTFT p90 vs base |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for l, d, c in runs:
+        s, t = d["summary"], d["summary"]["ttft_ms"]
+        loads = c["loads"] if c else None
+        bl = base[2]["loads"] if base and base[2] else None
+        bt = base[1]["summary"]["ttft_ms"]["p90"]
+        print(f"| {l}{' (base)' if base and l == base[0] else ''} | {s['completed']} | {s['failed']}+{s['shed']} | "
+              f"{t['p50']:.0f} ms | {t['p90']:.0f} ms | {t['p99']:.0f} ms | {f(loads)} | "
+              f"{f(loads / bl if loads is not None and bl else None, '{:.2f}x')} | "
+              f"{f(t['p90'] / bt if bt else None, '{:.2f}x')} |")
+    print("\nGoal: fewer adapter loads and lower TTFT than least_conn. Loads are sampled every 25 ms from "
+          "vllm:lora_requests_info (the simulator has no load counter), so they are a lower bound.")
+PYEOF

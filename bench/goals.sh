@@ -6,9 +6,7 @@
 #    saturated), and nginx least_conn at the same overload for contrast (nothing is shed);
 #  - lora-mix: six adapters with Zipf popularity on pods with 2 LoRA slots each, through nginx
 #    least_conn, infergate least-request and the inference pool: TTFT and adapter loads.
-# The simulator has no adapter-load counter, so loads are sampled: every 25 ms each pod's
-# vllm:lora_requests_info is read and every adapter that appears in running_lora_adapters counts as one
-# load (a lower bound: a load and eviction between two samples is missed).
+# Adapter loads are the pods' infergate_sim_lora_loads_total after the run (fresh pods per run).
 # Prints markdown tables (stdout). Usage: bench/goals.sh [--quick] [--pods N] [--goals criticality,lora-mix]
 #                                            [--time-scale X] [--json DIR]
 set -euo pipefail
@@ -78,41 +76,19 @@ start_target() {
   ig_wait_port "$GW"
 }
 
-# Background sampler of the pods' LoRA residency; writes {"loads": N, "samples": S} to $1 on SIGTERM.
-start_lora_sampler() {
-  $PY - "$1" "$SIM_EPS" <<'PYEOF' & SAMPLER=$!
-import json, re, signal, sys, time, urllib.request
+# Sums the pods' infergate_sim_lora_loads_total (adapters made resident) into {"loads": N} in $1.
+count_lora_loads() {
+  $PY - "$1" "$SIM_EPS" <<'PYEOF'
+import json, re, sys, urllib.request
 out, eps = sys.argv[1], sys.argv[2].split(",")
-prev = {ep: None for ep in eps}
-loads = samples = 0
-stop = False
-def on_term(*_):
-    global stop
-    stop = True
-signal.signal(signal.SIGTERM, on_term)
-pat = re.compile(r'^vllm:lora_requests_info\{([^}]*)\}\s+(\S+)', re.M)
-while not stop:
-    for ep in eps:
-        try:
-            text = urllib.request.urlopen(f"http://{ep}/metrics", timeout=2).read().decode()
-        except Exception:
-            continue
-        best = None  # the newest series (value = timestamp) wins
-        for labels, val in pat.findall(text):
-            m = re.search(r'running_lora_adapters="([^"]*)"', labels)
-            if m and (best is None or float(val) >= best[0]):
-                best = (float(val), m.group(1))
-        if best is None:
-            continue
-        cur = {a for a in best[1].split(",") if a}
-        if prev[ep] is not None:
-            loads += len(cur - prev[ep])
-        else:
-            loads += len(cur)  # adapters made resident before the first sample
-        prev[ep] = cur
-        samples += 1
-    time.sleep(0.025)
-json.dump({"loads": loads, "samples": samples}, open(out, "w"))
+loads = 0
+for ep in eps:
+    text = urllib.request.urlopen(f"http://{ep}/metrics", timeout=5).read().decode()
+    m = re.search(r'^infergate_sim_lora_loads_total(?:\{[^}]*\})?\s+(\S+)', text, re.M)
+    if not m:
+        sys.exit(f"goals.sh: {ep}/metrics has no infergate_sim_lora_loads_total")
+    loads += int(float(m.group(1)))
+json.dump({"loads": loads}, open(out, "w"))
 PYEOF
 }
 
@@ -133,12 +109,11 @@ lora_run() { # label, target kind
   rate="$(rate_for 0.8)"
   ig_start_sims "lora-$label" "$PODS" "${SIM_COMMON[@]}" --lora "$LORAS" --max-loras 2
   start_target "$kind" "lora-$label" ${LORAS//,/ }
-  start_lora_sampler "$ig_work/lora-$label.loads.json"
-  pids+=("$SAMPLER") # stopped (SIGTERM: it writes its count) with the pods and the target
   echo "==> lora-mix / $label: $kind at 0.8x capacity ($rate req/s)" >&2
   "$BIN" bench --url "http://127.0.0.1:$GW" --model "$MODEL" --workload lora-mix --models "$MODEL,$LORAS" \
     --requests "$LORA_REQ" --rate "$rate" --seed 3 --label "$label" --no-progress --timeout 120 \
     --json "$ig_work/lora-$label.json" >"$ig_work/lora-$label.txt"
+  count_lora_loads "$ig_work/lora-$label.loads.json"
   ig_stop_all
 }
 
@@ -197,7 +172,7 @@ if "lora-mix" in goals:
     base = runs[0] if runs else None
     print(f"\n### LoRA mix ({pods} pods, 2 LoRA slots each, 6 adapters + base model, Zipf popularity, "
           f"time scale {ts}, {lora_req} requests per run, 0.8x capacity)\n")
-    print("| target | done | failed+shed | TTFT p50 | TTFT p90 | TTFT p99 | adapter loads (sampled) | loads vs base | TTFT p90 vs base |")
+    print("| target | done | failed+shed | TTFT p50 | TTFT p90 | TTFT p99 | adapter loads | loads vs base | TTFT p90 vs base |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for l, d, c in runs:
         s, t = d["summary"], d["summary"]["ttft_ms"]
@@ -208,6 +183,6 @@ if "lora-mix" in goals:
               f"{t['p50']:.0f} ms | {t['p90']:.0f} ms | {t['p99']:.0f} ms | {f(loads)} | "
               f"{f(loads / bl if loads is not None and bl else None, '{:.2f}x')} | "
               f"{f(t['p90'] / bt if bt else None, '{:.2f}x')} |")
-    print("\nGoal: fewer adapter loads and lower TTFT than least_conn. Loads are sampled every 25 ms from "
-          "vllm:lora_requests_info (the simulator has no load counter), so they are a lower bound.")
+    print("\nGoal: fewer adapter loads and lower TTFT than least_conn. Loads: the pods' "
+          "infergate_sim_lora_loads_total.")
 PYEOF

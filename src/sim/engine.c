@@ -351,6 +351,7 @@ int ig_sim_engine_load_adapter(ig_sim_engine_t *e, int idx) {
   }
   a->resident = 1;
   a->last_used = e->stats.steps;
+  e->stats.lora_loads++;
   return 0;
 }
 

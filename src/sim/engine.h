@@ -91,6 +91,7 @@ typedef struct {
   uint64_t prefix_queries;    /* prompt tokens looked up in the prefix cache */
   uint64_t prefix_hits;       /* of those, found cached */
   uint64_t preemptions;
+  uint64_t lora_loads;        /* adapters made resident (each load of an evicted adapter counts again) */
   uint64_t requests_finished;
   uint64_t requests_aborted;
   uint64_t steps;

@@ -106,6 +106,8 @@ static void vllm_metrics(ig_sim_pod_t *pod, out_t *o, int v1) {
   histogram(o, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", &s->ttft);
   histogram(o, "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", &s->e2e);
   lora_info(pod, o->b);
+  counter(o, "infergate_sim_lora_loads", "Adapters made resident in a LoRA slot (simulator only).",
+          (double)s->lora_loads);
   ig_buf_printf(o->b,
                 "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
                 "# TYPE vllm:cache_config_info gauge\n"

@@ -244,6 +244,8 @@ static void test_lora_waiting(void **state) {
   assert_int_equal(ig_sim_engine_load_adapter(&e, ia), 0);
   assert_int_equal(ig_sim_engine_slots_used(&e), 1);
   assert_true(e.adapters[ia].resident);
+  assert_int_equal(ig_sim_engine_load_adapter(&e, ia), 0); /* already resident: not a new load */
+  assert_int_equal(e.stats.lora_loads, 1);
 
   ig_sim_seq_t sa, sb, base;
   seq_for(&sa, 1, 100, 3, ia, "a");
@@ -268,6 +270,7 @@ static void test_lora_waiting(void **state) {
   assert_int_equal(sb.state, IG_SIM_SEQ_RUNNING);
   assert_true(e.adapters[ib].resident);
   assert_false(e.adapters[ia].resident);
+  assert_int_equal(e.stats.lora_loads, 2);
   run_idle(&e, &now, &c);
   assert_int_equal(c.done, 3);
 

@@ -17,6 +17,17 @@ typedef struct {
   int port;
 } ig_endpoint_cfg_t;
 
+/* TLS from the gateway to the endpoints of a backend or pool (issue #9; docs/security.md). */
+typedef struct {
+  char *ca_file;     /* PEM CA bundle that signs the endpoints' certificates; NULL = system store */
+  char *server_name; /* SNI and the name checked in the certificate; NULL = each endpoint's host
+                      * (an IP address is checked against the certificate's IP SANs) */
+  int verify;        /* verify the chain and the name; default 1 (0 only for tests: logged) */
+  char *cert_file;   /* client certificate chain (mTLS); NULL = none */
+  char *key_file;    /* its private key */
+  int line;
+} ig_upstream_tls_cfg_t;
+
 /* A backend is a static endpoint list with a balancing policy. An inference pool is a backend with
  * policy IG_LB_INFERENCE: its endpoints are model servers whose metrics are scraped. */
 typedef struct {
@@ -35,9 +46,21 @@ typedef struct {
   char *scheduler;              /* scheduler profile name, default "default" */
   const char *file;
   int line;
+  /* appended for model discovery (issue #5): a pool that no model names learns the models and LoRA
+   * adapters of its pods from their GET /v1/models, every discovery_interval_ms (0 = 5000) */
+  unsigned discovery_interval_ms;
+  /* appended for issue #9 (upstream security and robustness); 0 / NULL in a config built elsewhere
+   * (manifests) gives the defaults */
+  ig_upstream_tls_cfg_t *tls;         /* NULL = plain HTTP to the endpoints */
+  unsigned max_streams_per_endpoint;  /* requests in flight per endpoint; 0 = unlimited */
+  unsigned breaker_failures;          /* consecutive failures that eject an endpoint; 0 = 5 */
+  unsigned breaker_base_ms;           /* first ejection time, doubled per ejection; 0 = 10000 */
+  unsigned breaker_max_ms;            /* longest ejection; 0 = 300000 */
+  int breaker_disabled;               /* circuit_breaker.enabled: false */
 } ig_backend_cfg_t;
 
 typedef enum { IG_PATH_PREFIX, IG_PATH_EXACT } ig_path_match_t;
+
 
 typedef struct {
   char *name; /* lower-cased */
@@ -71,6 +94,9 @@ typedef struct {
   unsigned timeout_ms; /* whole request, 0 = none */
   const char *file;
   int line;
+  /* appended for issue #9: API-key authentication (auth.api_keys_file); NULL = none */
+  char *api_keys_file;       /* one bearer token per line, '#' comments; read on every activation */
+  int forward_authorization; /* forward the client's Authorization header upstream; default 0 */
 } ig_route_cfg_t;
 
 typedef enum { IG_PROTO_HTTP, IG_PROTO_TCP } ig_listener_proto_t;
@@ -122,7 +148,27 @@ typedef struct {
   size_t n_targets;
   const char *file;
   int line;
+  /* appended for integer priority (GIE InferenceObjective): higher is served first, negative is
+   * sheddable, 0 standard. Always set: `criticality` is the band of priority and Critical / Standard /
+   * Sheddable written as criticality give 1 / 0 / -1 (ig_config_priority_band). */
+  int priority;
 } ig_model_cfg_t;
+
+/* An InferenceObjective (GIE, inference.networking.x-k8s.io/v1alpha2): a named priority in a pool,
+ * chosen per request by the header x-gateway-inference-objective: NAME. */
+typedef struct {
+  char *name;
+  int priority; /* higher first; negative = sheddable; default 0 */
+  char *pool;
+  size_t pool_index;
+  const char *file;
+  int line;
+} ig_objective_cfg_t;
+
+/* The band (criticality) a priority is served in: > 0 Critical, 0 Standard, < 0 Sheddable. */
+ig_criticality_t ig_config_priority_band(int priority);
+/* The priority a criticality stands for: Critical 1, Standard 0, Sheddable -1. */
+int ig_config_criticality_priority(ig_criticality_t crit);
 
 typedef struct {
   ig_listener_cfg_t *listeners;
@@ -147,6 +193,9 @@ typedef struct {
   /* appended for issue #9; 0 in a config built elsewhere (manifests) means the fallback given */
   unsigned max_connections_per_ip; /* open client connections per peer address; default 256, 0 = unlimited */
   unsigned header_timeout_ms;      /* whole request head within; default 10000, 0 = client_timeout_ms */
+  /* appended for integer priority (issue #5) */
+  ig_objective_cfg_t *objectives;
+  size_t n_objectives;
 } ig_config_t;
 
 typedef struct {
@@ -185,6 +234,10 @@ typedef struct {
   char **models;             /* InferenceModels served by the pool */
   size_t n_models;
   const char *default_model; /* or NULL */
+  /* appended for the quick-start flags of issue #5; NULL = the loader's default */
+  const char *engine;             /* pool metrics dialect: vllm, vllm-v0, sglang, trtllm */
+  const char *profile;            /* pool scheduler profile (docs/scheduling.md) */
+  const char *discovery_interval; /* pool model discovery interval, a duration ("5s", "200ms") */
 } ig_quick_cfg_t;
 
 /* Appends the quick-start configuration as native YAML to y, for ig_config_load_string. */
@@ -195,6 +248,9 @@ void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q);
 const char *ig_config_pick_target(const ig_model_cfg_t *m, ig_rng_t *rng);
 /* Finds an InferenceModel by client-facing model name; NULL when none. */
 const ig_model_cfg_t *ig_config_find_model(const ig_config_t *cfg, const char *model, size_t len);
+/* Finds an InferenceObjective of pool pool_index by name[0..len); NULL when none. */
+const ig_objective_cfg_t *ig_config_find_objective(const ig_config_t *cfg, size_t pool_index,
+                                                   const char *name, size_t len);
 
 /* Route matching with Gateway API HTTPRoute precedence: among routes attached to listener li whose
  * hostnames match host (exact beats wildcard beats none), the match with, in order: an exact path
@@ -245,6 +301,9 @@ typedef struct {
   ig_manifest_notes_t *notes;      /* out: notes are appended here; NULL = dropped */
   int pools_only;                  /* the caller needs only pools and models (the epp): files without a
                                     * Gateway are fine */
+  int lenient_refs;                /* a backendRef to a Service or InferencePool that does not exist is a
+                                    * note (reason BackendNotFound), not an error: the rule keeps its other
+                                    * backends (none: 503); for --kube, where objects come and go */
 } ig_manifest_opts_t;
 
 /* Loads Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, and the

@@ -1,5 +1,6 @@
 /* Kubernetes API client (src/k8s): LIST + WATCH of the Gateway API and Inference Extension kinds
- * and the Pods / Services / Endpoints that give them endpoints, kept in an in-memory store and
+ * and the Pods / Services / Endpoints / EndpointSlices that give them endpoints (configured in
+ * cluster, by URL, or from a kubeconfig), kept in an in-memory store and
  * rendered as manifest text for ig_config_load_manifests_string; and a small status write-back for
  * InferenceModels. Runs on a libuv loop, single-threaded; plain http or https (OpenSSL, verified
  * against a CA file). The watch-stream line splitter and event parser are pure, for tests and fuzzing. */
@@ -52,6 +53,38 @@ void ig_k8s_event_clear(ig_k8s_event_t *ev);
  * Returns 0 or IG_EINVAL. */
 int ig_k8s_url_parse(const char *url, int *tls, char *host, size_t hostcap, int *port);
 
+/* ---- kubeconfig ---------------------------------------------------------------------------------- */
+
+/* What a kubeconfig gives for one context. Strings are owned (ig_k8s_kubeconfig_free); *_data are
+ * decoded from base64 (PEM text, NUL-terminated); file names are absolute or relative to the process'
+ * working directory (resolved against the kubeconfig's directory). */
+typedef struct {
+  char *context;         /* the context used */
+  char *server;          /* cluster.server, "https://host[:port]" (a trailing "/" removed) */
+  char *tls_server_name; /* cluster.tls-server-name: SNI and the name checked in the certificate */
+  int insecure;          /* cluster.insecure-skip-tls-verify */
+  char *ca_file, *ca_data;
+  size_t ca_data_len;
+  char *token, *token_file; /* user.token, user.tokenFile */
+  char *cert_file, *cert_data, *key_file, *key_data; /* user.client-certificate(-data), client-key(-data) */
+  size_t cert_data_len, key_data_len;
+  char *ns; /* context.namespace; NULL when none */
+} ig_k8s_kubeconfig_t;
+
+/* Parses kubeconfig text: the context named context (NULL: current-context), its cluster and user.
+ * dir is the directory relative file names are resolved against (NULL or "": as given). Returns 0, or
+ * IG_EINVAL with a one-line reason in err[0..errcap) (invalid YAML, missing context / cluster / user,
+ * invalid base64, exec / auth-provider / basic credentials, a certificate without its key). */
+int ig_k8s_kubeconfig_parse(const char *text, size_t len, const char *dir, const char *context,
+                            ig_k8s_kubeconfig_t *kc, char *err, size_t errcap);
+/* Same from a file. */
+int ig_k8s_kubeconfig_load(const char *path, const char *context, ig_k8s_kubeconfig_t *kc, char *err,
+                           size_t errcap);
+void ig_k8s_kubeconfig_free(ig_k8s_kubeconfig_t *kc);
+/* Decodes standard or URL-safe base64 (whitespace ignored, padding optional) into a new NUL-terminated
+ * buffer. Returns 0 or IG_EINVAL. */
+int ig_k8s_base64_decode(const char *in, char **out, size_t *out_len);
+
 /* ---- the watcher ------------------------------------------------------------------------------- */
 
 typedef struct ig_k8s ig_k8s_t;
@@ -72,6 +105,15 @@ typedef struct {
   void *data;
   int write_status;            /* ig_k8s_report PATCHes status only when set (serve --write-status) */
   const char *controller_name; /* NULL = "infergate.io/gateway-controller" (Gateway API status) */
+  /* added later; zero = the old behaviour */
+  const char *kubeconfig; /* a kubeconfig file: server, CA, credentials, namespace (the fields above win) */
+  const char *context;    /* its context to use; NULL = current-context */
+  int pools_only;         /* watch only what pools and models need (the epp): no Gateway / routes */
+  int leader_elect;       /* status is written only while holding the Lease below */
+  const char *lease_name; /* NULL = "infergate-status-writer" */
+  const char *lease_ns;   /* NULL = the watched namespace */
+  unsigned lease_duration_ms; /* 0 = 15000; renewed every third of it */
+  const char *identity;   /* holderIdentity; NULL = $POD_NAME or the host name, plus the pid */
 } ig_k8s_opts_t;
 
 /* Starts watching on loop. Returns 0 and a new watcher in *out, or IG_EINVAL (bad URL, no cluster
@@ -90,7 +132,13 @@ const char *ig_k8s_namespace(const ig_k8s_t *k);
  * ({parentRef {group, kind Gateway, namespace, name}, controllerName, conditions}) with Accepted=True
  * and ResolvedRefs=True, or ResolvedRefs=False reason NoReadyEndpoints when notes say so. Sends a
  * merge PATCH to .../status only when the status differs from what was last sent for that object
- * (and what the object carries). */
+ * (and what the object carries). Also: every served Gateway gets conditions Accepted and Programmed
+ * and listeners[] (supportedKinds, attachedRoutes, conditions); every HTTPRoute gets parents[] per
+ * served Gateway with Accepted and ResolvedRefs (False BackendNotFound for a missing Service or
+ * InferencePool, InvalidKind for other kinds). With opts.leader_elect only the Lease holder writes;
+ * the notes are kept so that a replica that becomes leader writes the current status at once. */
 void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes);
+/* 1 when this replica may write status: leader election is off, or it holds the Lease. */
+int ig_k8s_is_leader(const ig_k8s_t *k);
 
 #endif

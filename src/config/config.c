@@ -34,6 +34,7 @@ void ig_config_route_clear(ig_route_cfg_t *r) {
   for (size_t j = 0; j < r->n_backends; j++)
     free(r->backends[j].backend);
   free(r->backends);
+  free(r->api_keys_file);
   memset(r, 0, sizeof *r);
 }
 /* Releases a snapshot and everything it owns. Takes NULL, and partial snapshots (NULL fields,
@@ -68,6 +69,13 @@ void ig_config_free(ig_config_t *cfg) {
     free(b->endpoints);
     free(b->metrics_path);
     free(b->scheduler);
+    if (b->tls) {
+      free(b->tls->ca_file);
+      free(b->tls->server_name);
+      free(b->tls->cert_file);
+      free(b->tls->key_file);
+      free(b->tls);
+    }
   }
   free(cfg->backends);
   for (size_t i = 0; i < cfg->n_routes; i++)
@@ -82,6 +90,11 @@ void ig_config_free(ig_config_t *cfg) {
     free(m->targets);
   }
   free(cfg->models);
+  for (size_t i = 0; i < cfg->n_objectives; i++) {
+    free(cfg->objectives[i].name);
+    free(cfg->objectives[i].pool);
+  }
+  free(cfg->objectives);
   free(cfg->admin_host);
   free(cfg->default_model);
   free(cfg->access_log);
@@ -123,6 +136,24 @@ const ig_model_cfg_t *ig_config_find_model(const ig_config_t *cfg, const char *m
     if (n && strlen(n) == len && !memcmp(n, model, len)) return &cfg->models[i];
   }
   return NULL;
+}
+
+const ig_objective_cfg_t *ig_config_find_objective(const ig_config_t *cfg, size_t pool_index,
+                                                   const char *name, size_t len) {
+  for (size_t i = 0; i < cfg->n_objectives; i++) {
+    const ig_objective_cfg_t *o = &cfg->objectives[i];
+    if (o->pool_index == pool_index && o->name && strlen(o->name) == len && !memcmp(o->name, name, len))
+      return o;
+  }
+  return NULL;
+}
+
+ig_criticality_t ig_config_priority_band(int priority) {
+  return priority > 0 ? IG_CRIT_CRITICAL : priority < 0 ? IG_CRIT_SHEDDABLE : IG_CRIT_STANDARD;
+}
+
+int ig_config_criticality_priority(ig_criticality_t crit) {
+  return crit == IG_CRIT_CRITICAL ? 1 : crit == IG_CRIT_SHEDDABLE ? -1 : 0;
 }
 
 /* ---- route matching ---------------------------------------------------------------------------- */

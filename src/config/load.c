@@ -268,6 +268,28 @@ static int uint_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, 
   return 0;
 }
 
+/* A signed integer (an optional '-' or '+', then digits) in [min, max]; returns 0 or -1 after an error. */
+static int sint_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, int64_t min, int64_t max,
+                   int64_t *out) {
+  const char *s = str_of(c, n, key, what);
+  if (!s) return -1;
+  int neg = s[0] == '-';
+  const char *p = s + (s[0] == '-' || s[0] == '+');
+  uint64_t v;
+  int d = parse_digits(p, &v);
+  if (d == 0 || p[d]) {
+    err_at(c, n, "invalid integer '%.64s' for '%s' in %s", s, key, what);
+    return -1;
+  }
+  if (v > (uint64_t)INT64_MAX || (neg ? -(int64_t)v < min : (int64_t)v > max)) {
+    err_at(c, n, "'%s' in %s is out of range: %.64s (expected %lld..%lld)", key, what, s, (long long)min,
+           (long long)max);
+    return -1;
+  }
+  *out = neg ? -(int64_t)v : (int64_t)v;
+  return 0;
+}
+
 /* A duration: integer with unit ms, s, m or h; a bare integer means milliseconds. */
 static int dur_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, uint64_t min, uint64_t max,
                   unsigned *out) {
@@ -465,17 +487,160 @@ static const char *const proto_names[] = {"http", "tcp", NULL};
 
 static const char *const backend_keys[] = {
     "name",         "policy",         "endpoints", "connect_timeout", "response_timeout",
-    "idle_timeout", "max_idle_conns", NULL};
+    "idle_timeout", "max_idle_conns", "tls",       "max_streams_per_endpoint", "circuit_breaker", NULL};
 static const char *const pool_keys[] = {
     "name",      "endpoints",       "engine",           "scrape_interval", "metrics_path",
     "scheduler", "connect_timeout", "response_timeout", "idle_timeout",    "max_idle_conns",
-    NULL};
+    "discovery_interval", "tls", "max_streams_per_endpoint", "circuit_breaker", NULL};
 
 /* The value stored by get_map for key (which must be in keys). */
 static yaml_node_t *field(const char *const *keys, yaml_node_t **v, const char *key) {
   for (size_t i = 0; keys[i]; i++)
     if (!strcmp(keys[i], key)) return v[i];
   return NULL;
+}
+
+/* ---- issue #9: upstream TLS, circuit breaker, API keys ----------------------------------------- */
+
+/* A boolean: true/false (also yes/no, on/off); returns 0 or -1 after an error. */
+static int bool_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, int *out) {
+  const char *s = str_of(c, n, key, what);
+  if (!s) return -1;
+  if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")) {
+    *out = 1;
+    return 0;
+  }
+  if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off")) {
+    *out = 0;
+    return 0;
+  }
+  err_at(c, n, "'%s' in %s must be true or false, not '%.64s'", key, what, s);
+  return -1;
+}
+
+/* A path to a file that must be readable now (it is read again on every activation). Returns a new
+ * copy or NULL after an error. */
+static char *readable_file_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what) {
+  const char *s = str_of(c, n, key, what);
+  if (!s) return NULL;
+  FILE *f = fopen(s, "r");
+  if (!f) {
+    err_at(c, n, "cannot read '%s' file '%s' of %s: %s", key, s, what, strerror(errno));
+    return NULL;
+  }
+  fclose(f);
+  return ig_strdup(s);
+}
+
+static void check_cert_key(ctx_t *c, yaml_node_t *cn, yaml_node_t *kn, const char *cert, const char *key);
+
+enum { UT_ENABLED, UT_CA, UT_NAME, UT_VERIFY, UT_CERT, UT_KEY };
+static const char *const upstream_tls_keys[] = {"enabled", "ca_file", "server_name", "verify",
+                                                "cert_file", "key_file", NULL};
+
+/* backends[].tls / pools[].tls: TLS to the endpoints, with verification unless verify: false. The CA
+ * bundle must hold at least one PEM certificate; a client certificate needs its key (and they must
+ * match). enabled: false (or an absent mapping) leaves b->tls NULL. */
+static void parse_upstream_tls(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const char *what) {
+  yaml_node_t *v[MAX_FIELDS];
+  char w[64];
+  snprintf(w, sizeof w, "%s tls", what);
+  if (get_map(c, n, w, upstream_tls_keys, v) != 0) return;
+  int on = 1;
+  if (ig_yaml_present(v[UT_ENABLED]) && bool_of(c, v[UT_ENABLED], "enabled", w, &on) != 0) return;
+  if (!on) return;
+  ig_upstream_tls_cfg_t *t = b->tls = IG_NEW(ig_upstream_tls_cfg_t);
+  t->line = line_of(n);
+  t->verify = 1;
+  if (ig_yaml_present(v[UT_VERIFY])) bool_of(c, v[UT_VERIFY], "verify", w, &t->verify);
+  if (ig_yaml_present(v[UT_CA]) && (t->ca_file = readable_file_of(c, v[UT_CA], "ca_file", w))) {
+    FILE *f = fopen(t->ca_file, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f) fclose(f);
+    if (!x) err_at(c, v[UT_CA], "'ca_file' '%s' of %s holds no PEM certificate", t->ca_file, w);
+    X509_free(x);
+    ERR_clear_error();
+  }
+  const char *s;
+  if (ig_yaml_present(v[UT_NAME]) && (s = str_of(c, v[UT_NAME], "server_name", w))) {
+    if (s[0] == '\0' || strlen(s) > 253 || strpbrk(s, " \t/"))
+      err_at(c, v[UT_NAME], "invalid 'server_name' '%.64s' in %s", s, w);
+    else
+      t->server_name = ig_strdup(s);
+  }
+  int has_cert = ig_yaml_present(v[UT_CERT]), has_key = ig_yaml_present(v[UT_KEY]);
+  if (has_cert != has_key) {
+    err_at(c, n, "%s needs both 'cert_file' and 'key_file' for a client certificate", w);
+    return;
+  }
+  if (has_cert) {
+    const char *cs = str_of(c, v[UT_CERT], "cert_file", w), *ks = str_of(c, v[UT_KEY], "key_file", w);
+    if (!cs || !ks) return;
+    t->cert_file = ig_strdup(cs);
+    t->key_file = ig_strdup(ks);
+    check_cert_key(c, v[UT_CERT], v[UT_KEY], cs, ks);
+  }
+}
+
+enum { CB_ENABLED, CB_FAILURES, CB_BASE, CB_MAX };
+static const char *const breaker_keys[] = {"enabled", "consecutive_failures", "base_ejection_time",
+                                           "max_ejection_time", NULL};
+
+/* backends[].circuit_breaker / pools[].circuit_breaker. */
+static void parse_breaker(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const char *what) {
+  yaml_node_t *v[MAX_FIELDS];
+  char w[64];
+  snprintf(w, sizeof w, "%s circuit_breaker", what);
+  if (get_map(c, n, w, breaker_keys, v) != 0) return;
+  int on = 1;
+  if (ig_yaml_present(v[CB_ENABLED]) && bool_of(c, v[CB_ENABLED], "enabled", w, &on) == 0)
+    b->breaker_disabled = !on;
+  uint64_t u;
+  if (ig_yaml_present(v[CB_FAILURES]) && uint_of(c, v[CB_FAILURES], "consecutive_failures", w, 1, 1000000, &u) == 0)
+    b->breaker_failures = (unsigned)u;
+  if (ig_yaml_present(v[CB_BASE])) dur_of(c, v[CB_BASE], "base_ejection_time", w, 1, DAY_MS, &b->breaker_base_ms);
+  if (ig_yaml_present(v[CB_MAX])) dur_of(c, v[CB_MAX], "max_ejection_time", w, 1, DAY_MS, &b->breaker_max_ms);
+  if (b->breaker_base_ms && b->breaker_max_ms && b->breaker_max_ms < b->breaker_base_ms)
+    err_at(c, v[CB_MAX], "'max_ejection_time' in %s is shorter than 'base_ejection_time'", w);
+}
+
+/* The options of issue #9 shared by backends and pools. */
+static void parse_backend_security(ctx_t *c, const char *const *keys, yaml_node_t **v, ig_backend_cfg_t *b,
+                                   const char *what) {
+  yaml_node_t *n = field(keys, v, "tls");
+  if (ig_yaml_present(n)) parse_upstream_tls(c, n, b, what);
+  n = field(keys, v, "circuit_breaker");
+  if (ig_yaml_present(n)) parse_breaker(c, n, b, what);
+  uint64_t u;
+  n = field(keys, v, "max_streams_per_endpoint");
+  if (ig_yaml_present(n) && uint_of(c, n, "max_streams_per_endpoint", what, 0, 1000000, &u) == 0)
+    b->max_streams_per_endpoint = (unsigned)u;
+}
+
+enum { AU_KEYS_FILE, AU_FORWARD };
+static const char *const auth_keys[] = {"api_keys_file", "forward_authorization", NULL};
+
+/* routes[].auth: bearer API keys from a file (one per line, '#' comments); the file must be readable
+ * and hold at least one key. */
+static void parse_auth(ctx_t *c, yaml_node_t *n, ig_route_cfg_t *r) {
+  const char *w = "route auth";
+  yaml_node_t *v[MAX_FIELDS];
+  if (get_map(c, n, w, auth_keys, v) != 0) return;
+  if (ig_yaml_present(v[AU_FORWARD])) bool_of(c, v[AU_FORWARD], "forward_authorization", w, &r->forward_authorization);
+  if (!required(c, n, v[AU_KEYS_FILE], "api_keys_file", w)) return;
+  char *path = readable_file_of(c, v[AU_KEYS_FILE], "api_keys_file", w);
+  if (!path) return;
+  FILE *f = fopen(path, "r");
+  size_t keys = 0;
+  char line[1024];
+  while (f && fgets(line, sizeof line, f)) {
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p && *p != '#' && *p != '\n' && *p != '\r') keys++;
+  }
+  if (f) fclose(f);
+  if (keys == 0) err_at(c, v[AU_KEYS_FILE], "'api_keys_file' '%s' holds no API key", path);
+  r->api_keys_file = path;
 }
 
 /* The endpoint list of a backend or pool: required, non-empty, no duplicates. */
@@ -533,6 +698,7 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
       b->scrape_interval_ms = 50;
       b->metrics_path = ig_strdup("/metrics");
       b->scheduler = ig_strdup("default");
+      b->discovery_interval_ms = 5000;
     }
     const char *name;
     if (required(c, item, F("name"), "name", what) && (name = str_of(c, F("name"), "name", what))) {
@@ -555,6 +721,7 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
     if (ig_yaml_present(F("max_idle_conns")) &&
         uint_of(c, F("max_idle_conns"), "max_idle_conns", what, 0, 100000, &u) == 0)
       b->max_idle_conns = (unsigned)u;
+    parse_backend_security(c, keys, v, b, what);
     int e;
     if (!pools) {
       if (ig_yaml_present(F("policy")) && enum_of(c, F("policy"), "policy", what, policy_names, &e) == 0)
@@ -565,6 +732,8 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
       b->engine = (ig_engine_t)e;
     if (ig_yaml_present(F("scrape_interval")))
       dur_of(c, F("scrape_interval"), "scrape_interval", what, 1, HOUR_MS, &b->scrape_interval_ms);
+    if (ig_yaml_present(F("discovery_interval")))
+      dur_of(c, F("discovery_interval"), "discovery_interval", what, 10, HOUR_MS, &b->discovery_interval_ms);
     const char *s;
     if (ig_yaml_present(F("metrics_path")) && (s = str_of(c, F("metrics_path"), "metrics_path", what))) {
       if (s[0] != '/')
@@ -801,8 +970,8 @@ static void parse_access_log(ctx_t *c, yaml_node_t *n) {
   c->cfg->access_log = ig_strdup(s);
 }
 
-enum { M_NAME, M_POOL, M_CRIT, M_TARGETS };
-static const char *const model_keys[] = {"name", "pool", "criticality", "targets", NULL};
+enum { M_NAME, M_POOL, M_CRIT, M_TARGETS, M_PRIO };
+static const char *const model_keys[] = {"name", "pool", "criticality", "targets", "priority", NULL};
 static const char *const target_keys[] = {"name", "weight", NULL};
 
 /* targets: <= 10 entries, unique names, weights on all or none (none = equal split). */
@@ -883,9 +1052,68 @@ static void parse_models(ctx_t *c, yaml_node_t *seq) {
       }
     }
     int e;
-    if (ig_yaml_present(v[M_CRIT]) && enum_of(c, v[M_CRIT], "criticality", what, crit_names, &e) == 0)
+    int64_t prio = 0;
+    if (ig_yaml_present(v[M_CRIT]) && ig_yaml_present(v[M_PRIO]))
+      err_at(c, v[M_PRIO], "model has both 'criticality' and 'priority': give one of them");
+    else if (ig_yaml_present(v[M_CRIT]) && enum_of(c, v[M_CRIT], "criticality", what, crit_names, &e) == 0)
       m->criticality = (ig_criticality_t)e;
+    else if (ig_yaml_present(v[M_PRIO]) &&
+             sint_of(c, v[M_PRIO], "priority", what, INT32_MIN, INT32_MAX, &prio) == 0)
+      m->criticality = ig_config_priority_band((int)prio);
+    /* both spellings end up as a priority and its band */
+    if (ig_yaml_present(v[M_PRIO]) && !ig_yaml_present(v[M_CRIT]))
+      m->priority = (int)prio;
+    else
+      m->priority = ig_config_criticality_priority(m->criticality);
     if (ig_yaml_present(v[M_TARGETS])) parse_targets(c, v[M_TARGETS], m);
+  }
+}
+
+static const char *const objective_keys[] = {"name", "pool", "priority", NULL};
+
+/* objectives: InferenceObjectives, {name, pool, priority}; names unique per pool. */
+static void parse_objectives(ctx_t *c, yaml_node_t *seq) {
+  const char *what = "objective";
+  ig_config_t *cfg = c->cfg;
+  if (!is_list(c, seq, "objectives", "the top level")) return;
+  size_t n = ig_yaml_seq_len(seq);
+  cfg->objectives = ig_calloc(n ? n : 1, sizeof *cfg->objectives);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = seq_at(c, seq, i), *v[MAX_FIELDS];
+    if (get_map(c, item, what, objective_keys, v) != 0) continue;
+    ig_objective_cfg_t *o = &cfg->objectives[cfg->n_objectives++];
+    o->file = cfg->source;
+    o->line = line_of(item);
+    const char *pool;
+    if (required(c, item, v[1], "pool", what) && (pool = str_of(c, v[1], "pool", what))) {
+      long bi = backend_index(cfg, pool);
+      if (bi < 0)
+        err_at(c, v[1], "unknown pool '%s' in objective", pool);
+      else if (cfg->backends[bi].policy != IG_LB_INFERENCE)
+        err_at(c, v[1], "'%s' is a backend, not an inference pool (declare it under 'pools')", pool);
+      else {
+        o->pool = ig_strdup(pool);
+        o->pool_index = (size_t)bi;
+      }
+    }
+    const char *name;
+    if (required(c, item, v[0], "name", what) && (name = str_of(c, v[0], "name", what))) {
+      size_t len = strlen(name), j = 0;
+      const ig_objective_cfg_t *prev = cfg->objectives;
+      while (j + 1 < cfg->n_objectives && (!prev[j].name || !o->pool || !prev[j].pool ||
+                                           strcmp(prev[j].name, name) || strcmp(prev[j].pool, o->pool)))
+        j++;
+      if (len == 0 || len > MAX_MODEL_NAME)
+        err_at(c, v[0], "objective name must be 1..%d characters", MAX_MODEL_NAME);
+      else if (j + 1 < cfg->n_objectives)
+        err_at(c, v[0], "duplicate objective '%s' in pool '%s' (first defined at line %d)", name, o->pool,
+               cfg->objectives[j].line);
+      else
+        o->name = ig_strdup(name);
+    }
+    int64_t prio = 0;
+    if (ig_yaml_present(v[2]) && sint_of(c, v[2], "priority", what, INT32_MIN, INT32_MAX, &prio) == 0)
+      o->priority = (int)prio;
   }
 }
 
@@ -907,9 +1135,9 @@ static void parse_default_model(ctx_t *c, yaml_node_t *n) {
 
 /* ---- routes ------------------------------------------------------------------------------------ */
 
-enum { R_NAME, R_LISTENERS, R_HOSTNAMES, R_MATCHES, R_BACKENDS, R_BACKEND, R_TIMEOUT };
+enum { R_NAME, R_LISTENERS, R_HOSTNAMES, R_MATCHES, R_BACKENDS, R_BACKEND, R_TIMEOUT, R_AUTH };
 static const char *const route_keys[] = {"name",     "listeners", "hostnames", "matches",
-                                         "backends", "backend",   "timeout",   NULL};
+                                         "backends", "backend",   "timeout",   "auth", NULL};
 static const char *const match_keys[] = {"path", "method", "headers", NULL};
 static const char *const path_keys[] = {"type", "value", NULL};
 static const char *const header_keys[] = {"name", "value", "type", NULL};
@@ -1147,6 +1375,7 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
     if (ig_yaml_present(v[R_MATCHES])) parse_matches(c, v[R_MATCHES], r);
     parse_backend_refs(c, item, v[R_BACKENDS], v[R_BACKEND], r);
     if (ig_yaml_present(v[R_TIMEOUT])) dur_of(c, v[R_TIMEOUT], "timeout", what, 0, DAY_MS, &r->timeout_ms);
+    if (ig_yaml_present(v[R_AUTH])) parse_auth(c, v[R_AUTH], r);
   }
 }
 
@@ -1162,11 +1391,12 @@ enum {
   T_BACKENDS,
   T_POOLS,
   T_MODELS,
-  T_ROUTES
+  T_ROUTES,
+  T_OBJECTIVES
 };
 static const char *const top_keys[] = {"listeners",  "admin",         "limits",   "timeouts",
                                        "access_log", "default_model", "backends", "pools",
-                                       "models",     "routes",        NULL};
+                                       "models",     "routes",        "objectives", NULL};
 
 /* Walks the root mapping in dependency order: backends and pools first so that references from
  * listeners, models and routes can be checked where they are written. */
@@ -1185,6 +1415,7 @@ static void parse_root(ctx_t *c, yaml_node_t *root) {
   parse_timeouts(c, v[T_TIMEOUTS]);
   parse_access_log(c, v[T_ACCESS_LOG]);
   if (ig_yaml_present(v[T_MODELS])) parse_models(c, v[T_MODELS]);
+  if (ig_yaml_present(v[T_OBJECTIVES])) parse_objectives(c, v[T_OBJECTIVES]);
   parse_default_model(c, v[T_DEFAULT_MODEL]);
   if (ig_yaml_present(v[T_ROUTES])) parse_routes(c, v[T_ROUTES]);
 }

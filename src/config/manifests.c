@@ -47,6 +47,7 @@
 #define ANN_METRICS_PATH "infergate.io/metrics-path"
 #define ANN_SCRAPE "infergate.io/scrape-interval"
 #define ANN_ENDPOINTS "infergate.io/endpoints"
+#define ANN_POOL_SERVICE "infergate.io/service" /* pool annotation: take this Service's EndpointSlices */
 #define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 
 #define GROUP_GATEWAY "gateway.networking.k8s.io"
@@ -59,6 +60,7 @@ typedef enum {
   K_TCPROUTE,
   K_POOL,
   K_MODEL,
+  K_OBJECTIVE,
   K_POD,
   K_SERVICE,
   K_ENDPOINTS,
@@ -78,6 +80,7 @@ static const struct {
     {GROUP_GIE "/v1", "InferencePool", K_POOL},
     {GROUP_GIE_X "/v1alpha2", "InferencePool", K_POOL},
     {GROUP_GIE_X "/v1alpha2", "InferenceModel", K_MODEL},
+    {GROUP_GIE_X "/v1alpha2", "InferenceObjective", K_OBJECTIVE},
     {"v1", "Pod", K_POD},
     {"v1", "Service", K_SERVICE},
     {"v1", "Endpoints", K_ENDPOINTS},
@@ -127,6 +130,8 @@ typedef struct {
   svc_port_t *ports;
   size_t n_ports;
   yaml_node_t *ep_annotation;
+  label_t *selector; /* spec.selector: pools with the same selector take its EndpointSlices */
+  size_t n_selector;
 } svc_t;
 
 /* Addresses and ports for a Service: one subset of an Endpoints, or one EndpointSlice. */
@@ -1070,6 +1075,8 @@ static void parse_service(ctx_t *c, res_t *r) {
   s->r = r;
   s->ep_annotation = annotation(c, r, ANN_ENDPOINTS);
   if (!is_map(c, r->spec, "spec")) return;
+  yaml_node_t *sel = get(c, r->spec, "selector");
+  if (ig_yaml_present(sel)) s->selector = labels_of(c, sel, "spec.selector", &s->n_selector);
   yaml_node_t *ip = get(c, r->spec, "clusterIP");
   if (ig_yaml_present(ip) && (s->cluster_ip = str(c, ip, "spec.clusterIP")) && strcmp(s->cluster_ip, "None") &&
       !valid_ip(s->cluster_ip)) {
@@ -1332,8 +1339,43 @@ static void pool_annotations(ctx_t *c, res_t *r, ig_backend_cfg_t *b) {
     dur_of(c, n, "metadata.annotations." ANN_SCRAPE, 1, 3600000, &b->scrape_interval_ms);
 }
 
+/* Whether two label sets are equal (as sets). */
+static int same_labels(const label_t *a, size_t na, const label_t *b, size_t nb) {
+  if (na != nb) return 0;
+  for (size_t i = 0; i < na; i++) {
+    const char *v = label_get(b, nb, a[i].key);
+    if (!v || strcmp(v, a[i].value)) return 0;
+  }
+  return 1;
+}
+
+/* Pool endpoints from EndpointSlices (and Endpoints) of its namespace that belong to the Service named
+ * by the pool's infergate.io/service annotation, or to a Service whose selector is the pool's: ready
+ * addresses, on each target port the slice lists (every target port when it lists none). */
+static void pool_slices(ctx_t *c, res_t *r, pool_t *p, const int *ports, size_t n_ports) {
+  yaml_node_t *an = annotation(c, r, ANN_POOL_SERVICE);
+  const char *named = an ? str(c, an, "metadata.annotations." ANN_POOL_SERVICE) : NULL;
+  for (size_t i = 0; i < c->n_groups; i++) {
+    epgroup_t *g = &c->groups[i];
+    if (strcmp(g->r->ns, r->ns)) continue;
+    svc_t *s = named ? NULL : find_service(c, r->ns, g->service);
+    if (named ? strcmp(named, g->service) != 0
+              : !s || !s->n_selector || !same_labels(s->selector, s->n_selector, p->selector, p->n_selector))
+      continue;
+    for (size_t j = 0; j < n_ports; j++) {
+      size_t k = 0;
+      while (k < g->n_ports && g->ports[k].port != ports[j])
+        k++;
+      if (g->n_ports && k == g->n_ports) continue;
+      for (size_t a = 0; a < g->n_ips; a++)
+        endpoint_add(c, p->backend, g->ips[a], ports[j]);
+    }
+  }
+}
+
 /* An InferencePool of either API version becomes a pool whose endpoints are the ready Pods of its
- * namespace matching the selector, one per target port. */
+ * namespace matching the selector, one per target port, plus the ready addresses of its Service's
+ * EndpointSlices (pool_slices). */
 static void parse_pool(ctx_t *c, res_t *r) {
   yaml_node_t *v[MAX_FIELDS];
   int ports[MAX_TARGET_PORTS];
@@ -1413,6 +1455,7 @@ static void parse_pool(ctx_t *c, res_t *r) {
     for (size_t j = 0; j < n_ports; j++)
       endpoint_add(c, p->backend, pod->ip, ports[j]);
   }
+  pool_slices(c, r, p, ports, n_ports);
   if (c->cfg->backends[p->backend].n_endpoints == 0)
     note_at(c, r->root, "NoReadyEndpoints",
             "no ready Pod matches the selector; requests to the pool get 503");
@@ -1759,6 +1802,14 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *t) {
   }
 }
 
+/* Whether the manifests have Service ns/name or endpoints (Endpoints, EndpointSlices) for it. */
+static int service_exists(ctx_t *c, const char *ns, const char *name) {
+  if (find_service(c, ns, name)) return 1;
+  for (size_t i = 0; i < c->n_groups; i++)
+    if (!strcmp(c->groups[i].r->ns, ns) && !strcmp(c->groups[i].service, name)) return 1;
+  return 0;
+}
+
 /* backendRefs of a rule: Services (endpoints resolved here) and InferencePools. */
 static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_t *seq, ig_route_cfg_t *t) {
   if (!need(c, rule, seq, "rules[]", "backendRefs") || !is_seq(c, seq, "rules[].backendRefs")) return;
@@ -1768,6 +1819,7 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
   }
   uint64_t total = 0;
   int bad = 0;
+  size_t missing = 0; /* lenient_refs: references to nothing, skipped */
   t->backends = ig_calloc(ig_yaml_seq_len(seq), sizeof *t->backends);
   for (size_t i = 0; i < ig_yaml_seq_len(seq); i++) {
     yaml_node_t *bn = seq_item(c, seq, i), *v[MAX_FIELDS], *nn;
@@ -1799,9 +1851,20 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
         bad = 1;
         continue;
       }
+      if (c->opts && c->opts->lenient_refs && !service_exists(c, r->ns, name)) {
+        note_at(c, nn, "BackendNotFound", "backendRefs[].name: Service %s not found; the rule skips it", name);
+        missing++;
+        continue;
+      }
       bi = service_backend(c, nn, r->ns, name, port);
     } else if (g && (!strcmp(g, GROUP_GIE) || !strcmp(g, GROUP_GIE_X)) && !strcmp(k, "InferencePool")) {
       long pi = find_pool(c, r->ns, name);
+      if (pi < 0 && c->opts && c->opts->lenient_refs) {
+        note_at(c, nn, "BackendNotFound", "backendRefs[].name: InferencePool %s not found; the rule skips it",
+                name);
+        missing++;
+        continue;
+      }
       if (pi < 0)
         err_at(c, nn, "backendRefs[].name: unknown InferencePool '%s'", name);
       else if (c->pools[pi].r->v1 != !strcmp(g, GROUP_GIE))
@@ -1823,7 +1886,7 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
     b->weight = (unsigned)w;
     total += (uint64_t)w;
   }
-  if (!bad && total == 0)
+  if (!bad && total == 0 && !(missing && !t->n_backends))
     err_at(c, seq, "rules[].backendRefs: all weights are 0: the rule could send nothing");
 }
 
@@ -2139,6 +2202,42 @@ static void parse_model(ctx_t *c, res_t *r) {
   m->ok = ok;
 }
 
+/* ---- InferenceObjective ------------------------------------------------------------------------ */
+
+/* An InferenceObjective: spec.priority (integer, optional, 0 when unset; higher is served first,
+ * negative is sheddable) and spec.poolRef (required). Requests pick it by the header
+ * x-gateway-inference-objective: <metadata.name>. */
+static void parse_objective(ctx_t *c, res_t *r) {
+  static const char *const objective_keys[] = {"priority", "poolRef", NULL};
+  static const char *const pool_ref_keys[] = {"group", "kind", "name", NULL};
+  yaml_node_t *v[MAX_FIELDS], *pv[MAX_FIELDS], *pn;
+  if (!need(c, r->root, r->spec, "", "spec") || fields(c, r->spec, "spec", objective_keys, v)) return;
+  long prio = 0;
+  int ok = !ig_yaml_present(v[0]) || int_of(c, v[0], "spec.priority", INT32_MIN, INT32_MAX, &prio) == 0;
+  if (!need(c, r->spec, v[1], "spec", "poolRef") || fields(c, v[1], "spec.poolRef", pool_ref_keys, pv) ||
+      !(pn = need(c, v[1], pv[2], "spec.poolRef", "name")))
+    return;
+  const char *g = opt_str(c, pv[0], "spec.poolRef.group"), *k = opt_str(c, pv[1], "spec.poolRef.kind");
+  const char *pool = str(c, pn, "spec.poolRef.name");
+  if ((g && strcmp(g, GROUP_GIE_X) && strcmp(g, GROUP_GIE)) || (k && strcmp(k, "InferencePool"))) {
+    err_at(c, v[1], "spec.poolRef: must reference an InferencePool");
+    return;
+  }
+  long pi = pool ? find_pool(c, r->ns, pool) : -1;
+  if (pool && pi < 0) err_at(c, pn, "spec.poolRef.name: unknown InferencePool '%s'", pool);
+  if (pi < 0 || !ok) return;
+  ig_config_t *cfg = c->cfg;
+  cfg->objectives = ig_realloc(cfg->objectives, (cfg->n_objectives + 1) * sizeof *cfg->objectives);
+  ig_objective_cfg_t *o = &cfg->objectives[cfg->n_objectives++];
+  memset(o, 0, sizeof *o);
+  o->name = ig_strdup(r->name);
+  o->priority = (int)prio;
+  o->pool_index = c->pools[pi].backend;
+  o->pool = ig_strdup(cfg->backends[o->pool_index].name);
+  o->file = r->file;
+  o->line = (int)r->root->start_mark.line + 1;
+}
+
 /* Older first: creationTimestamp (a model without one counts as newest), then namespace/name. */
 static int model_older(const model_t *a, const model_t *b) {
   if (a->r->has_created != b->r->has_created) return a->r->has_created;
@@ -2186,6 +2285,7 @@ static void emit_models(ctx_t *c) {
     ig_model_cfg_t *out = &cfg->models[cfg->n_models++];
     out->model_name = ig_strdup(m->model_name);
     out->criticality = m->crit;
+    out->priority = ig_config_criticality_priority(m->crit);
     out->pool_index = c->pools[m->pool].backend;
     out->pool = ig_strdup(cfg->backends[out->pool_index].name);
     out->targets = m->targets;
@@ -2271,8 +2371,10 @@ static void ctx_free(ctx_t *c) {
   for (size_t i = 0; i < c->n_pods; i++)
     free(c->pods[i].labels);
   free(c->pods);
-  for (size_t i = 0; i < c->n_svcs; i++)
+  for (size_t i = 0; i < c->n_svcs; i++) {
     free(c->svcs[i].ports);
+    free(c->svcs[i].selector);
+  }
   free(c->svcs);
   for (size_t i = 0; i < c->n_groups; i++) {
     free(c->groups[i].ips);
@@ -2363,6 +2465,11 @@ static void run_phases(ctx_t *c) {
     if (c->res[i]->kind == K_MODEL) {
       use(c, c->res[i]);
       parse_model(c, c->res[i]);
+    }
+  for (size_t i = 0; i < c->n_res; i++)
+    if (c->res[i]->kind == K_OBJECTIVE) {
+      use(c, c->res[i]);
+      parse_objective(c, c->res[i]);
     }
   emit_models(c);
   drop_idle_tcp(c);

@@ -1,5 +1,6 @@
 /* The quick-start configuration (serve and epp without a file), written as native YAML so that it goes
  * through exactly the same loader and validation as a file. */
+#include <stddef.h>
 #include <string.h>
 
 #include "infergate/config.h"
@@ -45,6 +46,18 @@ void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q) {
   if (q->pool) {
     ig_buf_puts(y, "pools:\n  - name: default\n    endpoints: ");
     yaml_list(y, q->pool);
+    static const struct {
+      const char *key;
+      size_t off;
+    } opt[] = {{"engine", offsetof(ig_quick_cfg_t, engine)},
+               {"scheduler", offsetof(ig_quick_cfg_t, profile)},
+               {"discovery_interval", offsetof(ig_quick_cfg_t, discovery_interval)}};
+    for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
+      const char *v = *(const char *const *)((const char *)q + opt[i].off);
+      if (!v) continue;
+      ig_buf_printf(y, "\n    %s: ", opt[i].key);
+      yaml_quote(y, v, strlen(v));
+    }
   } else {
     ig_buf_puts(y, "backends:\n  - name: default\n    endpoints: ");
     yaml_list(y, q->backend ? q->backend : "");

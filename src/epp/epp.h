@@ -84,6 +84,8 @@ static inline void epp_list_del(epp_link_t *n) {
 
 /* ---- the picker's state ---- */
 
+struct epp_stream;
+
 typedef struct {
   char addr[EPP_ADDR_MAX]; /* "ip:port" or "[ipv6]:port": what Envoy's ORIGINAL_DST cluster dials */
   unsigned inflight;       /* our picks not yet released (response end or stream close) */
@@ -99,7 +101,10 @@ typedef struct {
 } epp_opts_t;
 
 typedef struct epp {
-  ig_config_t *cfg; /* owned */
+  ig_config_t *cfg; /* owned; replaced by epp_reconfigure */
+  char *pool_name;  /* as asked for (NULL: the only inference pool), looked up again on reconfigure */
+  uint64_t gen;     /* bumped when eps changes: streams re-find their endpoint by address */
+  uv_loop_t *loop;  /* the scrapers' loop, once epp_scrape_start ran */
   const ig_backend_cfg_t *pool;
   size_t pool_index;
   int pool_has_models; /* an InferenceModel names the pool: unknown models get 404 */
@@ -123,6 +128,14 @@ typedef struct epp {
  * IG_ENOENT (no such pool, message logged) or IG_ECONNECT (a name does not resolve). */
 int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t *opts);
 void epp_free(epp_t *e);
+/* Replaces the configuration by cfg (taking ownership of it, also on failure): the pool is looked up
+ * again by name; endpoints that stay keep their in-flight counts, scraped metrics and prefix index,
+ * new ones start scraping, gone ones stop. Streams in flight keep their pick (epp_stream_ep). Returns
+ * 0, or IG_ENOENT (no such pool: the old configuration stays, message logged). */
+int epp_reconfigure(epp_t *e, ig_config_t *cfg);
+/* The index in e->eps of the endpoint a stream picked, found again by address after a reconfigure;
+ * (size_t)-1 when it is gone or there is no pick. */
+size_t epp_stream_ep(epp_t *e, struct epp_stream *s);
 /* Refreshes the gauges computed from state (in-flight per endpoint, ready pods) before a render. */
 void epp_metrics_refresh(epp_t *e);
 
@@ -156,6 +169,12 @@ void epp_release(epp_t *e, size_t ep);
 
 /* Starts scraping every endpoint of the pool on loop (the pool's metrics_path, interval, engine). */
 void epp_scrape_start(epp_t *e, uv_loop_t *loop);
+/* Starts scraping endpoint i (after epp_scrape_start; reconfigure). */
+void epp_scrape_one(epp_t *e, size_t i);
+/* Applies the pool's scrape settings to endpoint i's scraper. */
+void epp_scrape_update(epp_t *e, size_t i);
+/* Stops and frees the scraped endpoint of a removed endpoint entry (its handles close on the loop). */
+void epp_scrape_drop(struct endpoint *ep);
 /* Stops the scrapers (their handles close on the next loop run). */
 void epp_scrape_stop(epp_t *e);
 /* Frees the scraped endpoints; call after the loop has run the closes (from epp_free). */
@@ -170,7 +189,7 @@ uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
 
 /* ---- one ext_proc stream (extproc.c) ---- */
 
-typedef struct {
+typedef struct epp_stream {
   int req_mode, resp_mode; /* body send modes; -1 until known */
   unsigned got_headers : 1, headers_answered : 1, body_done : 1, picked : 1, done : 1, observe : 1,
       has_subset : 1, counted : 1;
@@ -181,7 +200,9 @@ typedef struct {
   size_t n_subset;
   ig_buf_t body;           /* request body accumulated until end of stream */
   size_t n_chunks;
-  size_t ep;               /* picked endpoint (when picked) */
+  size_t ep;               /* picked endpoint (when picked): index in eps of generation ep_gen */
+  uint64_t ep_gen;
+  char ep_addr[EPP_ADDR_MAX];
   char model[IG_OAI_MODEL_MAX + 1];
   char target[IG_OAI_MODEL_MAX + 1];
 } epp_stream_t;

@@ -210,7 +210,7 @@ static void running_add(epp_t *e, const epp_stream_t *s, double d) {
 static void release(epp_t *e, epp_stream_t *s) {
   if (!s->picked) return;
   s->picked = 0;
-  epp_release(e, s->ep);
+  epp_release(e, epp_stream_ep(e, s));
   running_add(e, s, -1);
 }
 
@@ -408,6 +408,8 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
   }
   s->picked = 1;
   s->ep = pk.order[0];
+  s->ep_gen = e->gen;
+  snprintf(s->ep_addr, sizeof s->ep_addr, "%s", e->eps[s->ep].addr);
   running_add(e, s, 1);
   {
     ig_buf_t l;
@@ -539,9 +541,9 @@ static void on_response_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *
   ig_arena_t a;
   ig_arena_init(&a, 1024);
   epp_common_t *c = common_new(&a);
-  if (s->ep < e->n_eps) { /* echo the endpoint this request was sent to */
+  if (s->ep != (size_t)-1 && s->ep_addr[0]) { /* echo the endpoint this request was sent to */
     epp_hmut_t *hm = hmut_new(&a, 1);
-    hmut_set(&a, hm, EPP_HDR_SERVED, e->eps[s->ep].addr);
+    hmut_set(&a, hm, EPP_HDR_SERVED, s->ep_addr);
     c->header_mutation = hm;
   }
   if (!s->observe)

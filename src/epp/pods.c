@@ -10,22 +10,37 @@
 
 #define EPP_READY_MS 2000 /* a pod counts as scraped when its metrics are younger than this */
 
+void epp_scrape_one(epp_t *e, size_t i) {
+  const ig_endpoint_cfg_t *c = &e->pool->endpoints[i];
+  endpoint_t *ep = IG_NEW(endpoint_t);
+  ep->host = ig_strdup(c->host);
+  ep->port = c->port;
+  snprintf(ep->name, sizeof ep->name, "%s:%d", c->host, c->port);
+  memcpy(&ep->addr, &e->eps[i].sa, sizeof ep->addr);
+  ep->resolved = 1;
+  ep->snap_refs = 1; /* ours */
+  list_init(&ep->idle);
+  ep->scrape_refs = 1;
+  scrape_start(ep, e->pool);
+  e->eps[i].scr = ep;
+}
+
 void epp_scrape_start(epp_t *e, uv_loop_t *loop) {
   if (!gw.loop) gw.loop = loop; /* scrape.c runs on gw.loop; the gateway is not started in this process */
-  for (size_t i = 0; i < e->n_eps; i++) {
-    const ig_endpoint_cfg_t *c = &e->pool->endpoints[i];
-    endpoint_t *ep = IG_NEW(endpoint_t);
-    ep->host = ig_strdup(c->host);
-    ep->port = c->port;
-    snprintf(ep->name, sizeof ep->name, "%s:%d", c->host, c->port);
-    memcpy(&ep->addr, &e->eps[i].sa, sizeof ep->addr);
-    ep->resolved = 1;
-    ep->snap_refs = 1; /* ours */
-    list_init(&ep->idle);
-    ep->scrape_refs = 1;
-    scrape_start(ep, e->pool);
-    e->eps[i].scr = ep;
-  }
+  e->loop = loop;
+  for (size_t i = 0; i < e->n_eps; i++)
+    epp_scrape_one(e, i);
+}
+
+void epp_scrape_update(epp_t *e, size_t i) {
+  if (e->eps[i].scr) scrape_start(e->eps[i].scr, e->pool);
+}
+
+void epp_scrape_drop(endpoint_t *ep) {
+  if (!ep) return;
+  scrape_stop(ep);
+  ep->snap_refs = 0;
+  endpoint_maybe_free(ep);
 }
 
 void epp_scrape_stop(epp_t *e) {

@@ -41,32 +41,127 @@ static int resolve_addr(const char *host, int port, char *out, size_t cap, struc
 
 static const double sched_bounds[] = {0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1};
 
+/* The index of the pool named pool_name in cfg (NULL: its only inference pool); -1 with the reason
+ * logged. */
+static long find_pool(const ig_config_t *cfg, const char *pool_name) {
+  long pi = -1;
+  if (pool_name) {
+    pi = ig_config_find_backend(cfg, pool_name);
+    if (pi < 0) ig_error("epp: no pool named '%s' in %s", pool_name, cfg->source ? cfg->source : "the configuration");
+    return pi;
+  }
+  for (size_t i = 0; i < cfg->n_backends; i++) {
+    if (cfg->backends[i].policy != IG_LB_INFERENCE) continue;
+    if (pi >= 0) {
+      ig_error("epp: the configuration has several pools; choose one with --pool NAME");
+      return -1;
+    }
+    pi = (long)i;
+  }
+  if (pi < 0) ig_error("epp: the configuration has no inference pool");
+  return pi;
+}
+
+/* Whether cfg has a model for pool index pi. */
+static int has_models(const ig_config_t *cfg, size_t pi) {
+  for (size_t i = 0; i < cfg->n_models; i++)
+    if (cfg->models[i].pool_index == pi) return 1;
+  return 0;
+}
+
+size_t epp_stream_ep(epp_t *e, epp_stream_t *s) {
+  if (s->ep == (size_t)-1) return (size_t)-1;
+  if (s->ep_gen == e->gen && s->ep < e->n_eps) return s->ep;
+  for (size_t i = 0; i < e->n_eps; i++)
+    if (!strcmp(e->eps[i].addr, s->ep_addr)) {
+      s->ep = i;
+      s->ep_gen = e->gen;
+      return i;
+    }
+  s->ep = (size_t)-1;
+  return (size_t)-1;
+}
+
+int epp_reconfigure(epp_t *e, ig_config_t *cfg) {
+  long pi = find_pool(cfg, e->pool_name);
+  if (pi < 0) {
+    ig_config_free(cfg);
+    return IG_ENOENT;
+  }
+  const ig_backend_cfg_t *pool = &cfg->backends[pi];
+  size_t n = pool->n_endpoints;
+  epp_endpoint_t *eps = ig_calloc(n ? n : 1, sizeof *eps);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const ig_endpoint_cfg_t *ep = &pool->endpoints[i];
+    if (resolve_addr(ep->host, ep->port, eps[k].addr, sizeof eps[k].addr, &eps[k].sa) != 0) {
+      ig_warn("epp: cannot resolve endpoint %s:%d of pool '%s'; skipped", ep->host, ep->port, pool->name);
+      continue;
+    }
+    k++;
+  }
+  /* carry what stays over (counts, scraper with its metrics and prefix index); drop what is gone */
+  int changed = k != e->n_eps;
+  for (size_t i = 0; i < k; i++) {
+    for (size_t j = 0; j < e->n_eps; j++) {
+      if (!e->eps[j].addr[0] || strcmp(e->eps[j].addr, eps[i].addr)) continue;
+      eps[i].inflight = e->eps[j].inflight;
+      eps[i].picks = e->eps[j].picks;
+      eps[i].scr = e->eps[j].scr;
+      e->eps[j].scr = NULL;
+      e->eps[j].addr[0] = '\0'; /* taken */
+      changed |= i != j;
+      break;
+    }
+    if (!eps[i].scr) changed = 1;
+  }
+  for (size_t j = 0; j < e->n_eps; j++)
+    if (e->eps[j].scr) epp_scrape_drop(e->eps[j].scr);
+  free(e->eps);
+  ig_config_t *old = e->cfg;
+  e->cfg = cfg;
+  e->pool_index = (size_t)pi;
+  e->pool = pool;
+  e->pool_has_models = has_models(cfg, e->pool_index);
+  e->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : (4u << 20);
+  e->eps = eps;
+  e->n_eps = k;
+  /* the copy of endpoints the scrapers were started from moved with cfg: point them at the new pool */
+  e->pods = ig_realloc(e->pods, (k ? k : 1) * sizeof *e->pods);
+  e->allowed = ig_realloc(e->allowed, (k ? k : 1) * sizeof *e->allowed);
+  memset(e->pods, 0, (k ? k : 1) * sizeof *e->pods);
+  const char *prof = pool->scheduler && ig_sched_profile_exists(pool->scheduler) ? pool->scheduler : "default";
+  if (strcmp(ig_sched_profile_name(e->sched), prof)) {
+    ig_sched_free(e->sched);
+    ig_sched_opts_t so;
+    ig_sched_opts_default(&so);
+    uint64_t stale = 4ull * (pool->scrape_interval_ms ? pool->scrape_interval_ms : 50);
+    if (stale > so.stale_ms) so.stale_ms = stale;
+    e->sched = ig_sched_new_opts(prof, ig_rng_next(&e->rng), &so);
+    e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
+  }
+  ig_sched_reserve(e->sched, k);
+  for (size_t i = 0; i < k; i++) {
+    if (eps[i].scr) {
+      epp_scrape_update(e, i); /* the pool's scrape settings may have changed */
+    } else if (e->loop) {
+      epp_scrape_one(e, i);
+    }
+  }
+  if (changed) e->gen++;
+  ig_config_free(old);
+  ig_info("epp: pool '%s' now has %zu endpoint(s)%s", pool->name, k, changed ? "" : " (unchanged)");
+  return 0;
+}
+
 int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t *opts) {
   memset(e, 0, sizeof *e);
   e->cfg = cfg;
   e->opts = *opts;
+  e->pool_name = pool_name ? ig_strdup(pool_name) : NULL;
   ig_rng_seed(&e->rng, opts->seed ? opts->seed : ig_wall_us());
-  long pi = -1;
-  if (pool_name) {
-    pi = ig_config_find_backend(cfg, pool_name);
-    if (pi < 0) {
-      ig_error("epp: no pool named '%s' in %s", pool_name, cfg->source ? cfg->source : "the configuration");
-      goto fail;
-    }
-  } else {
-    for (size_t i = 0; i < cfg->n_backends; i++) {
-      if (cfg->backends[i].policy != IG_LB_INFERENCE) continue;
-      if (pi >= 0) {
-        ig_error("epp: the configuration has several pools; choose one with --pool NAME");
-        goto fail;
-      }
-      pi = (long)i;
-    }
-    if (pi < 0) {
-      ig_error("epp: the configuration has no inference pool");
-      goto fail;
-    }
-  }
+  long pi = find_pool(cfg, pool_name);
+  if (pi < 0) goto fail;
   e->pool_index = (size_t)pi;
   e->pool = &cfg->backends[pi];
   if (e->pool->policy != IG_LB_INFERENCE)
@@ -85,6 +180,8 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
       e->eps = NULL;
       ig_config_free(cfg);
       e->cfg = NULL;
+      free(e->pool_name);
+      e->pool_name = NULL;
       return IG_ECONNECT;
     }
   }
@@ -132,6 +229,8 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
 fail:
   ig_config_free(cfg);
   e->cfg = NULL;
+  free(e->pool_name);
+  e->pool_name = NULL;
   return IG_ENOENT;
 }
 
@@ -171,5 +270,6 @@ void epp_free(epp_t *e) {
   free(e->allowed);
   free(e->eps);
   if (e->cfg) ig_config_free(e->cfg);
+  free(e->pool_name);
   memset(e, 0, sizeof *e);
 }

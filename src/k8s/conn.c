@@ -234,9 +234,13 @@ static int tls_setup(kconn_t *c) {
   SSL_set_bio(c->ssl, rb, wb);
   SSL_set_connect_state(c->ssl);
   X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
-  if (X509_VERIFY_PARAM_set1_ip_asc(vp, c->t->host) != 1) {
-    SSL_set_tlsext_host_name(c->ssl, c->t->host);
-    if (SSL_set1_host(c->ssl, c->t->host) != 1) return IG_EIO;
+  const char *name = c->t->tls_name ? c->t->tls_name : c->t->host;
+  if (c->t->insecure) {
+    if (!c->t->tls_name && X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1) SSL_set_tlsext_host_name(c->ssl, name);
+    if (c->t->tls_name) SSL_set_tlsext_host_name(c->ssl, name);
+  } else if (X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1) {
+    SSL_set_tlsext_host_name(c->ssl, name);
+    if (SSL_set1_host(c->ssl, name) != 1) return IG_EIO;
   }
   return 0;
 }

@@ -2,8 +2,8 @@
  * keyed by namespace/name; a 410 Gone, an ERROR event or the end of the stream re-lists; errors back
  * off (100 ms doubling to backoff_max_ms). A 404 (CRD not installed) or 403 is logged once, counts
  * as listed (empty for 404) and is retried slowly. Changes are debounced, then the store is rendered
- * as manifest text for the caller. ig_k8s_report writes InferenceModel and InferencePool status back
- * (with write_status). */
+ * as manifest text for the caller. ig_k8s_report writes InferenceModel, InferencePool, Gateway and
+ * HTTPRoute status back (with write_status; only while holding the Lease with leader_elect). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "k8s_internal.h"
 
@@ -27,25 +30,35 @@
 typedef struct {
   const char *kind, *api_version, *prefix, *plural;
   int drop_status; /* the loader does not read it; rendering without it avoids rebuilds on status */
+  int routing;     /* Gateway and routes: not watched with pools_only (the epp) */
 } kind_def_t;
 
 static const kind_def_t kinds[] = {
-    {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "gateways", 1},
-    {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "httproutes", 1},
+    {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "gateways", 1, 1},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "httproutes", 1, 1},
     {"TCPRoute", "gateway.networking.k8s.io/v1alpha2", "/apis/gateway.networking.k8s.io/v1alpha2", "tcproutes",
-     1},
+     1, 1},
     {"InferencePool", "inference.networking.k8s.io/v1", "/apis/inference.networking.k8s.io/v1",
-     "inferencepools", 1},
+     "inferencepools", 1, 0},
     {"InferencePool", "inference.networking.x-k8s.io/v1alpha2", "/apis/inference.networking.x-k8s.io/v1alpha2",
-     "inferencepools", 1},
+     "inferencepools", 1, 0},
     {"InferenceModel", "inference.networking.x-k8s.io/v1alpha2",
-     "/apis/inference.networking.x-k8s.io/v1alpha2", "inferencemodels", 1},
-    {"Pod", "v1", "/api/v1", "pods", 0},
-    {"Service", "v1", "/api/v1", "services", 0},
-    {"Endpoints", "v1", "/api/v1", "endpoints", 0},
+     "/apis/inference.networking.x-k8s.io/v1alpha2", "inferencemodels", 1, 0},
+    {"Pod", "v1", "/api/v1", "pods", 0, 0},
+    {"Service", "v1", "/api/v1", "services", 0, 0},
+    {"Endpoints", "v1", "/api/v1", "endpoints", 0, 0},
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", 0, 0},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
+#define GATEWAY_KIND 0
+#define ROUTE_KIND 1
+#define TCPROUTE_KIND 2
+#define POOL_KIND 3   /* inference.networking.k8s.io */
+#define POOL_X_KIND 4 /* inference.networking.x-k8s.io */
 #define MODEL_KIND 5
+#define SERVICE_KIND 7
+#define ENDPOINTS_KIND 8
+#define SLICE_KIND 9
 
 typedef enum { W_IDLE, W_LISTING, W_WATCHING } wstate_t;
 
@@ -73,6 +86,12 @@ struct ig_k8s {
   char host[256];
   char *ns;
   char *token_file;
+  char *token; /* a static token (kubeconfig user.token) */
+  char tls_name[256];
+  int pools_only;
+  klease_t *lease;
+  ig_manifest_notes_t notes; /* of the last build: reported again when this replica becomes leader */
+  int have_notes;
   unsigned debounce_ms, backoff_max_ms;
   ig_k8s_change_cb on_change;
   void *data;
@@ -111,7 +130,10 @@ static char *read_small(const char *path) {
 
 /* Extra header lines: the bearer token when there is one (re-read each time: tokens rotate). */
 static void auth_headers(ig_k8s_t *k, ig_buf_t *h) {
-  if (!k->token_file) return;
+  if (!k->token_file) {
+    if (k->token) ig_buf_printf(h, "Authorization: Bearer %s\r\n", k->token);
+    return;
+  }
   char *tok = read_small(k->token_file);
   if (!tok) return;
   if (*tok && !strpbrk(tok, "\r\n")) ig_buf_printf(h, "Authorization: Bearer %s\r\n", tok);
@@ -713,11 +735,283 @@ static int report_pools(ig_k8s_t *k, const ig_manifest_notes_t *notes, const cha
   return 0;
 }
 
+/* ---- Gateway and HTTPRoute status */
+
+static const char *jstr_of(json_t *o, const char *key) {
+  return json_string_value(json_object_get(o, key));
+}
+
+/* Whether parentRef ref (of a route in namespace rns) names Gateway gns/gname. */
+static int ref_is_gateway(json_t *ref, const char *rns, const char *gns, const char *gname) {
+  const char *g = jstr_of(ref, "group"), *kd = jstr_of(ref, "kind"), *n = jstr_of(ref, "name");
+  const char *ns = jstr_of(ref, "namespace");
+  if (!n || (g && strcmp(g, "gateway.networking.k8s.io")) || (kd && strcmp(kd, "Gateway"))) return 0;
+  return !strcmp(n, gname) && !strcmp(ns ? ns : rns, gns);
+}
+
+/* A Gateway this replica serves: in the store and not of another GatewayClass (per notes). */
+static json_t *served_gateway(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *ns, const char *name) {
+  char key[600];
+  snprintf(key, sizeof key, "%s/%s", ns, name);
+  json_t *gw = json_object_get(k->w[GATEWAY_KIND].items, key);
+  if (!gw || find_note(notes, "Gateway", ns, name, "OtherGatewayClass")) return NULL;
+  return gw;
+}
+
+/* Routes of kind index ki attached to listener lname of Gateway gns/gname (sectionName absent or equal). */
+static int attached_routes(ig_k8s_t *k, size_t ki, const char *gns, const char *gname, const char *lname) {
+  int n = 0;
+  const char *key;
+  json_t *route;
+  json_object_foreach(k->w[ki].items, key, route) {
+    const char *rns = jstr_of(json_object_get(route, "metadata"), "namespace");
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(json_object_get(route, "spec"), "parentRefs"), i, ref) {
+      const char *sec = jstr_of(ref, "sectionName");
+      if (ref_is_gateway(ref, rns ? rns : k->ns, gns, gname) && (!sec || !strcmp(sec, lname))) {
+        n++;
+        break;
+      }
+    }
+  }
+  return n;
+}
+
+/* "Type=Status/Reason;" for every condition type of conds in order. */
+static void conds_sig(json_t *conds, const char *const *types, ig_buf_t *out) {
+  for (size_t i = 0; types[i]; i++) {
+    cond_sig(conds, types[i], out);
+    ig_buf_puts(out, ";");
+  }
+}
+
+static const char *const gw_types[] = {"Accepted", "Programmed", NULL};
+static const char *const listener_types[] = {"Accepted", "Programmed", "ResolvedRefs", NULL};
+static const char *const route_types[] = {"Accepted", "ResolvedRefs", NULL};
+
+/* A Gateway's status signature: its conditions, then each listener's name, attached routes and
+ * conditions. */
+static void gateway_sig(json_t *status, ig_buf_t *out) {
+  conds_sig(json_object_get(status, "conditions"), gw_types, out);
+  size_t i;
+  json_t *l;
+  json_array_foreach(json_object_get(status, "listeners"), i, l) {
+    json_t *ar = json_object_get(l, "attachedRoutes");
+    ig_buf_printf(out, "|%s:%lld:", jstr_of(l, "name") ? jstr_of(l, "name") : "",
+                  json_is_integer(ar) ? (long long)json_integer_value(ar) : -1);
+    conds_sig(json_object_get(l, "conditions"), listener_types, out);
+  }
+}
+
+/* Writes Gateway status: Accepted and Programmed, and per listener supportedKinds, attachedRoutes and
+ * Accepted / Programmed / ResolvedRefs. Returns -1 when patches must wait. */
+static int report_gateways(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *now) {
+  const char *key;
+  json_t *gw;
+  json_object_foreach(k->w[GATEWAY_KIND].items, key, gw) {
+    json_t *meta = json_object_get(gw, "metadata");
+    const char *ns = jstr_of(meta, "namespace"), *name = jstr_of(meta, "name");
+    if (!name || !served_gateway(k, notes, ns ? ns : k->ns, name)) continue;
+    if (!ns) ns = k->ns;
+    json_t *conds = json_array(), *listeners = json_array();
+    json_array_append_new(conds, cond_new("Accepted", 1, "Accepted", "the Gateway is served by infergate", now, meta));
+    json_array_append_new(conds, cond_new("Programmed", 1, "Programmed", "the listeners are open", now, meta));
+    size_t i;
+    json_t *l;
+    json_array_foreach(json_object_get(json_object_get(gw, "spec"), "listeners"), i, l) {
+      const char *ln = jstr_of(l, "name"), *proto = jstr_of(l, "protocol");
+      if (!ln) continue;
+      int http = proto && (!strcmp(proto, "HTTP") || !strcmp(proto, "HTTPS"));
+      int tcp = proto && !strcmp(proto, "TCP");
+      json_t *kinds_ = json_array();
+      if (http || tcp)
+        json_array_append_new(kinds_, json_pack("{s:s, s:s}", "group", "gateway.networking.k8s.io", "kind",
+                                               http ? "HTTPRoute" : "TCPRoute"));
+      int n = http ? attached_routes(k, ROUTE_KIND, ns, name, ln) : tcp ? attached_routes(k, TCPROUTE_KIND, ns, name, ln) : 0;
+      json_t *lc = json_array();
+      int ok = http || tcp;
+      json_array_append_new(lc, cond_new("Accepted", ok, ok ? "Accepted" : "UnsupportedProtocol",
+                                         ok ? "the listener is served" : "infergate serves HTTP, HTTPS and TCP",
+                                         now, meta));
+      json_array_append_new(lc, cond_new("Programmed", ok, ok ? "Programmed" : "Invalid",
+                                         ok ? "the listener is open" : "the listener is not served", now, meta));
+      json_array_append_new(lc, cond_new("ResolvedRefs", 1, "ResolvedRefs", "references resolved", now, meta));
+      json_array_append_new(listeners, json_pack("{s:s, s:o, s:i, s:o}", "name", ln, "supportedKinds", kinds_,
+                                                 "attachedRoutes", n, "conditions", lc));
+    }
+    json_t *doc = json_pack("{s:{s:o, s:o}}", "status", "conditions", conds, "listeners", listeners);
+    ig_buf_t want, have;
+    ig_buf_init(&want);
+    ig_buf_init(&have);
+    gateway_sig(json_object_get(doc, "status"), &want);
+    gateway_sig(json_object_get(gw, "status"), &have);
+    int r = send_status(k, GATEWAY_KIND, ns, name, key, want.data, have.data, doc);
+    ig_buf_free(&want);
+    ig_buf_free(&have);
+    if (r) return r;
+  }
+  return 0;
+}
+
+/* Whether the store has Service ns/name, its Endpoints, or an EndpointSlice of it. */
+static int service_known(ig_k8s_t *k, const char *ns, const char *name) {
+  char key[600];
+  snprintf(key, sizeof key, "%s/%s", ns, name);
+  if (json_object_get(k->w[SERVICE_KIND].items, key) || json_object_get(k->w[ENDPOINTS_KIND].items, key)) return 1;
+  const char *sk;
+  json_t *sl;
+  json_object_foreach(k->w[SLICE_KIND].items, sk, sl) {
+    json_t *meta = json_object_get(sl, "metadata");
+    const char *sns = jstr_of(meta, "namespace");
+    const char *svc = jstr_of(json_object_get(meta, "labels"), "kubernetes.io/service-name");
+    if (svc && !strcmp(svc, name) && !strcmp(sns ? sns : k->ns, ns)) return 1;
+  }
+  return 0;
+}
+
+/* The ResolvedRefs verdict of an HTTPRoute from the store: NULL when every backendRef resolves, else
+ * the reason (InvalidKind beats BackendNotFound) with a message in msg. */
+static const char *route_refs(ig_k8s_t *k, json_t *route, const char *rns, char *msg, size_t cap) {
+  const char *reason = NULL;
+  size_t i, j;
+  json_t *rule, *ref;
+  json_array_foreach(json_object_get(json_object_get(route, "spec"), "rules"), i, rule) {
+    json_array_foreach(json_object_get(rule, "backendRefs"), j, ref) {
+      const char *g = jstr_of(ref, "group"), *kd = jstr_of(ref, "kind"), *n = jstr_of(ref, "name");
+      const char *bns = jstr_of(ref, "namespace");
+      if (!n) continue;
+      if (!bns) bns = rns;
+      if ((!g || !*g || !strcmp(g, "core")) && (!kd || !strcmp(kd, "Service"))) {
+        if (!service_known(k, bns, n) && !reason) {
+          reason = "BackendNotFound";
+          snprintf(msg, cap, "Service %s/%s not found", bns, n);
+        }
+      } else if (g && kd && !strcmp(kd, "InferencePool") &&
+                 (!strcmp(g, "inference.networking.k8s.io") || !strcmp(g, "inference.networking.x-k8s.io"))) {
+        char key[600];
+        snprintf(key, sizeof key, "%s/%s", bns, n);
+        size_t ki = !strcmp(g, "inference.networking.k8s.io") ? POOL_KIND : POOL_X_KIND;
+        if (!json_object_get(k->w[ki].items, key) && !reason) {
+          reason = "BackendNotFound";
+          snprintf(msg, cap, "InferencePool %s/%s (%s) not found", bns, n, g);
+        }
+      } else if (!reason || strcmp(reason, "InvalidKind")) {
+        reason = "InvalidKind";
+        snprintf(msg, cap, "backendRef %s/%s is not a Service or an InferencePool", g ? g : "core", kd ? kd : "");
+      }
+    }
+  }
+  return reason;
+}
+
+/* An HTTPRoute's status signature: per parent of ours "ns/name/section:Accepted=..;ResolvedRefs=..;". */
+static void route_sig(ig_k8s_t *k, json_t *status, ig_buf_t *out) {
+  size_t i;
+  json_t *p;
+  json_array_foreach(json_object_get(status, "parents"), i, p) {
+    const char *cn = jstr_of(p, "controllerName");
+    if (!cn || strcmp(cn, k->controller_name)) continue;
+    json_t *ref = json_object_get(p, "parentRef");
+    const char *ns = jstr_of(ref, "namespace"), *n = jstr_of(ref, "name"), *sec = jstr_of(ref, "sectionName");
+    ig_buf_printf(out, "%s/%s/%s:", ns ? ns : "", n ? n : "", sec ? sec : "");
+    conds_sig(json_object_get(p, "conditions"), route_types, out);
+    ig_buf_puts(out, ",");
+  }
+}
+
+/* Writes HTTPRoute status.parents[]: per parentRef to a Gateway served here, Accepted (False when the
+ * loader said the route attaches nowhere or is not allowed) and ResolvedRefs (False BackendNotFound /
+ * InvalidKind). Entries of other controllers are kept. Returns -1 when patches must wait. */
+static int report_routes(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *now) {
+  const char *key;
+  json_t *route;
+  json_object_foreach(k->w[ROUTE_KIND].items, key, route) {
+    json_t *meta = json_object_get(route, "metadata");
+    const char *ns = jstr_of(meta, "namespace"), *name = jstr_of(meta, "name");
+    if (!name) continue;
+    if (!ns) ns = k->ns;
+    char msg[400];
+    const char *bad = route_refs(k, route, ns, msg, sizeof msg);
+    static const char *const refused[] = {"NotAllowedByListeners", "NoMatchingListenerHostname", "NotAttached",
+                                          NULL};
+    const ig_manifest_note_t *rn = NULL;
+    for (size_t i = 0; refused[i] && !rn; i++)
+      rn = find_note(notes, "HTTPRoute", ns, name, refused[i]);
+    json_t *parents = json_array();
+    size_t i;
+    json_t *ref;
+    json_array_foreach(json_object_get(json_object_get(route, "spec"), "parentRefs"), i, ref) {
+      const char *gn = jstr_of(ref, "name"), *gns = jstr_of(ref, "namespace");
+      const char *g = jstr_of(ref, "group"), *kd = jstr_of(ref, "kind");
+      if (!gn || (g && strcmp(g, "gateway.networking.k8s.io")) || (kd && strcmp(kd, "Gateway"))) continue;
+      if (!served_gateway(k, notes, gns ? gns : ns, gn)) continue;
+      json_t *conds = json_array();
+      const char *areason = !rn ? "Accepted" : !strcmp(rn->reason, "NotAttached") ? "NoMatchingParent" : rn->reason;
+      json_array_append_new(conds, cond_new("Accepted", !rn, areason,
+                                            rn ? rn->message : "the route is attached to the Gateway", now, meta));
+      json_array_append_new(conds, cond_new("ResolvedRefs", !bad, bad ? bad : "ResolvedRefs",
+                                            bad ? msg : "every backendRef resolves", now, meta));
+      json_array_append_new(parents, json_pack("{s:O, s:s, s:o}", "parentRef", ref, "controllerName",
+                                               k->controller_name, "conditions", conds));
+    }
+    size_t ours = json_array_size(parents);
+    json_t *p;
+    json_array_foreach(json_object_get(json_object_get(route, "status"), "parents"), i, p) {
+      const char *cn = jstr_of(p, "controllerName");
+      if (cn && strcmp(cn, k->controller_name)) json_array_append(parents, p); /* another controller's */
+    }
+    if (!ours && !json_array_size(parents) && !json_object_get(route, "status")) {
+      json_decref(parents);
+      continue; /* not ours and nothing to clean up */
+    }
+    json_t *doc = json_pack("{s:{s:o}}", "status", "parents", parents);
+    ig_buf_t want, have;
+    ig_buf_init(&want);
+    ig_buf_init(&have);
+    ig_buf_puts(&want, "parents:");
+    ig_buf_puts(&have, "parents:");
+    route_sig(k, json_object_get(doc, "status"), &want);
+    route_sig(k, json_object_get(route, "status"), &have);
+    int r = send_status(k, ROUTE_KIND, ns, name, key, want.data, have.data, doc);
+    ig_buf_free(&want);
+    ig_buf_free(&have);
+    if (r) return r;
+  }
+  return 0;
+}
+
+/* A deep copy of notes into dst (freed first). */
+static void notes_copy(ig_manifest_notes_t *dst, const ig_manifest_notes_t *src) {
+  ig_config_notes_free(dst);
+  memset(dst, 0, sizeof *dst);
+  if (!src || !src->n) return;
+  dst->v = ig_calloc(src->n, sizeof *dst->v);
+  for (size_t i = 0; i < src->n; i++) {
+    const ig_manifest_note_t *a = &src->v[i];
+    ig_manifest_note_t *b = &dst->v[i];
+    *b = *a;
+    b->file = a->file ? ig_strdup(a->file) : NULL;
+    b->kind = a->kind ? ig_strdup(a->kind) : NULL;
+    b->ns = a->ns ? ig_strdup(a->ns) : NULL;
+    b->name = a->name ? ig_strdup(a->name) : NULL;
+    b->reason = a->reason ? ig_strdup(a->reason) : NULL;
+    b->message = a->message ? ig_strdup(a->message) : NULL;
+  }
+  dst->n = src->n;
+}
+
 void ig_k8s_report(ig_k8s_t *k, const ig_manifest_notes_t *notes) {
   if (k->stopping || !k->write_status) return;
+  if (notes != &k->notes) {
+    notes_copy(&k->notes, notes);
+    k->have_notes = 1;
+  }
+  if (!ig_k8s_is_leader(k)) return; /* the leader writes; on_lease reports when this one becomes it */
   char now[32];
   format_now(now, sizeof now);
-  if (report_models(k, notes, now) == 0) report_pools(k, notes, now);
+  if (report_models(k, notes, now) == 0 && report_pools(k, notes, now) == 0 && report_gateways(k, notes, now) == 0)
+    report_routes(k, notes, now);
   /* forget objects that are gone */
   void *tmp;
   const char *key;
@@ -758,6 +1052,8 @@ static void free_k8s(ig_k8s_t *k) {
   free(k->last_text);
   free(k->ns);
   free(k->token_file);
+  free(k->token);
+  ig_config_notes_free(&k->notes);
   free(k->controller_name);
   free(k);
 }
@@ -767,51 +1063,165 @@ static void on_handle_close(uv_handle_t *h) {
   if (--k->nhandles == 0) free_k8s(k);
 }
 
+/* Loads PEM certificates from a memory buffer into the context's trust store. Returns the count. */
+static int load_ca_mem(SSL_CTX *ctx, const char *pem, size_t len) {
+  BIO *b = BIO_new_mem_buf(pem, (int)len);
+  if (!b) return 0;
+  X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+  X509 *x;
+  int n = 0;
+  while ((x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+    if (X509_STORE_add_cert(st, x) == 1) n++;
+    X509_free(x);
+  }
+  ERR_clear_error();
+  BIO_free(b);
+  return n;
+}
+
+/* The client certificate (with its chain) and key, from files or PEM data. Returns 0 or IG_EINVAL. */
+static int load_client_cert(SSL_CTX *ctx, const ig_k8s_kubeconfig_t *kc) {
+  if (kc->cert_file) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, kc->cert_file) != 1) {
+      ig_error("k8s: cannot load the client certificate %s", kc->cert_file);
+      return IG_EINVAL;
+    }
+  } else {
+    BIO *b = BIO_new_mem_buf(kc->cert_data, (int)kc->cert_data_len);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    int ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+    X509_free(x);
+    X509 *extra;
+    while (ok && b && (extra = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+      if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) X509_free(extra);
+    ERR_clear_error();
+    BIO_free(b);
+    if (!ok) {
+      ig_error("k8s: client-certificate-data is not a PEM certificate");
+      return IG_EINVAL;
+    }
+  }
+  if (kc->key_file) {
+    if (SSL_CTX_use_PrivateKey_file(ctx, kc->key_file, SSL_FILETYPE_PEM) != 1) {
+      ig_error("k8s: cannot load the client key %s", kc->key_file);
+      return IG_EINVAL;
+    }
+  } else {
+    BIO *b = BIO_new_mem_buf(kc->key_data, (int)kc->key_data_len);
+    EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    int ok = pk && SSL_CTX_use_PrivateKey(ctx, pk) == 1;
+    EVP_PKEY_free(pk);
+    BIO_free(b);
+    if (!ok) {
+      ig_error("k8s: client-key-data is not a PEM private key");
+      return IG_EINVAL;
+    }
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    ig_error("k8s: the client key does not match the client certificate");
+    return IG_EINVAL;
+  }
+  return 0;
+}
+
+/* The TLS client context: verification against ca_file / CA data / the system store (or none when
+ * insecure), and the client certificate of the kubeconfig. Returns 0 or IG_EINVAL (logged). */
+static int tls_init(ig_k8s_t *k, const char *ca, const ig_k8s_kubeconfig_t *kc, int insecure) {
+  SSL_CTX *ctx = k->target.ssl_ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) return IG_EINVAL;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (insecure) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    k->target.insecure = 1;
+    ig_warn("k8s: insecure-skip-tls-verify: the API server's certificate is not checked");
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (ca) {
+      if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        ig_error("k8s: cannot load the CA certificate(s) from %s", ca);
+        return IG_EINVAL;
+      }
+    } else if (kc && kc->ca_data) {
+      if (load_ca_mem(ctx, kc->ca_data, kc->ca_data_len) == 0) {
+        ig_error("k8s: certificate-authority-data holds no PEM certificate");
+        return IG_EINVAL;
+      }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+      ig_error("k8s: cannot load the system CA certificates");
+      return IG_EINVAL;
+    }
+  }
+  if (kc && (kc->cert_file || kc->cert_data)) return load_client_cert(ctx, kc);
+  return 0;
+}
+
+static void on_lease(void *data, int leader) {
+  ig_k8s_t *k = data;
+  if (!leader) {
+    json_object_clear(k->sent); /* compare with what the objects carry when leading again */
+    return;
+  }
+  if (k->have_notes) ig_k8s_report(k, &k->notes);
+}
+
+static void lease_auth(void *data, ig_buf_t *h) {
+  auth_headers(data, h);
+}
+
 int ig_k8s_start(uv_loop_t *loop, const ig_k8s_opts_t *o, ig_k8s_t **out) {
   *out = NULL;
   ig_k8s_t *k = IG_NEW(ig_k8s_t);
+  ig_k8s_kubeconfig_t kc;
+  memset(&kc, 0, sizeof kc);
+  int have_kc = 0;
   char url[300];
   const char *ca = o->ca_file;
-  int in_cluster = !o->api_url;
+  if (o->kubeconfig) {
+    char err[512];
+    if (ig_k8s_kubeconfig_load(o->kubeconfig, o->context, &kc, err, sizeof err) != 0) {
+      ig_error("k8s: kubeconfig %s: %s", o->kubeconfig, err);
+      goto fail;
+    }
+    have_kc = 1;
+  }
+  int in_cluster = !o->api_url && !have_kc;
   if (in_cluster) {
     const char *h = getenv("KUBERNETES_SERVICE_HOST"), *p = getenv("KUBERNETES_SERVICE_PORT");
     if (!h || !*h) {
-      ig_error("k8s: no --kube-api given and not in a cluster (KUBERNETES_SERVICE_HOST is not set)");
+      ig_error("k8s: no --kube-api or --kubeconfig given and not in a cluster (KUBERNETES_SERVICE_HOST is not "
+               "set)");
       goto fail;
     }
     snprintf(url, sizeof url, strchr(h, ':') ? "https://[%s]:%s" : "https://%s:%s", h, p && *p ? p : "443");
     if (!ca) ca = SA_DIR "/ca.crt";
   } else {
-    snprintf(url, sizeof url, "%s", o->api_url);
+    snprintf(url, sizeof url, "%s", o->api_url ? o->api_url : kc.server);
+    if (!ca && have_kc && kc.ca_file) ca = kc.ca_file;
   }
   int tls = 0;
   if (ig_k8s_url_parse(url, &tls, k->host, sizeof k->host, &k->target.port) != 0) {
-    ig_error("k8s: invalid API server URL '%s' (expected http://HOST:PORT or https://HOST[:PORT])", url);
+    ig_error("k8s: invalid API server URL '%s' (expected http://HOST:PORT or https://HOST[:PORT], no path)", url);
     goto fail;
   }
   k->target.loop = loop;
   k->target.host = k->host;
-  if (resolve(k) != 0) goto fail;
-  if (tls) {
-    k->target.ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!k->target.ssl_ctx) goto fail;
-    SSL_CTX_set_min_proto_version(k->target.ssl_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(k->target.ssl_ctx, SSL_VERIFY_PEER, NULL);
-    if (ca) {
-      if (SSL_CTX_load_verify_locations(k->target.ssl_ctx, ca, NULL) != 1) {
-        ig_error("k8s: cannot load the CA certificate(s) from %s", ca);
-        goto fail;
-      }
-    } else if (SSL_CTX_set_default_verify_paths(k->target.ssl_ctx) != 1) {
-      ig_error("k8s: cannot load the system CA certificates");
-      goto fail;
-    }
+  if (have_kc && kc.tls_server_name) {
+    snprintf(k->tls_name, sizeof k->tls_name, "%s", kc.tls_server_name);
+    k->target.tls_name = k->tls_name;
   }
+  if (resolve(k) != 0) goto fail;
+  if (tls && tls_init(k, ca, have_kc ? &kc : NULL, have_kc && kc.insecure && !o->ca_file) != 0) goto fail;
   const char *tf = o->token_file;
   if (!tf && in_cluster) tf = SA_DIR "/token";
+  if (!tf && !o->token_file && have_kc) {
+    tf = kc.token_file;
+    if (!tf && kc.token) k->token = ig_strdup(kc.token);
+  }
   k->token_file = tf ? ig_strdup(tf) : NULL;
   if (o->ns) {
     k->ns = ig_strdup(o->ns);
+  } else if (have_kc && kc.ns) {
+    k->ns = ig_strdup(kc.ns);
   } else {
     k->ns = in_cluster ? read_small(SA_DIR "/namespace") : NULL;
     if (!k->ns || !*k->ns) {
@@ -832,6 +1242,7 @@ int ig_k8s_start(uv_loop_t *loop, const ig_k8s_opts_t *o, ig_k8s_t **out) {
   k->data = o->data;
   k->sent = json_object();
   k->write_status = o->write_status;
+  k->pools_only = o->pools_only;
   k->controller_name = ig_strdup(o->controller_name ? o->controller_name : "infergate.io/gateway-controller");
   uv_timer_init(loop, &k->debounce);
   k->debounce.data = k;
@@ -847,17 +1258,61 @@ int ig_k8s_start(uv_loop_t *loop, const ig_k8s_opts_t *o, ig_k8s_t **out) {
     w->retry.data = w;
     k->nhandles++;
   }
-  ig_info("k8s: watching namespace %s at %s", k->ns, url);
-  for (size_t i = 0; i < N_KINDS; i++)
-    list_start(&k->w[i]);
+  if (have_kc)
+    ig_info("k8s: watching namespace %s at %s (kubeconfig %s, context %s)", k->ns, url, o->kubeconfig, kc.context);
+  else
+    ig_info("k8s: watching namespace %s at %s", k->ns, url);
+  ig_k8s_kubeconfig_free(&kc);
+  for (size_t i = 0; i < N_KINDS; i++) {
+    if (k->pools_only && k->w[i].def->routing)
+      k->w[i].synced = 1; /* not needed: counts as listed and empty */
+    else
+      list_start(&k->w[i]);
+  }
+  if (o->leader_elect && o->write_status) {
+    const char *const names[] = {o->lease_name, o->lease_ns};
+    for (size_t i = 0; i < 2; i++) {
+      const char *n = names[i];
+      int bad = n && (!*n || strlen(n) > 253);
+      for (const char *p = n; p && *p && !bad; p++)
+        bad = !((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.');
+      if (bad) {
+        ig_error("k8s: invalid lease %s '%s' (lower-case letters, digits, '-' and '.')", i ? "namespace" : "name", n);
+        ig_k8s_stop(k);
+        return IG_EINVAL;
+      }
+    }
+    char ident[256];
+    if (o->identity) {
+      snprintf(ident, sizeof ident, "%s", o->identity);
+    } else {
+      const char *pod = getenv("POD_NAME");
+      char host[128] = "infergate";
+      if (!pod || !*pod) {
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        pod = host;
+      }
+      snprintf(ident, sizeof ident, "%s_%ld", pod, (long)getpid());
+    }
+    k->lease = klease_start(&k->target, lease_auth, k, o->lease_ns ? o->lease_ns : k->ns,
+                            o->lease_name ? o->lease_name : "infergate-status-writer", ident,
+                            o->lease_duration_ms ? o->lease_duration_ms : 15000, on_lease, k);
+  }
   *out = k;
   return 0;
 fail:
+  ig_k8s_kubeconfig_free(&kc);
   if (k->target.ssl_ctx) SSL_CTX_free(k->target.ssl_ctx);
   free(k->ns);
   free(k->token_file);
+  free(k->token);
   free(k);
   return IG_EINVAL;
+}
+
+int ig_k8s_is_leader(const ig_k8s_t *k) {
+  return k && (!k->lease || klease_is_leader(k->lease));
 }
 
 static void close_timer_k(uv_timer_t *t) {
@@ -867,6 +1322,8 @@ static void close_timer_k(uv_timer_t *t) {
 void ig_k8s_stop(ig_k8s_t *k) {
   if (!k || k->stopping) return;
   k->stopping = 1;
+  klease_stop(k->lease);
+  k->lease = NULL;
   for (size_t i = 0; i < MAX_PATCHES_INFLIGHT; i++)
     if (k->patches[i]) {
       patch_t *p = k->patches[i]->data;

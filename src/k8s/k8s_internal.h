@@ -25,6 +25,8 @@ typedef struct {
   uv_loop_t *loop;
   SSL_CTX *ssl_ctx; /* NULL = plain http */
   const char *host; /* for the Host header, SNI and certificate checks */
+  const char *tls_name; /* SNI and the certificate name instead of host (kubeconfig tls-server-name) */
+  int insecure;         /* no certificate name check (the SSL_CTX does not verify either) */
   int port;
   struct sockaddr_storage addr;
 } kconn_target_t;
@@ -57,5 +59,23 @@ kconn_t *kconn_start(const kconn_target_t *t, const char *method, const char *pa
                      const kconn_cbs_t *cbs, void *data);
 /* Aborts a request without calling its callbacks. */
 void kconn_cancel(kconn_t *c);
+
+/* ---- leader election (lease.c): a coordination.k8s.io/v1 Lease ---- */
+
+typedef struct klease klease_t;
+/* Adds the authorization header lines of the watcher to h. */
+typedef void (*klease_auth_fn)(void *data, ig_buf_t *h);
+/* Called when this replica becomes (leader 1) or stops being (0) the holder. */
+typedef void (*klease_cb)(void *data, int leader);
+
+/* Starts trying to hold Lease ns/name as identity: GET it every retry period; create it when absent;
+ * take it when its holder has not renewed for duration_ms (as observed here, so clocks need not
+ * agree); renew it while holding it. A PUT that loses a race (409) just waits for the next round.
+ * Leadership is given up when no renewal succeeded for two thirds of the duration. */
+klease_t *klease_start(const kconn_target_t *t, klease_auth_fn auth, void *auth_data, const char *ns,
+                       const char *name, const char *identity, unsigned duration_ms, klease_cb cb, void *data);
+/* Stops; the object frees itself once its handles are closed (run the loop). No callback after. */
+void klease_stop(klease_t *l);
+int klease_is_leader(const klease_t *l);
 
 #endif

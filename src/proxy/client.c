@@ -442,9 +442,13 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
   for (size_t i = 0; i < r->num_headers; i++)
     if (ig_strncaseeq(r->headers[i].name, r->headers[i].name_len, "connection")) conn = &r->headers[i];
   int xff = 0, have_host = 0;
+  /* a route with API keys consumes the client's Authorization unless told to pass it on */
+  const ig_route_cfg_t *rt = q->snap && q->route >= 0 ? &q->snap->cfg->routes[q->route] : NULL;
+  int drop_auth = rt && rt->api_keys_file && !rt->forward_authorization;
   for (size_t i = 0; i < r->num_headers; i++) {
     const ig_http_header_t *h = &r->headers[i];
     if (is_hop_header(h->name, h->name_len)) continue;
+    if (drop_auth && h->name_len == 13 && strncasecmp(h->name, "authorization", 13) == 0) continue;
     if (conn && listed_in_connection(conn, h->name, h->name_len)) continue;
     if (h->name_len == 15 && strncasecmp(h->name, "x-forwarded-for", 15) == 0) {
       BUF_LIT(b, "X-Forwarded-For: ");
@@ -510,6 +514,40 @@ static void set_pending(req_t *q, int status, const char *code, const char *msg)
   q->pending_status = status;
   q->pending_code = code;
   q->pending_msg = msg;
+}
+
+/* Sends the error decided at head time (401 carries the Bearer challenge). */
+static void send_pending(client_t *c, int close) {
+  req_t *q = &c->req;
+  if (q->pending_status == 401)
+    client_send_error_ex(c, 401, "invalid_request_error", q->pending_code, q->pending_msg,
+                         "WWW-Authenticate: Bearer\r\n", close);
+  else
+    client_send_error(c, q->pending_status, q->pending_code, q->pending_msg, close);
+}
+
+/* API keys of route ri (issue #9): sets a pending 401 unless the request carries one bearer key of the
+ * route. Every key is compared, in constant time (auth.c). */
+static void check_api_key(client_t *c, const ig_http_request_t *r, size_t ri) {
+  req_t *q = &c->req;
+  const auth_keys_t *k = q->snap->auth ? &q->snap->auth[ri] : NULL;
+  if (!k || !k->active) return;
+  const ig_http_header_t *auth = NULL;
+  int n = 0;
+  for (size_t i = 0; i < r->num_headers; i++)
+    if (ig_strncaseeq(r->headers[i].name, r->headers[i].name_len, "authorization")) {
+      auth = &r->headers[i];
+      n++;
+    }
+  if (n == 1 && auth_check(k, auth->value, auth->value_len)) return;
+  set_pending(q, 401, "invalid_api_key",
+              n == 0 ? "You didn't provide an API key. Send it in the Authorization header: Bearer YOUR_KEY."
+                     : "Incorrect API key provided.");
+  char series[400];
+  size_t o = put(series, sizeof series, 0, "infergate_auth_failures_total{route=\"", 0);
+  o = put(series, sizeof series, o, q->snap->cfg->routes[ri].name, 1);
+  put(series, sizeof series, o, "\"}", 0);
+  stats_inc(series, 1);
 }
 
 /* Picks one of the route's backends by weight. */
@@ -616,6 +654,7 @@ static int start_request(client_t *c) {
     if (!q->be || q->be->n_eps == 0)
       set_pending(q, 503, "no_healthy_upstream", "no endpoint available for this route");
     if (rt->timeout_ms) q->deadline_ms = ig_now_ms() + rt->timeout_ms;
+    check_api_key(c, &r, (size_t)q->route); /* before anything about the backends is told */
   }
   if (!q->pending_status) build_forward_head(c, &r);
   int expects_body = q->chunked || q->body_left > 0;
@@ -623,7 +662,7 @@ static int start_request(client_t *c) {
     if (q->pending_status) {
       /* a final status instead of 100: the client may or may not send the body, so close after */
       ig_buf_consume(&c->in, head_len);
-      client_send_error(c, q->pending_status, q->pending_code, q->pending_msg, 1);
+      send_pending(c, 1);
       return 0;
     }
     if (r.minor_version >= 1) {
@@ -646,7 +685,7 @@ static void dispatch(client_t *c) {
   req_t *q = &c->req;
   uv_timer_stop(&c->timer);
   if (q->pending_status) {
-    client_send_error(c, q->pending_status, q->pending_code, q->pending_msg, 0);
+    send_pending(c, 0);
     return;
   }
   int inference = q->be->cfg->policy == IG_LB_INFERENCE;

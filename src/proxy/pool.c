@@ -22,6 +22,7 @@ struct pool {
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' state, indexed like be->eps */
   int uses_prefix;
   int kicking, kick_again;
+  size_t *avail; /* scratch: indexes of the endpoints that may take a request (issue #9) */
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
@@ -37,6 +38,7 @@ pod_t *pod_new(void) {
 void pod_free(pod_t *pod) {
   if (!pod) return;
   ig_sched_prefix_free(pod->sp.prefix);
+  discovery_free(pod->disc);
   free(pod);
 }
 
@@ -55,6 +57,7 @@ pool_t *pool_new(backend_rt_t *be) {
   ig_sched_reserve(p->sched, be->n_eps);
   p->queue = ig_sched_queue_new(QUEUE_CAPACITY);
   p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
+  p->avail = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->avail);
   p->uses_prefix = ig_sched_weight(p->sched, "prefix") > 0;
   return p;
 }
@@ -62,9 +65,11 @@ pool_t *pool_new(backend_rt_t *be) {
 /* Frees a pool; its queue is empty (queued requests hold the snapshot). */
 void pool_free(pool_t *p) {
   list_remove(&p->qlink);
+  discovery_pool_free(p->be);
   ig_sched_free(p->sched);
   ig_sched_queue_free(p->queue);
   free(p->pods);
+  free(p->avail);
   free(p);
 }
 
@@ -98,6 +103,7 @@ static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
   req_t *q = &c->req;
   memset(sr, 0, sizeof *sr);
   sr->model = q->target[0] ? q->target : NULL;
+  discovery_subset(p->be, sr->model, &sr->subset, &sr->n_subset); /* pods serving the model */
   sr->crit = (ig_sched_crit_t)q->criticality;
   if (q->fairness[0]) {
     sr->fairness_id = q->fairness;
@@ -123,9 +129,48 @@ static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
   }
 }
 
-/* Least in-flight endpoint of the pool other than exclude (rotating start for ties). */
-static endpoint_t *pick_least_request(backend_rt_t *be, const endpoint_t *exclude) {
-  return lb_for_policy(IG_LB_LEAST_REQUEST)->pick(be, exclude);
+/* Least in-flight endpoint of the pool (of the pods serving model, when discovered) other than
+ * exclude (rotating start for ties). */
+static endpoint_t *pick_least_request(backend_rt_t *be, const char *model, const endpoint_t *exclude) {
+  endpoint_t *ep = discovery_least_request(be, model, exclude);
+  if (!ep) return lb_for_policy(IG_LB_LEAST_REQUEST)->pick(be, exclude); /* skips unusable endpoints */
+  uint64_t now = ig_now_ms();
+  if (endpoint_usable(be, ep, now)) return ep;
+  /* issue #9: that pod is ejected or at its stream cap: the least loaded usable pod serving model */
+  const size_t *sub = NULL;
+  size_t n = 0;
+  endpoint_t *fallback = NULL;
+  ep = NULL;
+  discovery_subset(be, model, &sub, &n);
+  for (size_t i = 0; sub && i < n; i++) {
+    endpoint_t *e = be->eps[sub[i]];
+    if (!endpoint_usable(be, e, now)) continue;
+    if (e == exclude) {
+      fallback = e;
+      continue;
+    }
+    if (!ep || e->inflight < ep->inflight) ep = e;
+  }
+  return ep ? ep : fallback;
+}
+
+/* Issue #9: narrows *subset (all pods when NULL) to the endpoints that may take a request now (circuit
+ * breaker, max_streams_per_endpoint), in p->avail. Returns 0, IG_EAGAIN when none may but one is only
+ * at its cap (wait in the queue), or IG_ECONNECT when every one is ejected. */
+static int usable_subset(pool_t *p, const size_t **subset, size_t *n, uint64_t now) {
+  backend_rt_t *be = p->be;
+  if (*subset && *n == 0) return 0; /* no pod serves the model: the scheduler says so */
+  size_t m = *subset ? *n : be->n_eps, k = 0;
+  for (size_t i = 0; i < m; i++) {
+    size_t idx = *subset ? (*subset)[i] : i;
+    if (endpoint_usable(be, be->eps[idx], now)) p->avail[k++] = idx;
+  }
+  if (k == 0) return lb_unusable_reason(be, *subset, *n, now) == LB_NONE_AT_CAP ? IG_EAGAIN : IG_ECONNECT;
+  if (k < m) {
+    *subset = p->avail;
+    *n = k;
+  }
+  return 0;
 }
 
 /* Runs the scheduler for c and stores the pick and its first fallback in the request. Returns 0,
@@ -138,11 +183,14 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   uint64_t now = ig_now_ms();
   if (pods_fill(p, now) == 0) {
     /* no pod has usable metrics (none exposes them, or all went quiet): our own counts still work */
-    q->picked = pick_least_request(be, NULL);
-    return q->picked ? 0 : IG_ENOENT;
+    q->picked = pick_least_request(be, q->target, NULL);
+    if (q->picked) return 0;
+    return lb_unusable_reason(be, NULL, 0, now) == LB_NONE_AT_CAP ? IG_EAGAIN : IG_ECONNECT;
   }
   ig_sched_request_t sr;
   sched_request(p, c, &sr);
+  int why = usable_subset(p, &sr.subset, &sr.n_subset, now);
+  if (why < 0) return why;
   size_t order[2], n_order = 2;
   uint64_t t0 = ig_now_us();
   int rc = ig_sched_pick(p->sched, p->pods, be->n_eps, &sr, order, &n_order);
@@ -166,13 +214,13 @@ endpoint_t *pool_pick(backend_rt_t *be, req_t *r, const endpoint_t *exclude) {
     r->picked = NULL;
     return ep;
   }
-  if (exclude && r->alt && r->alt != exclude) {
+  if (exclude && r->alt && r->alt != exclude && endpoint_usable(be, r->alt, ig_now_ms())) {
     ep = r->alt;
     r->alt = NULL;
     return ep;
   }
   r->picked = r->alt = NULL;
-  return pick_least_request(be, exclude);
+  return pick_least_request(be, r->target, exclude);
 }
 
 static void send_shed(client_t *c, const char *code, const char *msg) {
@@ -224,7 +272,7 @@ static void send_models_list(client_t *c) {
   static time_t created; /* first listing: a stable timestamp for the life of the process */
   if (!created) created = time(NULL);
   const ig_config_t *cfg = c->req.snap->cfg;
-  const backend_rt_t *be = c->req.be;
+  backend_rt_t *be = c->req.be;
   ig_buf_t out;
   ig_buf_init(&out);
   ig_buf_puts(&out, "{\"object\":\"list\",\"data\":[");
@@ -238,6 +286,7 @@ static void send_models_list(client_t *c) {
     ig_buf_printf(&out, "\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"infergate\"}",
                   (long long)created);
   }
+  discovery_models_json(be, cfg, &out, &first, (long long)created); /* what the pods serve */
   ig_buf_puts(&out, "]}\n");
   client_local_response(c, 200, "application/json", out.data, out.len);
   ig_buf_free(&out);
@@ -247,7 +296,9 @@ int pool_prepare(client_t *c) {
   req_t *q = &c->req;
   const ig_config_t *cfg = q->snap->cfg;
   backend_rt_t *be = q->be;
-  if (be->has_models && is_models_list(q)) {
+  const size_t *sub;
+  size_t n_sub;
+  if (is_models_list(q) && (be->has_models || discovery_models_json(be, cfg, NULL, NULL, 0))) {
     send_models_list(c);
     return 1;
   }
@@ -275,6 +326,7 @@ int pool_prepare(client_t *c) {
   const ig_model_cfg_t *m = ig_config_find_model(cfg, q->model, strlen(q->model));
   if (m && m->pool_index != be->index) m = NULL;
   const char *target = q->model;
+  int prio;
   q->criticality = IG_CRIT_STANDARD;
   q->stream = scan.stream == 1;
   if (m) {
@@ -283,7 +335,11 @@ int pool_prepare(client_t *c) {
   } else if (q->hdr_crit >= 0) {
     q->criticality = (ig_criticality_t)q->hdr_crit; /* no InferenceModel: the client's header */
   }
-  if (!m && be->has_models) {
+  if (objective_priority(c, &prio) == 0)
+    q->criticality = ig_config_priority_band(prio); /* x-gateway-inference-objective: its band */
+  /* no InferenceModel: with discovery, the model (after the rewrite header) must be served by a pod */
+  if (!m && (be->has_models ||
+             discovery_subset(be, q->rewrite[0] ? q->rewrite : q->model, &sub, &n_sub) == IG_ENOENT)) {
     ig_buf_t msg;
     ig_buf_init(&msg);
     ig_buf_printf(&msg, "The model `%s` does not exist.", q->model);
@@ -316,7 +372,9 @@ int pool_admit(client_t *c) {
     ig_sched_request_t sr;
     memset(&sr, 0, sizeof sr);
     sr.model = q->target[0] ? q->target : NULL;
+    discovery_subset(p->be, sr.model, &sr.subset, &sr.n_subset);
     sr.crit = (ig_sched_crit_t)q->criticality;
+    if (usable_subset(p, &sr.subset, &sr.n_subset, ig_now_ms()) < 0) goto pick; /* pool_do_pick says why */
     switch (ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, p->queue)) {
     case IG_SCHED_ADMIT_SHED:
       send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
@@ -328,9 +386,18 @@ int pool_admit(client_t *c) {
       break;
     }
   }
+pick:;
   int rc = pool_do_pick(p, c);
   if (rc == IG_EFULL) {
     send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
+    return 1;
+  }
+  if (rc == IG_EAGAIN) { /* every endpoint is at max_streams_per_endpoint: wait for one */
+    queue_push(p, c);
+    return 1;
+  }
+  if (rc == IG_ECONNECT) {
+    client_send_error(c, 503, "no_healthy_upstream", "every endpoint is ejected by the circuit breaker", 0);
     return 1;
   }
   if (rc < 0) {
@@ -370,6 +437,9 @@ void pool_kick(backend_rt_t *be) {
       uint64_t now = ig_now_ms();
       size_t ready = pods_fill(p, now);
       if (ready && ig_sched_pool_saturated(p->sched, p->pods, be->n_eps)) break;
+      const size_t *all = NULL;
+      size_t n_all = 0;
+      if (usable_subset(p, &all, &n_all, now) == IG_EAGAIN) break; /* every endpoint at its cap */
       void *data = NULL;
       int rc = ig_sched_queue_pop(p->queue, now, &data, NULL);
       if (rc == IG_ENOENT || !data) break;
@@ -383,6 +453,14 @@ void pool_kick(backend_rt_t *be) {
       rc = pool_do_pick(p, c);
       if (rc == IG_EFULL) {
         send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
+        continue;
+      }
+      if (rc == IG_EAGAIN) { /* the pods that may serve it are at their cap: back in line */
+        queue_push(p, c);
+        break;
+      }
+      if (rc == IG_ECONNECT) {
+        client_send_error(c, 503, "no_healthy_upstream", "every endpoint is ejected by the circuit breaker", 0);
         continue;
       }
       if (rc < 0) {
@@ -460,6 +538,7 @@ void pools_debug_json(ig_buf_t *out) {
     json_str(out, ig_sched_profile_name(be->pool->sched));
     ig_buf_puts(out, ",\"engine\":");
     json_str(out, ig_metrics_engine_name(be->cfg->engine));
+    ig_buf_printf(out, ",\"max_streams_per_endpoint\":%u", be->cfg->max_streams_per_endpoint);
     ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue\":%zu,\"queue_by_criticality\":{\"Critical\":%zu,"
                   "\"Standard\":%zu,\"Sheddable\":%zu},\"pods\":[",
                   be->cfg->scrape_interval_ms, pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),
@@ -470,7 +549,9 @@ void pools_debug_json(ig_buf_t *out) {
       if (j) ig_buf_puts(out, ",");
       ig_buf_puts(out, "{\"endpoint\":");
       json_str(out, ep->name);
-      ig_buf_printf(out, ",\"inflight\":%u", ep->inflight);
+      ig_buf_printf(out, ",\"inflight\":%u,\"breaker\":\"%s\",\"ejections\":%llu,\"consecutive_failures\":%u",
+                    ep->inflight, breaker_state_name(&ep->brk, now), (unsigned long long)ep->brk.ejections_total,
+                    ep->brk.fails);
       if (!pod) {
         ig_buf_puts(out, ",\"has_metrics\":false}");
         continue;
@@ -495,6 +576,7 @@ void pools_debug_json(ig_buf_t *out) {
       json_names(out, pod->lora.running_loras, pod->lora.n_running_loras);
       ig_buf_puts(out, ",\"waiting_loras\":");
       json_names(out, pod->lora.waiting_loras, pod->lora.n_waiting_loras);
+      discovery_debug_json(pod, out);
       ig_buf_puts(out, "}");
     }
     ig_buf_puts(out, "]}");

@@ -68,6 +68,64 @@ typedef struct scraper scraper_t;
 typedef struct pool pool_t;
 typedef struct tls_srv tls_srv_t;   /* tls.c: a TLS listener's certificates (refcounted) */
 typedef struct tls_conn tls_conn_t; /* tls.c: one client connection's TLS state */
+typedef struct disc disc_t;           /* discovery.c: the models one pod serves (its GET /v1/models) */
+typedef struct disc_pool disc_pool_t; /* discovery.c: a pool's index model name -> pods serving it */
+
+/* ---- circuit breaker (breaker.c, pure: no I/O, time passed in) ---- */
+typedef enum { BRK_CLOSED, BRK_OPEN, BRK_HALF_OPEN } brk_state_t;
+
+/* One endpoint's breaker. Closed: requests flow, consecutive failures are counted. Open: ejected
+ * until until_ms. Half-open (open and the time has come): one trial request; its success closes the
+ * breaker, its failure ejects again for twice as long (up to the maximum). */
+typedef struct {
+  brk_state_t state;
+  unsigned fails;     /* consecutive failures while closed */
+  unsigned ejections; /* ejections since the endpoint last recovered: the exponent of the time */
+  unsigned trial;     /* half-open: the trial request is in flight */
+  uint64_t until_ms;  /* open: ejected until this ig_now_ms() */
+  uint64_t ejections_total;
+} breaker_t;
+
+typedef struct {
+  unsigned failures; /* consecutive failures that eject; 0 = breaker off */
+  uint64_t base_ms;  /* first ejection */
+  uint64_t max_ms;   /* longest ejection */
+} breaker_opts_t;
+
+/* The breaker options of a backend (defaults for 0 fields; failures 0 when disabled; cfg NULL = defaults). */
+void breaker_opts_of(const ig_backend_cfg_t *cfg, breaker_opts_t *o);
+/* Whether a new request may go to the endpoint at now_ms (closed; or due for, and without, a trial). */
+int breaker_allows(const breaker_t *b, uint64_t now_ms);
+/* A request was sent to the endpoint: returns 1 when it is the half-open trial (then report its end). */
+int breaker_on_pick(breaker_t *b, uint64_t now_ms);
+/* The outcome of a request (ok: a response head below 500); trial: it was the half-open trial.
+ * Returns 1 when the endpoint was just ejected, -1 when it just recovered, else 0. */
+int breaker_on_result(breaker_t *b, const breaker_opts_t *o, int ok, int trial, uint64_t now_ms);
+/* A trial request ended without an outcome (the client went away): another request may try. */
+void breaker_on_abandon(breaker_t *b, int trial);
+/* "closed", "open" or "half-open" (open whose time has come) at now_ms. */
+const char *breaker_state_name(const breaker_t *b, uint64_t now_ms);
+
+/* ---- API keys (auth.c) ---- */
+#define AUTH_DIGEST_LEN 32 /* SHA-256 */
+
+/* The keys of one route, as SHA-256 digests (so that comparing takes the same time for any key). */
+typedef struct {
+  unsigned char (*digests)[AUTH_DIGEST_LEN];
+  size_t n;
+  int active; /* the route requires a key */
+} auth_keys_t;
+
+/* Parses a keys file's text (one token per line, surrounding blanks trimmed, empty lines and lines
+ * starting with '#' skipped) into k (free with auth_keys_free). Returns the number of keys. */
+size_t auth_keys_parse(const char *text, size_t len, auth_keys_t *k);
+/* Reads and parses path; 0, or IG_EIO (logged) when it cannot be read or holds no key. */
+int auth_keys_load(const char *path, auth_keys_t *k);
+void auth_keys_free(auth_keys_t *k);
+/* Whether the Authorization header value[0..len) is "Bearer <token>" with a token of k. Every key is
+ * compared (CRYPTO_memcmp over SHA-256 digests): the time does not depend on which key, if any,
+ * matches nor on the token's length beyond hashing it. */
+int auth_check(const auth_keys_t *k, const char *value, size_t len);
 
 /* ---- endpoints and balancing ---- */
 struct endpoint {
@@ -86,6 +144,10 @@ struct endpoint {
   pod_t *pod;            /* scheduler state, created when an inference pool first names the endpoint */
   scraper_t *scr;        /* metrics scraper while scrape_refs > 0 */
   unsigned scrape_refs;  /* inference pools of live snapshots naming this endpoint */
+  /* issue #9 */
+  char *tls_key;   /* NULL: plain HTTP; else the TLS settings it is reached with (part of its identity,
+                    * so that pooled TLS and plain connections never mix) */
+  breaker_t brk;   /* circuit breaker, kept across reloads with the endpoint */
 };
 
 /* The scheduler's view of one model-server endpoint, kept across reloads with the endpoint. */
@@ -95,6 +157,7 @@ struct pod {
   uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape */
   uint64_t scrapes_ok, scrapes_failed;
   int last_status;     /* HTTP status of the last scrape answer (0: no answer) */
+  disc_t *disc;        /* model discovery state (discovery.c), NULL until the first fetch */
 };
 
 /* A balancing policy: a name and a picker. exclude (may be NULL) is skipped when another endpoint
@@ -107,6 +170,13 @@ typedef struct lb_ops {
 
 const lb_ops_t *lb_find(const char *name);
 const lb_ops_t *lb_for_policy(ig_lb_policy_t policy);
+/* Whether ep may take a new request of be at now_ms: its circuit breaker allows it and it is under
+ * the backend's max_streams_per_endpoint (be->cfg NULL: no limits). Pickers skip the others. */
+int endpoint_usable(const backend_rt_t *be, const endpoint_t *ep, uint64_t now_ms);
+enum { LB_NONE_EJECTED = 1, LB_NONE_AT_CAP = 2 };
+/* Why no endpoint of be (of subset[0..n) when subset is not NULL) is usable: LB_NONE_AT_CAP when one
+ * that is not ejected is at its cap (worth waiting for), else LB_NONE_EJECTED. */
+int lb_unusable_reason(const backend_rt_t *be, const size_t *subset, size_t n, uint64_t now_ms);
 
 struct backend_rt {
   const ig_backend_cfg_t *cfg;
@@ -117,6 +187,8 @@ struct backend_rt {
   const lb_ops_t *lb;
   int has_models; /* an InferenceModel names this pool */
   pool_t *pool;   /* inference pools: scheduler, queue (pool.c) */
+  disc_pool_t *disc; /* discovered models of a pool without models (discovery.c), built lazily */
+  struct ssl_ctx_st *tls_ctx; /* TLS client context when cfg->tls (tls.c), built per snapshot */
 };
 
 struct snapshot {
@@ -125,6 +197,7 @@ struct snapshot {
   ig_config_t *cfg;
   backend_rt_t *backends;
   size_t n_backends;
+  auth_keys_t *auth; /* per route (cfg->n_routes), read at activation; NULL when no route has auth */
 };
 
 /* Builds a runtime snapshot over cfg (takes ownership of cfg on success). Returns 0 or IG_ECONFIG
@@ -239,6 +312,8 @@ struct upconn {
   ig_buf_t in;
   unsigned idle_timeout_ms;
   unsigned max_idle;
+  tls_conn_t *tls;                            /* TLS endpoints: client-side TLS state */
+  unsigned brk_trial : 1, brk_done : 1;       /* half-open trial; outcome reported to the breaker */
 };
 
 /* client.c */
@@ -271,6 +346,23 @@ void tls_conn_close_notify(tls_conn_t *t);
 /* The ciphertext waiting to be written (*data valid until tls_conn_consumed, which drops it). */
 size_t tls_conn_pending(tls_conn_t *t, char **data);
 void tls_conn_consumed(tls_conn_t *t);
+/* TLS to upstreams. tls_client_ctx_new builds a client context (TLS 1.2+, ALPN http/1.1, the CA
+ * bundle or the system store, verification on unless cfg->verify is 0, an optional client
+ * certificate); NULL after logging why. Free with tls_client_ctx_free. */
+struct ssl_ctx_st *tls_client_ctx_new(const ig_upstream_tls_cfg_t *cfg, const char *backend);
+void tls_client_ctx_free(struct ssl_ctx_st *ctx);
+/* A client connection to host (an IP address or a name) checked against server_name when not NULL,
+ * else host; name is for logs. Returns NULL when OpenSSL fails. Starts the handshake: send
+ * tls_conn_pending, then feed the answers with tls_conn_feed until tls_conn_established. */
+tls_conn_t *tls_conn_new_client(struct ssl_ctx_st *ctx, const char *host, const char *server_name,
+                                const char *name);
+int tls_conn_established(const tls_conn_t *t);
+/* Why the peer's certificate was refused (OpenSSL's text), or NULL when it was not. */
+const char *tls_conn_verify_error(const tls_conn_t *t);
+/* OpenSSL's reason for the last failed operation on t (never NULL). */
+const char *tls_conn_last_error(const tls_conn_t *t);
+/* The TLS settings of cfg as a string (endpoint identity); a new string, free it. */
+char *tls_client_key(const ig_upstream_tls_cfg_t *cfg);
 
 /* upstream.c */
 void upstream_start(client_t *c, const endpoint_t *exclude, int fresh);
@@ -311,6 +403,39 @@ void pools_free_globals(void);
 /* scrape.c: metrics scraping of inference-pool endpoints (one scraper per endpoint). */
 void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg);
 void scrape_stop(endpoint_t *ep);
+
+/* discovery.c: model discovery for inference pools that no model names. Every pod's GET /v1/models
+ * (OpenAI list format; LoRA adapters carry "parent") is fetched every discovery_interval_ms on the
+ * event loop (one fetch in flight per pod, bounded answer, timeout); the last good list of a pod is
+ * kept when a fetch fails. A pod that never answered with a valid list is "unknown", except while
+ * it cannot be connected to at all: then it serves nothing until it answers. */
+void discovery_start(void); /* arms the timer on gw.loop (serve) */
+void discovery_stop(void);  /* closes the timer and aborts fetches in flight (stop; idempotent) */
+/* Whether discovery runs for be (an inference pool that no model names). */
+int discovery_enabled(const backend_rt_t *be);
+/* The pods of be that may serve model (indexes into be->eps): *subset NULL when nothing restricts the
+ * choice (discovery off, no model, or no pod known yet). Else the pods listing model, or when none does
+ * the unknown pods; when every pod is known and none serves model, returns IG_ENOENT with an empty
+ * subset (answer 404). The array stays valid until the next call for any pool. Returns 0 otherwise. */
+int discovery_subset(backend_rt_t *be, const char *model, const size_t **subset, size_t *n);
+/* The least in-flight endpoint of model's subset other than exclude; NULL when no subset applies. */
+endpoint_t *discovery_least_request(backend_rt_t *be, const char *model, const endpoint_t *exclude);
+/* Appends a model card ({"id",...,"parent"}) to out for every model discovered in be that cfg (the
+ * request's snapshot) does not already list for it, each preceded by a comma unless *first. Returns
+ * how many pods of be are known (0: nothing discovered, the listing is better left to a pod); out
+ * NULL only counts them. */
+size_t discovery_models_json(backend_rt_t *be, const ig_config_t *cfg, ig_buf_t *out, int *first,
+                             long long created);
+/* Appends ,"discovered":BOOL,"discovery_down":BOOL,"discovery_fetches":N,"models":[...] for
+ * /debug/pools (nothing before the pod's first fetch). */
+void discovery_debug_json(const pod_t *pod, ig_buf_t *out);
+void discovery_free(disc_t *d);           /* with its pod (pod_free) */
+void discovery_pool_free(backend_rt_t *be); /* with its pool (pool_free) */
+
+/* objective.c: the InferenceObjective a request names in x-gateway-inference-objective (looked up in
+ * its forwarded head, c->fwd). Returns 0 with *priority set, or IG_ENOENT (no header, or no objective
+ * of that name in the request's pool). */
+int objective_priority(const client_t *c, int *priority);
 
 /* stats.c: the GIE metrics (ig_registry_t) */
 void stats_request_sent(client_t *c);

@@ -30,21 +30,32 @@ static ig_k8s_t *kube;
 static void usage(FILE *f) {
   fprintf(f, "usage: infergate serve -c FILE [--log-level LEVEL] [--access-log PATH|-]\n"
              "       infergate serve (--manifests PATH | --kube [--kube-api URL] [--namespace NS]\n"
+             "                        [--kubeconfig FILE [--kube-context NAME]]\n"
              "                        [--kube-token-file FILE] [--kube-ca FILE] [--write-status]\n"
-             "                        [--controller-name NAME])\n"
+             "                        [--controller-name NAME] [--leader-elect [--leader-elect-lease-name N]\n"
+             "                        [--leader-elect-namespace NS] [--leader-elect-lease-duration SECONDS]])\n"
              "                       [--listen-host HOST] [--port LISTENER=PORT]... [--port-offset N]\n"
              "                       [--admin HOST:PORT] [--gateway-class NAME]\n"
              "       infergate serve --listen HOST:PORT [--admin HOST:PORT]\n"
              "                       (--backend HOST:PORT[,HOST:PORT...] [--policy "
              "round-robin|random|least-request]\n"
-             "                        | --pool HOST:PORT[,HOST:PORT...] [--model NAME]...)\n"
+             "                        | --pool HOST:PORT[,HOST:PORT...] [--model NAME]...\n"
+             "                          [--engine vllm|vllm-v0|sglang|trtllm] [--profile NAME]\n"
+             "                          [--discovery-interval DURATION])\n"
              "                       [--log-level debug|info|warn|error] [--access-log PATH|-]\n"
              "\n"
-             "The quick start (no -c) proxies every path to the backend or pool. --manifests reads\n"
+             "The quick start (no -c) proxies every path to the backend or pool. --model (repeatable)\n"
+             "names the models the pool serves (others get 404); without it, the models and LoRA\n"
+             "adapters of each pod are discovered from its GET /v1/models every DURATION (default 5s)\n"
+             "and requests go only to pods serving their model. --engine is the pods' metrics dialect\n"
+             "(default vllm); --profile the scheduler profile: default, gie, round-robin, random,\n"
+             "least-request (docs/scheduling.md). --manifests reads\n"
              "Kubernetes resources (Gateway, HTTPRoute, TCPRoute, InferencePool, InferenceModel, Pods,\n"
              "Endpoints) from a file or directory; --kube watches them on the API server (in a Pod:\n"
              "the service account; see docs/kubernetes.md); with --write-status it writes InferenceModel\n"
-             "and InferencePool status back (controller NAME, default infergate.io/gateway-controller).\n"
+             "InferencePool, Gateway and HTTPRoute status back (controller NAME, default\n"
+             "infergate.io/gateway-controller); with --leader-elect only the replica holding the Lease\n"
+             "(default infergate-status-writer, 15 s) writes status; every replica serves traffic.\n"
              "SIGHUP reloads the file or manifests,\n"
              "SIGTERM drains (stop accepting, finish in-flight requests) and exits 0.\n");
 }
@@ -94,6 +105,7 @@ static void final_stop(void) {
   uv_close((uv_handle_t *)&sig_int, on_signal_close);
   uv_close((uv_handle_t *)&sig_hup, on_signal_close);
   uv_close((uv_handle_t *)&drain_timer, on_signal_close);
+  discovery_stop();
 }
 
 void gw_check_drained(void) {
@@ -270,10 +282,11 @@ static int opt_is(const char *a, const char *name) {
 
 int ig_cmd_serve(int argc, char **argv) {
   const char *config = NULL, *listen = NULL, *admin = NULL, *backend = NULL, *pool = NULL, *policy = NULL;
-  const char *level = NULL, *alog = NULL;
+  const char *level = NULL, *alog = NULL, *engine = NULL, *profile = NULL, *disc_iv = NULL;
   const char *manifests = NULL, *listen_host = NULL, *port_offset = NULL, *gclass = NULL;
   const char *kube_api = NULL, *ns = NULL, *token_file = NULL, *kube_ca = NULL, *controller = NULL;
-  int kube_flag = 0, write_status = 0;
+  const char *kubeconfig = NULL, *kube_ctx = NULL, *lease_name = NULL, *lease_ns = NULL, *lease_dur = NULL;
+  int kube_flag = 0, write_status = 0, leader_elect = 0;
   char **models = ig_calloc((size_t)argc + 1, sizeof *models);
   size_t n_models = 0;
   manifests_mode = kube_mode = 0;
@@ -305,6 +318,12 @@ int ig_cmd_serve(int argc, char **argv) {
       dst = &pool;
     else if (opt_is(a, "--policy"))
       dst = &policy;
+    else if (opt_is(a, "--engine"))
+      dst = &engine;
+    else if (opt_is(a, "--profile"))
+      dst = &profile;
+    else if (opt_is(a, "--discovery-interval"))
+      dst = &disc_iv;
     else if (opt_is(a, "--log-level"))
       dst = &level;
     else if (opt_is(a, "--access-log"))
@@ -327,6 +346,20 @@ int ig_cmd_serve(int argc, char **argv) {
       dst = &kube_ca;
     else if (opt_is(a, "--controller-name"))
       dst = &controller;
+    else if (opt_is(a, "--kubeconfig"))
+      dst = &kubeconfig;
+    else if (opt_is(a, "--kube-context"))
+      dst = &kube_ctx;
+    else if (opt_is(a, "--leader-elect-lease-name"))
+      dst = &lease_name;
+    else if (opt_is(a, "--leader-elect-namespace"))
+      dst = &lease_ns;
+    else if (opt_is(a, "--leader-elect-lease-duration"))
+      dst = &lease_dur;
+    else if (!strcmp(a, "--leader-elect")) {
+      leader_elect = 1;
+      continue;
+    }
     else if (!strcmp(a, "--kube")) {
       kube_flag = 1;
       continue;
@@ -368,10 +401,47 @@ int ig_cmd_serve(int argc, char **argv) {
     fprintf(stderr, "infergate serve: unknown policy '%s' (round-robin, random, least-request)\n", policy);
     goto out;
   }
-  kube_mode = kube_flag || kube_api || ns || token_file || kube_ca;
+  if (engine && strcmp(engine, "vllm") && strcmp(engine, "vllm-v0") && strcmp(engine, "sglang") &&
+      strcmp(engine, "trtllm")) {
+    fprintf(stderr, "infergate serve: unknown engine '%s' (vllm, vllm-v0, sglang, trtllm)\n", engine);
+    goto out;
+  }
+  if (profile && !ig_sched_profile_exists(profile)) {
+    fprintf(stderr, "infergate serve: unknown scheduler profile '%s' (default, gie, round-robin, random, "
+                    "least-request)\n", profile);
+    goto out;
+  }
+  if ((engine || profile || disc_iv) && !pool) {
+    fprintf(stderr, "infergate serve: --engine, --profile and --discovery-interval go with --pool\n");
+    goto out;
+  }
+  kube_mode = kube_flag || kube_api || ns || token_file || kube_ca || kubeconfig;
   if ((write_status || controller) && !kube_mode) {
     fprintf(stderr, "infergate serve: --write-status and --controller-name need --kube\n");
     goto out;
+  }
+  if (kube_ctx && !kubeconfig) {
+    fprintf(stderr, "infergate serve: --kube-context needs --kubeconfig\n");
+    goto out;
+  }
+  if ((lease_name || lease_ns || lease_dur) && !leader_elect) {
+    fprintf(stderr, "infergate serve: --leader-elect-* options need --leader-elect\n");
+    goto out;
+  }
+  if (leader_elect && !write_status) {
+    fprintf(stderr, "infergate serve: --leader-elect elects the status writer; it needs --write-status\n");
+    goto out;
+  }
+  unsigned lease_ms = 0;
+  if (lease_dur) {
+    char *end = NULL;
+    long v = strtol(lease_dur, &end, 10);
+    if (!*lease_dur || *end || v < 1 || v > 3600) {
+      fprintf(stderr, "infergate serve: --leader-elect-lease-duration wants seconds (1..3600), got '%s'\n",
+              lease_dur);
+      goto out;
+    }
+    lease_ms = (unsigned)v * 1000;
   }
   if (controller) {
     size_t cl = strlen(controller);
@@ -415,7 +485,10 @@ int ig_cmd_serve(int argc, char **argv) {
     mopts.ports = mports;
     mopts.admin = admin;
     mopts.gateway_class = gclass;
-    if (kube_mode) mopts.default_namespace = ns; /* refined once the watcher knows its namespace */
+    if (kube_mode) {
+      mopts.default_namespace = ns; /* refined once the watcher knows its namespace */
+      mopts.lenient_refs = 1;       /* a route to a missing pool is reported in its status, not fatal */
+    }
     if (manifests) {
       ig_manifest_notes_t notes = {0};
       mopts.notes = &notes;
@@ -457,7 +530,8 @@ int ig_cmd_serve(int argc, char **argv) {
       goto out;
     }
     ig_quick_cfg_t q = {.listen = listen, .admin = admin, .backend = backend, .pool = pool,
-                        .policy = policy, .models = models, .n_models = n_models};
+                        .policy = policy, .models = models, .n_models = n_models, .engine = engine,
+                        .profile = profile, .discovery_interval = disc_iv};
     ig_config_quick_yaml(&yaml, &q);
     if (ig_config_load_string("command line", yaml.data, yaml.len, &cfg, &errs) != 0) {
       ig_config_errors_print(&errs, stderr);
@@ -499,6 +573,12 @@ int ig_cmd_serve(int argc, char **argv) {
     ko.on_change = on_kube_change;
     ko.write_status = write_status;
     ko.controller_name = controller;
+    ko.kubeconfig = kubeconfig;
+    ko.context = kube_ctx;
+    ko.leader_elect = leader_elect;
+    ko.lease_name = lease_name;
+    ko.lease_ns = lease_ns;
+    ko.lease_duration_ms = lease_ms;
     if (ig_k8s_start(&loop, &ko, &kube) != 0) goto out_loop;
     mopts.default_namespace = ig_k8s_namespace(kube);
   }
@@ -510,6 +590,7 @@ int ig_cmd_serve(int argc, char **argv) {
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
   uv_signal_start(&sig_hup, on_signal, SIGHUP);
+  discovery_start(); /* pools that no model names learn their models from the pods */
   if (gw.snap) {
     gw.ready = 1;
     ig_info("serving (%zu listener(s), %zu backend(s), %zu route(s))", gw.snap->cfg->n_listeners,
@@ -529,6 +610,7 @@ out_loop:
     kube = NULL;
 #endif
     listeners_close_all(0);
+    discovery_stop();
     uv_run(&loop, UV_RUN_DEFAULT);
   }
   snapshot_release(gw.snap);

@@ -25,11 +25,13 @@ static int endpoint_resolve(endpoint_t *ep) {
   return 0;
 }
 
-/* Returns the registry endpoint for host:port, creating it; takes a snapshot reference. */
-static endpoint_t *endpoint_get(const char *host, int port) {
+/* Returns the registry endpoint for host:port reached with TLS settings tls_key (NULL: plain),
+ * creating it; takes a snapshot reference. */
+static endpoint_t *endpoint_get(const char *host, int port, const char *tls_key) {
   for (link_t *l = gw.endpoints.next; l != &gw.endpoints; l = l->next) {
     endpoint_t *ep = container_of(l, endpoint_t, reg);
-    if (ep->port == port && strcmp(ep->host, host) == 0) {
+    if (ep->port == port && strcmp(ep->host, host) == 0 && !ep->tls_key == !tls_key &&
+        (!tls_key || strcmp(ep->tls_key, tls_key) == 0)) {
       ep->snap_refs++;
       return ep;
     }
@@ -37,6 +39,7 @@ static endpoint_t *endpoint_get(const char *host, int port) {
   endpoint_t *ep = IG_NEW(endpoint_t);
   ep->host = ig_strdup(host);
   ep->port = port;
+  ep->tls_key = tls_key ? ig_strdup(tls_key) : NULL;
   if (strchr(host, ':'))
     snprintf(ep->name, sizeof ep->name, "[%s]:%d", host, port);
   else
@@ -53,6 +56,7 @@ void endpoint_maybe_free(endpoint_t *ep) {
   if (ep->snap_refs || ep->conn_refs) return;
   list_remove(&ep->reg);
   pod_free(ep->pod);
+  free(ep->tls_key);
   free(ep->host);
   free(ep);
 }
@@ -100,13 +104,19 @@ int snapshot_new(ig_config_t *cfg, snapshot_t **out) {
     be->lb = lb_for_policy(be->cfg->policy);
     be->n_eps = be->cfg->n_endpoints;
     be->eps = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof(endpoint_t *));
+    char *tls_key = NULL;
+    if (be->cfg->tls) {
+      tls_key = tls_client_key(be->cfg->tls);
+      if (!(be->tls_ctx = tls_client_ctx_new(be->cfg->tls, be->cfg->name))) rc = IG_ECONFIG;
+    }
     for (size_t j = 0; j < be->n_eps; j++) {
-      be->eps[j] = endpoint_get(be->cfg->endpoints[j].host, be->cfg->endpoints[j].port);
+      be->eps[j] = endpoint_get(be->cfg->endpoints[j].host, be->cfg->endpoints[j].port, tls_key);
       if (!be->eps[j]->resolved) {
         ig_error("backend %s: cannot resolve endpoint %s", be->cfg->name, be->eps[j]->name);
         rc = IG_ECONFIG;
       }
     }
+    free(tls_key);
     for (size_t m = 0; m < cfg->n_models; m++)
       if (cfg->models[m].pool_index == i) be->has_models = 1;
     if (be->cfg->policy == IG_LB_INFERENCE) {
@@ -118,7 +128,16 @@ int snapshot_new(ig_config_t *cfg, snapshot_t **out) {
       be->pool = pool_new(be);
     }
   }
+  for (size_t i = 0; i < cfg->n_routes; i++) {
+    if (!cfg->routes[i].api_keys_file) continue;
+    if (!s->auth) s->auth = ig_calloc(cfg->n_routes, sizeof *s->auth);
+    if (auth_keys_load(cfg->routes[i].api_keys_file, &s->auth[i]) != 0) rc = IG_ECONFIG;
+  }
   if (rc) {
+    for (size_t i = 0; s->auth && i < cfg->n_routes; i++)
+      auth_keys_free(&s->auth[i]);
+    free(s->auth);
+    s->auth = NULL;
     s->cfg = NULL; /* the caller keeps ownership on failure */
     snapshot_release(s);
     *out = NULL;
@@ -142,8 +161,15 @@ void snapshot_release(snapshot_t *s) {
       endpoint_put(ep);
     }
     free(be->eps);
+    tls_client_ctx_free(be->tls_ctx); /* connections hold their own reference */
   }
   free(s->backends);
+  if (s->auth) {
+    size_t n = s->cfg ? s->cfg->n_routes : 0;
+    for (size_t i = 0; i < n; i++)
+      auth_keys_free(&s->auth[i]);
+    free(s->auth);
+  }
   if (s->cfg) ig_config_free(s->cfg);
   free(s);
 }

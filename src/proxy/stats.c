@@ -13,6 +13,7 @@ static ig_registry_t *reg;
 static ig_metric_t *m_req, *m_err, *m_dur, *m_ttft, *m_in, *m_out, *m_running;
 static ig_metric_t *m_pool_kv, *m_pool_queue, *m_pool_ready, *m_pick, *m_prefix, *m_fc_queue;
 static ig_metric_t *m_scrapes;
+static ig_metric_t *m_ejected; /* issue #9: circuit breaker state per endpoint */
 static ig_buf_t lbl; /* label scratch */
 
 static const double dur_bounds[] = {0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5,
@@ -57,6 +58,8 @@ static void stats_init(void) {
                                    ratio_bounds, NB(ratio_bounds));
   m_fc_queue = ig_registry_gauge(reg, "flow_control_queue_size", "Requests waiting in a pool's flow-control queue.");
   m_scrapes = ig_registry_counter(reg, "infergate_pool_scrapes_total", "Metrics scrapes of pool endpoints.");
+  m_ejected = ig_registry_gauge(reg, "infergate_endpoint_ejected",
+                                "1 while the endpoint is ejected by its circuit breaker (open or half-open).");
 }
 
 void stats_registry_free(void) {
@@ -174,7 +177,16 @@ void stats_render(ig_buf_t *out) {
   ig_metric_clear(m_pool_ready);
   ig_metric_clear(m_fc_queue);
   ig_metric_clear(m_scrapes);
+  ig_metric_clear(m_ejected);
   uint64_t now = ig_now_ms();
+  for (link_t *l = gw.endpoints.next; l && l != &gw.endpoints; l = l->next) {
+    const endpoint_t *ep = container_of(l, endpoint_t, reg);
+    ig_buf_reset(&lbl);
+    ig_buf_puts(&lbl, "endpoint=\"");
+    ig_prom_label_escape(&lbl, ep->name);
+    ig_buf_puts(&lbl, "\"");
+    ig_metric_set(m_ejected, lbl.data, ep->brk.state != BRK_CLOSED);
+  }
   snapshot_t *s = gw.snap;
   for (size_t i = 0; s && i < s->n_backends; i++) {
     const backend_rt_t *be = &s->backends[i];

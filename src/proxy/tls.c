@@ -1,4 +1,4 @@
-/* TLS termination on HTTP listeners (issue #9): one SSL_CTX per certificate of a listener, picked by
+/* TLS termination on HTTP listeners, and TLS to upstream endpoints (issue #9): one SSL_CTX per certificate of a listener, picked by
  * SNI, and a per-connection shim over memory BIOs so that client.c keeps reading and writing its libuv
  * stream: ciphertext read from the socket is fed in and plaintext comes out; plaintext to send is
  * encrypted into a memory BIO whose bytes are then written to the socket. TLS 1.2 minimum, server
@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "proxy.h"
 
@@ -30,7 +32,9 @@ struct tls_srv {
 struct tls_conn {
   SSL *ssl;
   BIO *rbio, *wbio; /* owned by ssl */
-  tls_srv_t *srv;
+  tls_srv_t *srv;   /* server side: the listener's certificates; NULL on client connections */
+  char name[80];    /* client connections: the upstream endpoint, for logs */
+  char last_err[256]; /* OpenSSL's reason for the last failure */
 };
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
@@ -176,11 +180,15 @@ void tls_conn_free(tls_conn_t *t) {
 }
 
 /* Logs a failed TLS operation at debug level and clears OpenSSL's error queue. */
-static void log_fail(const tls_conn_t *t, const char *peer, const char *what, int err) {
+static void log_fail(tls_conn_t *t, const char *peer, const char *what, int err) {
   char why[256] = "";
   unsigned long e = ERR_get_error();
   if (e) ERR_error_string_n(e, why, sizeof why);
-  ig_debug("client %s on %s: TLS %s failed (ssl error %d) %s", peer, t->srv->name, what, err, why);
+  snprintf(t->last_err, sizeof t->last_err, "%s", e ? why : "connection failed");
+  if (t->srv)
+    ig_debug("client %s on %s: TLS %s failed (ssl error %d) %s", peer, t->srv->name, what, err, why);
+  else
+    ig_debug("upstream %s: TLS %s failed (ssl error %d) %s", t->name, what, err, why);
   ERR_clear_error();
 }
 
@@ -241,4 +249,125 @@ size_t tls_conn_pending(tls_conn_t *t, char **data) {
 
 void tls_conn_consumed(tls_conn_t *t) {
   (void)BIO_reset(t->wbio);
+}
+
+/* ---------------------------------------------------------------- client side (upstreams) */
+
+/* Logs the OpenSSL error queue under what and clears it. */
+static void log_ctx_error(const char *backend, const char *what, const char *path) {
+  char why[256] = "";
+  unsigned long e = ERR_get_error();
+  if (e) ERR_error_string_n(e, why, sizeof why);
+  ig_error("backend %s: %s %s: %s", backend, what, path ? path : "", why);
+  ERR_clear_error();
+}
+
+SSL_CTX *tls_client_ctx_new(const ig_upstream_tls_cfg_t *cfg, const char *backend) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    log_ctx_error(backend, "cannot create a TLS client context", NULL);
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_alpn_protos(ctx, alpn_http11, sizeof alpn_http11 - 1);
+  if (cfg->ca_file) {
+    if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL) != 1) {
+      log_ctx_error(backend, "cannot load the TLS CA file", cfg->ca_file);
+      goto fail;
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    log_ctx_error(backend, "cannot load the system CA store", NULL);
+    goto fail;
+  }
+  if (cfg->cert_file && cfg->key_file &&
+      (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1 ||
+       SSL_CTX_use_PrivateKey_file(ctx, cfg->key_file, SSL_FILETYPE_PEM) != 1 ||
+       SSL_CTX_check_private_key(ctx) != 1)) {
+    log_ctx_error(backend, "cannot load the TLS client certificate", cfg->cert_file);
+    goto fail;
+  }
+  if (cfg->verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    ig_warn("backend %s: TLS to its endpoints is NOT verified (tls.verify: false)", backend);
+  }
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+void tls_client_ctx_free(SSL_CTX *ctx) {
+  SSL_CTX_free(ctx);
+}
+
+/* Whether s is a numeric IPv4 or IPv6 address. */
+static int is_ip(const char *s) {
+  unsigned char a[16];
+  return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+tls_conn_t *tls_conn_new_client(SSL_CTX *ctx, const char *host, const char *server_name, const char *name) {
+  SSL *ssl = SSL_new(ctx);
+  if (!ssl) return NULL;
+  const char *peer = server_name ? server_name : host;
+  X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+  int ok;
+  if (is_ip(peer)) {
+    ok = X509_VERIFY_PARAM_set1_ip_asc(vp, peer) == 1; /* no SNI for an address (RFC 6066) */
+  } else {
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    ok = X509_VERIFY_PARAM_set1_host(vp, peer, 0) == 1 && SSL_set_tlsext_host_name(ssl, peer) == 1;
+  }
+  BIO *rb = ok ? BIO_new(BIO_s_mem()) : NULL, *wb = ok ? BIO_new(BIO_s_mem()) : NULL;
+  if (!rb || !wb) {
+    BIO_free(rb);
+    BIO_free(wb);
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+  }
+  BIO_set_mem_eof_return(rb, -1);
+  SSL_set_bio(ssl, rb, wb);
+  SSL_set_connect_state(ssl);
+  tls_conn_t *t = IG_NEW(tls_conn_t);
+  t->ssl = ssl;
+  t->rbio = rb;
+  t->wbio = wb;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  /* the ClientHello goes into the write BIO now; the caller sends it */
+  int r = SSL_do_handshake(ssl);
+  if (r <= 0 && SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) {
+    log_fail(t, "-", "handshake", SSL_get_error(ssl, r));
+    tls_conn_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+int tls_conn_established(const tls_conn_t *t) {
+  return SSL_is_init_finished(t->ssl);
+}
+
+const char *tls_conn_last_error(const tls_conn_t *t) {
+  return t->last_err[0] ? t->last_err : "unknown TLS error";
+}
+
+const char *tls_conn_verify_error(const tls_conn_t *t) {
+  long v = SSL_get_verify_result(t->ssl);
+  return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
+}
+
+char *tls_client_key(const ig_upstream_tls_cfg_t *cfg) {
+  ig_buf_t b;
+  ig_buf_init(&b);
+  ig_buf_printf(&b, "tls|%d|%s|%s|%s|%s", cfg->verify, cfg->ca_file ? cfg->ca_file : "",
+                cfg->server_name ? cfg->server_name : "", cfg->cert_file ? cfg->cert_file : "",
+                cfg->key_file ? cfg->key_file : "");
+  char *s = ig_strdup(b.data);
+  ig_buf_free(&b);
+  return s;
 }

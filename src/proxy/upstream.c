@@ -1,13 +1,15 @@
 /* Upstream side of the HTTP proxy: keep-alive connection pools per endpoint (LIFO idle lists with
  * stale-connection detection), sending the forwarded request, and streaming the response back to the
- * client chunk by chunk as it arrives, with backpressure when the client reads slowly. */
+ * client chunk by chunk as it arrives, with backpressure when the client reads slowly. Endpoints of a
+ * backend with `tls` are reached over TLS (tls.c, memory BIOs over the same libuv stream) and their
+ * certificate is verified; the outcome of every exchange feeds the endpoint's circuit breaker. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "proxy.h"
 
-typedef enum { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_RESET, FAIL_TIMEOUT, FAIL_PROTO } fail_t;
+typedef enum { FAIL_CONNECT, FAIL_CONNECT_TIMEOUT, FAIL_RESET, FAIL_TIMEOUT, FAIL_PROTO, FAIL_TLS } fail_t;
 
 static void upstream_fail(upconn_t *up, fail_t why);
 static void on_up_timer(uv_timer_t *t);
@@ -21,7 +23,37 @@ static void on_up_close(uv_handle_t *h) {
   ep->conn_refs--;
   endpoint_maybe_free(ep);
   ig_buf_free(&up->in);
+  tls_conn_free(up->tls);
   free(up);
+}
+
+/* Reports the outcome of up's exchange to its endpoint's circuit breaker (once per exchange), and
+ * logs and counts an ejection. */
+static void brk_report(upconn_t *up, const backend_rt_t *be, int ok) {
+  if (up->brk_done) return;
+  up->brk_done = 1;
+  breaker_opts_t o;
+  breaker_opts_of(be ? be->cfg : NULL, &o);
+  endpoint_t *ep = up->ep;
+  int rc = breaker_on_result(&ep->brk, &o, ok, up->brk_trial, ig_now_ms());
+  up->brk_trial = 0;
+  if (rc > 0) {
+    ig_warn("endpoint %s ejected for %llu ms by the circuit breaker (%s)", ep->name,
+            (unsigned long long)(ep->brk.until_ms - ig_now_ms()),
+            ep->brk.ejections > 1 ? "half-open trial failed" : "consecutive failures");
+    char series[160];
+    snprintf(series, sizeof series, "infergate_endpoint_ejections_total{endpoint=\"%s\"}", ep->name);
+    stats_inc(series, 1);
+  } else if (rc < 0) {
+    ig_info("endpoint %s recovered: circuit breaker closed", ep->name);
+  }
+}
+
+/* The exchange ended without an outcome for the breaker (client gone, reuse): a trial may be retried. */
+static void brk_abandon(upconn_t *up) {
+  if (up->brk_trial && !up->brk_done) breaker_on_abandon(&up->ep->brk, 1);
+  up->brk_trial = 0;
+  up->brk_done = 1;
 }
 
 /* Closes an upstream connection (never returned to a pool) and detaches it from its request. */
@@ -32,6 +64,7 @@ void upconn_close(upconn_t *up) {
     up->ep->n_idle--;
   }
   up->state = US_CLOSED;
+  brk_abandon(up);
   if (up->counted) up->ep->inflight--;
   up->counted = 0;
   if (up->c) up->c->req.up = NULL;
@@ -46,6 +79,7 @@ void upstream_detach(upconn_t *up, int reuse) {
   if (up->state == US_CLOSED) return;
   if (up->c) up->c->req.up = NULL;
   up->c = NULL;
+  brk_abandon(up);
   if (up->counted) up->ep->inflight--;
   up->counted = 0;
   endpoint_t *ep = up->ep;
@@ -296,46 +330,111 @@ static long up_parse_head(upconn_t *up) {
 static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   upconn_t *up = h->data;
   (void)hint;
+  if (up->tls) {
+    /* ciphertext: decrypted into up->in at once, so one buffer serves every connection */
+    static char cipher[READ_CHUNK];
+    buf->base = cipher;
+    buf->len = sizeof cipher;
+    return;
+  }
   ig_buf_reserve(&up->in, READ_CHUNK);
   buf->base = up->in.data + up->in.len;
   buf->len = up->in.cap - up->in.len - 1;
 }
 
+static void up_send(upconn_t *up);
+static int up_tls_flush(upconn_t *up);
+static void up_on_eof(upconn_t *up, int err);
+static void up_on_data(upconn_t *up);
+
+/* TLS: decrypts what was read into up->in, sends what the handshake answers, finishes the handshake
+ * (then sends the request), and goes on like a plain read with the plaintext. */
+static void up_tls_read(upconn_t *up, const char *p, size_t n) {
+  size_t before = up->in.len;
+  int rc = tls_conn_feed(up->tls, up->ep->name, p, n, &up->in);
+  if (up_tls_flush(up) != 0) return;
+  if (up->state == US_IDLE || !up->c) {
+    /* post-handshake messages (session tickets) are fine on an idle connection; data or a close is not */
+    if (rc < 0 || up->in.len != before) upconn_close(up);
+    return;
+  }
+  if (up->state == US_CONNECTING) {
+    if (rc < 0) {
+      const char *verr = tls_conn_verify_error(up->tls);
+      if (verr)
+        ig_warn("upstream %s: TLS certificate verification failed: %s", up->ep->name, verr);
+      else
+        ig_warn("upstream %s: TLS handshake failed: %s", up->ep->name, tls_conn_last_error(up->tls));
+      upstream_fail(up, FAIL_TLS);
+      return;
+    }
+    if (!tls_conn_established(up->tls)) return;
+    ig_buf_reset(&up->in); /* nothing is expected before the request */
+    up_send(up);
+    return;
+  }
+  if (up->in.len != before) {
+    up->got_bytes = 1;
+    up_on_data(up);
+    if (up->state == US_CLOSED || !up->c) return;
+  }
+  if (rc == IG_ECLOSED) up_on_eof(up, UV_EOF);
+  else if (rc < 0) up_on_eof(up, UV_EPROTO);
+}
+
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   upconn_t *up = s->data;
-  (void)buf;
   if (up->state == US_CLOSED || nread == 0) return;
+  if (up->tls && nread > 0) {
+    up_tls_read(up, buf->base, (size_t)nread);
+    return;
+  }
   if (up->state == US_IDLE || !up->c) {
     upconn_close(up); /* the backend closed (or spoke on) an idle connection: it is stale */
     return;
   }
+  if (up->state == US_CONNECTING) {
+    upstream_fail(up, up->tls ? FAIL_TLS : FAIL_RESET); /* closed during the TLS handshake */
+    return;
+  }
   if (nread < 0) {
-    client_t *c = up->c;
-    if (up->state == US_BODY && up->framing == FR_CLOSE) {
-      if (up->rechunk) {
-        uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
-        client_write(c, &last, 1);
-        if (!up->c) return;
-      }
-      up->keep_alive = 0;
-      request_finish(c, !c->req.keep_alive);
-      return;
-    }
-    if (up->state == US_BODY) {
-      ig_warn("upstream %s closed mid-response (%s)", up->ep->name, uv_strerror((int)nread));
-      client_abort(c); /* the client sees a truncated body / closed connection */
-      return;
-    }
-    upstream_fail(up, FAIL_RESET);
+    up_on_eof(up, (int)nread);
     return;
   }
   up->in.len += (size_t)nread;
   up->in.data[up->in.len] = '\0';
   up->got_bytes = 1;
+  up_on_data(up);
+}
+
+/* The upstream closed the connection (or it failed with err) while a request was on it. */
+static void up_on_eof(upconn_t *up, int err) {
+  client_t *c = up->c;
+  if (up->state == US_BODY && up->framing == FR_CLOSE) {
+    if (up->rechunk) {
+      uv_buf_t last = uv_buf_init("0\r\n\r\n", 5);
+      client_write(c, &last, 1);
+      if (!up->c) return;
+    }
+    up->keep_alive = 0;
+    request_finish(c, !c->req.keep_alive);
+    return;
+  }
+  if (up->state == US_BODY) {
+    ig_warn("upstream %s closed mid-response (%s)", up->ep->name, uv_strerror(err));
+    client_abort(c); /* the client sees a truncated body / closed connection */
+    return;
+  }
+  upstream_fail(up, FAIL_RESET);
+}
+
+/* New plaintext response bytes are in up->in. */
+static void up_on_data(upconn_t *up) {
   if (up->state == US_WAIT_HEAD) {
     long n = up_parse_head(up);
     if (n <= 0) return;
     up->state = US_BODY;
+    brk_report(up, up->c->req.be, up->c->req.status < 500); /* 5xx counts as a failure */
     up_pump(up, (size_t)n, 1);
     return;
   }
@@ -351,15 +450,50 @@ static void on_up_write(uv_write_t *req, int status) {
     upstream_fail(up, FAIL_RESET);
 }
 
+/* Writes the ciphertext the TLS connection has produced. Returns 0, or -1 after failing the
+ * exchange on a write error. */
+static int up_tls_flush(upconn_t *up) {
+  char *data;
+  size_t len = tls_conn_pending(up->tls, &data);
+  if (len == 0) return 0;
+  int queued = 0;
+  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
+  int rc = stream_write((uv_stream_t *)&up->tcp, &iov, 1, on_up_write, &queued);
+  tls_conn_consumed(up->tls); /* stream_write copied what it did not send */
+  if (rc < 0) {
+    if (up->c && up->state != US_IDLE)
+      upstream_fail(up, up->state == US_CONNECTING ? FAIL_TLS : FAIL_RESET);
+    else
+      upconn_close(up);
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes bufs to the upstream (encrypted on TLS connections). Returns 0 or a negative error. */
+static int up_write(upconn_t *up, const uv_buf_t *bufs, unsigned n) {
+  if (!up->tls) {
+    int queued = 0;
+    return stream_write((uv_stream_t *)&up->tcp, bufs, n, on_up_write, &queued);
+  }
+  if (tls_conn_encrypt(up->tls, up->ep->name, bufs, n) != 0) return IG_EIO;
+  char *data;
+  size_t len = tls_conn_pending(up->tls, &data);
+  int queued = 0;
+  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
+  int rc = stream_write((uv_stream_t *)&up->tcp, &iov, 1, on_up_write, &queued);
+  tls_conn_consumed(up->tls);
+  return rc;
+}
+
 /* Sends the forwarded request (head + body) and waits for the response head. */
 static void up_send(upconn_t *up) {
   client_t *c = up->c;
   uv_buf_t iov[2] = {uv_buf_init(c->fwd.data, (unsigned)c->fwd.len),
                      uv_buf_init(c->body.data, (unsigned)c->body.len)};
-  int queued = 0;
   up->state = US_WAIT_HEAD;
   up->got_bytes = 0;
-  int rc = stream_write((uv_stream_t *)&up->tcp, iov, c->body.len ? 2 : 1, on_up_write, &queued);
+  int rc = up_write(up, iov, c->body.len ? 2 : 1);
   if (rc < 0) {
     upstream_fail(up, FAIL_RESET);
     return;
@@ -379,6 +513,11 @@ static void on_up_connect(uv_connect_t *req, int status) {
   uv_read_start((uv_stream_t *)&up->tcp, on_up_alloc, on_up_read);
   if (!up->c) {
     upconn_close(up);
+    return;
+  }
+  if (up->tls) {
+    /* send the ClientHello; the request follows once the handshake is done (under connect_timeout) */
+    up_tls_flush(up);
     return;
   }
   up_send(up);
@@ -433,15 +572,28 @@ void upstream_start(client_t *c, const endpoint_t *exclude, int fresh) {
   else
     ep = be->lb->pick(be, exclude);
   if (!ep) {
-    client_send_error(c, 503, "no_healthy_upstream", "no endpoint available", 0);
+    if (be->n_eps && lb_unusable_reason(be, NULL, 0, ig_now_ms()) == LB_NONE_AT_CAP)
+      client_send_error_ex(c, 503, "server_error", "endpoint_capacity",
+                           "every endpoint is at its max_streams_per_endpoint; retry later", "Retry-After: 1\r\n", 0);
+    else if (be->n_eps)
+      client_send_error(c, 503, "no_healthy_upstream", "every endpoint is ejected by the circuit breaker", 0);
+    else
+      client_send_error(c, 503, "no_healthy_upstream", "no endpoint available", 0);
     return;
   }
   q->last_ep = ep;
   upconn_t *up = fresh ? NULL : pool_get(ep);
   int pooled = up != NULL;
   if (!up) {
+    tls_conn_t *tls = NULL;
+    if (be->tls_ctx && ep->tls_key && !(tls = tls_conn_new_client(be->tls_ctx, ep->host, be->cfg->tls->server_name, ep->name))) {
+      ig_warn("upstream %s: cannot set up TLS", ep->name);
+      client_send_error(c, 502, "upstream_tls_error", "could not set up TLS to the upstream", 0);
+      return;
+    }
     up = IG_NEW(upconn_t);
     up->ep = ep;
+    up->tls = tls;
     ep->conn_refs++;
     uv_tcp_init(gw.loop, &up->tcp);
     uv_timer_init(gw.loop, &up->timer);
@@ -450,6 +602,8 @@ void upstream_start(client_t *c, const endpoint_t *exclude, int fresh) {
     up->nhandles = 2;
     up->state = US_CONNECTING;
   }
+  up->brk_done = 0;
+  up->brk_trial = (unsigned)breaker_on_pick(&ep->brk, ig_now_ms());
   up->c = c;
   q->up = up;
   up->counted = 1;
@@ -477,6 +631,9 @@ static void upstream_fail(upconn_t *up, fail_t why) {
   client_t *c = up->c;
   int reused = up->reused, got = up->got_bytes;
   endpoint_t *ep = up->ep;
+  /* a stale pooled connection says nothing about the endpoint (it is retried fresh) */
+  int stale = why == FAIL_RESET && reused && !got && c && c->req.stale_retries == 0;
+  if (c && !stale && up->state != US_BODY) brk_report(up, c->req.be, 0);
   upconn_close(up);
   if (!c || c->closing) return;
   req_t *q = &c->req;
@@ -495,12 +652,16 @@ static void upstream_fail(upconn_t *up, fail_t why) {
     return;
   case FAIL_CONNECT:
   case FAIL_CONNECT_TIMEOUT:
+  case FAIL_TLS:
     if (q->ep_retries == 0 && q->be->n_eps > 1) {
       q->ep_retries++;
       upstream_start(c, ep, 0);
       return;
     }
-    if (why == FAIL_CONNECT)
+    if (why == FAIL_TLS)
+      client_send_error(c, 502, "upstream_tls_error",
+                        "TLS to the upstream failed (certificate verification or handshake)", 0);
+    else if (why == FAIL_CONNECT)
       client_send_error(c, 502, "upstream_connect_failed", "could not connect to an upstream endpoint", 0);
     else
       client_send_error(c, 504, "upstream_timeout", "timed out connecting to an upstream endpoint", 0);

@@ -6,8 +6,12 @@ Serves, for the namespaced kinds infergate watches:
                                                             (ERROR 410 when RV is older than the last
                                                             compaction); starts with a BOOKMARK
   PATCH .../PLURAL/NAME/status                             merge patch of status (recorded)
+  GET/POST/PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases[/NAME]   Leases: POST 409 when it
+                                                            exists, PUT 409 when metadata.resourceVersion
+                                                            is not the current one (recorded)
 A kind whose resource is not "installed" answers 404. With --token, every API request needs
-"Authorization: Bearer TOKEN" (401 otherwise).
+"Authorization: Bearer TOKEN" (401 otherwise). With --client-ca (and TLS), clients must present a
+certificate signed by that CA.
 
 Test-only control endpoints (no token needed):
   POST /_ctl/apply        body: an object (apiVersion, kind, metadata.name[, namespace]): ADDED/MODIFIED
@@ -18,6 +22,7 @@ Test-only control endpoints (no token needed):
   GET  /_ctl/patches      the status patches received, in order
   GET  /_ctl/stats        {"list": {PLURAL: n}, "watch": {PLURAL: n}, "watching": n}
   GET  /_ctl/objects      every object
+  GET  /_ctl/leases       {"NS/NAME": lease} and "_writes": [{"op", "holder", "code"}] of every lease write
 
 Run: python3 fakeapi.py --port PORT [--token TOKEN] [--tls-cert CERT --tls-key KEY]
 """
@@ -38,7 +43,9 @@ KINDS = {
     ("v1", "Pod"): "pods",
     ("v1", "Service"): "services",
     ("v1", "Endpoints"): "endpoints",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "endpointslices",
 }
+LEASES = ("/apis/coordination.k8s.io/v1", "leases")
 
 
 def prefix_of(api_version):
@@ -69,6 +76,8 @@ class Api:
         self.watchers = set()  # asyncio.Queue
         self.patches = []
         self.stats = {"list": {}, "watch": {}}
+        self.leases = {}
+        self.lease_writes = []
 
     def bump(self):
         self.rv += 1
@@ -168,6 +177,58 @@ class Api:
             self.watchers.discard(q)
         return resp
 
+    # ---- leases (coordination.k8s.io/v1)
+    async def lease_get(self, request):
+        self.check_auth(request)
+        key = (request.match_info["ns"], request.match_info["name"])
+        obj = self.leases.get(key)
+        if obj is None:
+            raise web.HTTPNotFound(text=json.dumps({"kind": "Status", "code": 404, "reason": "NotFound"}),
+                                   content_type="application/json")
+        return web.json_response(obj)
+
+    def lease_conflict(self, what):
+        return web.HTTPConflict(text=json.dumps({"kind": "Status", "code": 409, "reason": what}),
+                                content_type="application/json")
+
+    async def lease_post(self, request):
+        self.check_auth(request)
+        ns = request.match_info["ns"]
+        obj = await request.json()
+        name = obj.get("metadata", {}).get("name")
+        holder = obj.get("spec", {}).get("holderIdentity")
+        if not name:
+            raise web.HTTPUnprocessableEntity(text="metadata.name required")
+        if (ns, name) in self.leases:
+            self.lease_writes.append({"op": "create", "holder": holder, "code": 409})
+            raise self.lease_conflict("AlreadyExists")
+        obj.setdefault("metadata", {})["namespace"] = ns
+        obj["metadata"]["resourceVersion"] = self.bump()
+        self.leases[(ns, name)] = obj
+        self.lease_writes.append({"op": "create", "holder": holder, "code": 201})
+        return web.json_response(obj, status=201)
+
+    async def lease_put(self, request):
+        self.check_auth(request)
+        key = (request.match_info["ns"], request.match_info["name"])
+        obj = await request.json()
+        holder = obj.get("spec", {}).get("holderIdentity")
+        cur = self.leases.get(key)
+        if cur is None:
+            raise web.HTTPNotFound(text=json.dumps({"kind": "Status", "code": 404}), content_type="application/json")
+        if obj.get("metadata", {}).get("resourceVersion") != cur["metadata"]["resourceVersion"]:
+            self.lease_writes.append({"op": "update", "holder": holder, "code": 409})
+            raise self.lease_conflict("Conflict")
+        obj["metadata"]["resourceVersion"] = self.bump()
+        self.leases[key] = obj
+        self.lease_writes.append({"op": "update", "holder": holder, "code": 200})
+        return web.json_response(obj)
+
+    async def ctl_leases(self, request):
+        out = {f"{ns}/{n}": o for (ns, n), o in self.leases.items()}
+        out["_writes"] = self.lease_writes
+        return web.json_response(out)
+
     async def patch_status(self, request):
         self.check_auth(request)
         res, ns = self.resource(request)
@@ -256,6 +317,10 @@ def make_app(token=None):
     r.add_get("/_ctl/patches", api.ctl_patches)
     r.add_get("/_ctl/stats", api.ctl_stats)
     r.add_get("/_ctl/objects", api.ctl_objects)
+    r.add_get("/_ctl/leases", api.ctl_leases)
+    r.add_get("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}", api.lease_get)
+    r.add_post("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases", api.lease_post)
+    r.add_put("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}", api.lease_put)
     r.add_get("/api/{version}/namespaces/{ns}/{plural}", api.list_or_watch)
     r.add_get("/apis/{group}/{version}/namespaces/{ns}/{plural}", api.list_or_watch)
     r.add_patch("/api/{version}/namespaces/{ns}/{plural}/{name}/status", api.patch_status)
@@ -269,12 +334,16 @@ def main():
     ap.add_argument("--token")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--client-ca")
     a = ap.parse_args()
     ctx = None
     if a.tls_cert:
         import ssl
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.client_ca:
+            ctx.load_verify_locations(a.client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
     web.run_app(make_app(a.token), host="127.0.0.1", port=a.port, print=None, shutdown_timeout=1,
                 ssl_context=ctx)
 

@@ -166,7 +166,8 @@ def test_kube_watch(procs, infergate_bin, tmp_path):
     # status is written only when it changes: no patch storm
     patches = fake.get("patches")
     assert len([p for p in patches if p["name"] == "chat"]) <= 2, patches
-    assert {p["plural"] for p in patches} <= {"inferencemodels", "inferencepools"}, patches
+    assert {p["plural"] for p in patches} <= {"inferencemodels", "inferencepools", "gateways", "httproutes"}, patches
+    assert len([p for p in patches if p["plural"] in ("gateways", "httproutes")]) <= 4, patches
     assert procs.stop(gw) == 0
 
 

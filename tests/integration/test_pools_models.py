@@ -7,7 +7,7 @@ import threading
 
 import requests
 
-from conftest import SLOW, free_port, free_port_range
+from conftest import SLOW, free_port, free_port_range, wait_until
 from rawhttp import Conn, admin_get, build, metric, post_json, request, sse_events, start_gateway
 
 SERVED = "x-gateway-destination-endpoint-served"
@@ -148,13 +148,17 @@ def test_models_list_answered_locally(procs, infergate_bin, tmp_path):
     assert r.header(SERVED) == f"127.0.0.1:{eps[0]}", r
 
 
-def test_models_list_pool_without_models_is_proxied(procs, infergate_bin, tmp_path):
+def test_models_list_pool_without_models_is_discovered(procs, infergate_bin, tmp_path):
+    """No InferenceModel: the pods' own lists (model discovery, test_discovery.py), answered by the
+    gateway once discovered (before that, the request is proxied to a pod)."""
     eps = start_sim(procs, infergate_bin, 1, "--lora", "sql")
     port, _ = gateway(procs, tmp_path, eps, "")
     r = request(port, "GET", "/v1/models")
-    assert r.status == 200 and r.header(SERVED) == f"127.0.0.1:{eps[0]}", r
-    ids = {m["id"] for m in r.json()["data"]}
-    assert {"llama3", "sql"} <= ids  # the sim's own list
+    assert r.status == 200, r
+    assert {"llama3", "sql"} <= {m["id"] for m in r.json()["data"]}
+    wait_until(lambda: request(port, "GET", "/v1/models").header(SERVED) is None, what="models discovered")
+    data = request(port, "GET", "/v1/models").json()["data"]
+    assert {m["id"]: m["parent"] for m in data} == {"llama3": None, "sql": "llama3"}
 
 
 def test_weighted_split_80_20(procs, infergate_bin, tmp_path):

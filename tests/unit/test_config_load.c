@@ -246,7 +246,7 @@ static void test_unknown_keys(void **state) {
   expect_errors(
       LISTENER "backends:\n  - name: echo\n    polcy: random\n    endpoints: [127.0.0.1:1]\n",
       "6:5: unknown key 'polcy' in backend (expected one of: name, policy, endpoints, connect_timeout, "
-      "response_timeout, idle_timeout, max_idle_conns)",
+      "response_timeout, idle_timeout, max_idle_conns, tls, max_streams_per_endpoint, circuit_breaker)",
       NULL);
   expect_errors(LISTENER "listner: {}\n",
                 "4:1: unknown key 'listner' in the top level (expected one of: listeners, admin", NULL);
@@ -487,7 +487,7 @@ static void test_multiple_errors(void **state) {
       {4, 14, "port out of range in '127.0.0.1:80800' for 'address' in listener (expected 1..65535)"},
       {7, 5,
        "unknown key 'polcy' in backend (expected one of: name, policy, endpoints, connect_timeout, "
-       "response_timeout, idle_timeout, max_idle_conns)"},
+       "response_timeout, idle_timeout, max_idle_conns, tls, max_streams_per_endpoint, circuit_breaker)"},
       {9, 22, "invalid duration 'soon' for 'connect_timeout' in backend (expected e.g. 250ms, 2s, 1m, 1h)"},
       {11, 11, "duplicate name 'echo': already used by the backend at line 6"},
       {15, 11, "unknown pool 'nopool' in model"},

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the tests. Usage: scripts/test.sh [all|unit|integration|sanitize|fuzz]
 #   all:        deps, release build + unit + integration, ASan/UBSan build + unit + integration, fuzz smoke
-#   FUZZ_SECONDS (default 20) bounds each fuzzer in the smoke run.
+#   FUZZ_SECONDS (default 10) bounds each fuzzer in the smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -31,7 +31,7 @@ integration() { # dir
 }
 
 fuzz() {
-  local secs="${FUZZ_SECONDS:-20}"
+  local secs="${FUZZ_SECONDS:-10}"
   echo "==> fuzz smoke (${secs}s per fuzzer)"
   CC=clang build build-fuzz -DIG_FUZZ=ON -DIG_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
   local n=0

@@ -75,10 +75,34 @@ typedef struct {
   size_t n_headers;
 } ig_match_cfg_t;
 
+/* One header of a header filter: the name as written (matched case-insensitively) and its value. */
+typedef struct {
+  char *name;
+  char *value;
+} ig_header_value_cfg_t;
+
+/* A Gateway API HTTPHeaderFilter (RequestHeaderModifier / ResponseHeaderModifier): headers named in
+ * remove or set are dropped, then each set header is written with its value, then each add header is
+ * appended after any existing header of that name (a second line with the same name). Names are
+ * unique within set and within remove (case-insensitive); add may repeat a name. Never names a
+ * hop-by-hop or framing header (Connection, Content-Length, Transfer-Encoding, ...). */
+typedef struct {
+  ig_header_value_cfg_t *set;
+  size_t n_set;
+  ig_header_value_cfg_t *add;
+  size_t n_add;
+  char **remove; /* lower-cased */
+  size_t n_remove;
+} ig_header_filter_cfg_t;
+
 typedef struct {
   char *backend; /* backend or pool name */
   size_t backend_index;
   unsigned weight; /* default 1 */
+  /* appended for HTTPRoute filters (issue #7): the effective header filters of requests sent through
+   * this reference (the rule's filter followed by the reference's own); NULL = the route's */
+  ig_header_filter_cfg_t *request_headers;
+  ig_header_filter_cfg_t *response_headers;
 } ig_backend_ref_t;
 
 typedef struct {
@@ -97,6 +121,9 @@ typedef struct {
   /* appended for issue #9: API-key authentication (auth.api_keys_file); NULL = none */
   char *api_keys_file;       /* one bearer token per line, '#' comments; read on every activation */
   int forward_authorization; /* forward the client's Authorization header upstream; default 0 */
+  /* appended for HTTPRoute filters (issue #7); NULL = none */
+  ig_header_filter_cfg_t *request_headers;  /* RequestHeaderModifier: the request sent upstream */
+  ig_header_filter_cfg_t *response_headers; /* ResponseHeaderModifier: the response sent to the client */
 } ig_route_cfg_t;
 
 typedef enum { IG_PROTO_HTTP, IG_PROTO_TCP } ig_listener_proto_t;
@@ -118,6 +145,10 @@ typedef struct {
   ig_tls_cert_cfg_t *certificates;
   size_t n_certificates;
   int line;
+  /* appended for Gateway HTTPS listeners (issue #7): the default certificate chain and key as PEM
+   * text (from a kubernetes.io/tls Secret); when cert_pem is set, cert and key (paths) are NULL */
+  char *cert_pem;
+  char *key_pem;
 } ig_tls_cfg_t;
 
 typedef struct {
@@ -242,6 +273,23 @@ typedef struct {
 
 /* Appends the quick-start configuration as native YAML to y, for ig_config_load_string. */
 void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q);
+
+/* ---- header filters (config.c) ---- */
+/* Frees a header filter and everything it owns; takes NULL. */
+void ig_config_header_filter_free(ig_header_filter_cfg_t *f);
+/* A deep copy of f (NULL for NULL). */
+ig_header_filter_cfg_t *ig_config_header_filter_copy(const ig_header_filter_cfg_t *f);
+/* The filter that does what first and then second do (either may be NULL; NULL when both are): a
+ * header second sets or removes loses what first did to it. A new filter, or NULL. */
+ig_header_filter_cfg_t *ig_config_header_filter_compose(const ig_header_filter_cfg_t *first,
+                                                        const ig_header_filter_cfg_t *second);
+/* Whether name[0..len) may not be named by a header filter: hop-by-hop and framing headers. */
+int ig_config_header_filter_forbidden(const char *name, size_t len);
+
+/* ---- certificates in memory (secret.c) ---- */
+/* Loads a PEM certificate chain (leaf first) and its PEM private key into ssl_ctx (an SSL_CTX *) and
+ * checks that they belong together. Returns 0, or IG_ECONFIG with the reason in why[0..cap). */
+int ig_config_tls_use_pem(void *ssl_ctx, const char *cert_pem, const char *key_pem, char *why, size_t cap);
 
 /* Picks a target of m by weight (the model name itself when it has no targets; an equal split when
  * every weight is 0). The returned name belongs to cfg. */

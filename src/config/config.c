@@ -31,10 +31,15 @@ void ig_config_route_clear(ig_route_cfg_t *r) {
     free(m->headers);
   }
   free(r->matches);
-  for (size_t j = 0; j < r->n_backends; j++)
+  for (size_t j = 0; j < r->n_backends; j++) {
     free(r->backends[j].backend);
+    ig_config_header_filter_free(r->backends[j].request_headers);
+    ig_config_header_filter_free(r->backends[j].response_headers);
+  }
   free(r->backends);
   free(r->api_keys_file);
+  ig_config_header_filter_free(r->request_headers);
+  ig_config_header_filter_free(r->response_headers);
   memset(r, 0, sizeof *r);
 }
 /* Releases a snapshot and everything it owns. Takes NULL, and partial snapshots (NULL fields,
@@ -57,6 +62,8 @@ void ig_config_free(ig_config_t *cfg) {
       free(t->certificates);
       free(t->cert);
       free(t->key);
+      free(t->cert_pem);
+      free(t->key_pem);
       free(t);
     }
   }

@@ -21,6 +21,7 @@
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "filters.h"
 #include "infergate/core.h"
 
 #define MAX_ERRORS 200             /* per load; a note says when more were dropped */
@@ -1135,13 +1136,13 @@ static void parse_default_model(ctx_t *c, yaml_node_t *n) {
 
 /* ---- routes ------------------------------------------------------------------------------------ */
 
-enum { R_NAME, R_LISTENERS, R_HOSTNAMES, R_MATCHES, R_BACKENDS, R_BACKEND, R_TIMEOUT, R_AUTH };
-static const char *const route_keys[] = {"name",     "listeners", "hostnames", "matches",
-                                         "backends", "backend",   "timeout",   "auth", NULL};
+enum { R_NAME, R_LISTENERS, R_HOSTNAMES, R_MATCHES, R_BACKENDS, R_BACKEND, R_TIMEOUT, R_AUTH, R_FILTERS };
+static const char *const route_keys[] = {"name",    "listeners", "hostnames", "matches", "backends",
+                                         "backend", "timeout",   "auth",      "filters", NULL};
 static const char *const match_keys[] = {"path", "method", "headers", NULL};
 static const char *const path_keys[] = {"type", "value", NULL};
 static const char *const header_keys[] = {"name", "value", "type", NULL};
-static const char *const ref_keys[] = {"name", "weight", NULL};
+static const char *const ref_keys[] = {"name", "weight", "filters", NULL};
 static const char *const path_types[] = {"PathPrefix", "Exact", NULL};
 static const char *const methods[] = {"GET",     "HEAD",    "POST",  "PUT",   "DELETE",
                                       "CONNECT", "OPTIONS", "TRACE", "PATCH", NULL};
@@ -1268,6 +1269,24 @@ static void parse_matches(ctx_t *c, yaml_node_t *seq, ig_route_cfg_t *r) {
   }
 }
 
+/* The filter parser's sinks: errors are the loader's; notes (an unsupported filter type) are logged
+ * as warnings with the file position, since the native loader has no note list. */
+static void filter_err(void *ud, const yaml_node_t *n, const char *msg) {
+  err_at(ud, n, "%s", msg);
+}
+
+static void filter_note(void *ud, const yaml_node_t *n, const char *reason, const char *msg) {
+  ctx_t *c = ud;
+  ig_warn("%s:%d:%d: warning: %s [%s]", c->file, line_of(n), (int)n->start_mark.column + 1, msg, reason);
+}
+
+/* A `filters` list (Gateway API HTTPRouteFilter shape) into *req / *resp. */
+static void parse_filters(ctx_t *c, yaml_node_t *seq, const char *path, ig_header_filter_cfg_t **req,
+                          ig_header_filter_cfg_t **resp) {
+  ig_filter_ctx_t fc = {c->doc, 1, path, filter_err, filter_note, c};
+  ig_config_filters_parse(&fc, seq, req, resp);
+}
+
 static void parse_backend_refs(ctx_t *c, yaml_node_t *item, yaml_node_t *list, yaml_node_t *one,
                                ig_route_cfg_t *r) {
   ig_config_t *cfg = c->cfg;
@@ -1316,6 +1335,15 @@ static void parse_backend_refs(ctx_t *c, yaml_node_t *item, yaml_node_t *list, y
     b->backend_index = (size_t)bi;
     b->weight = (unsigned)w;
     total += w;
+    if (!one && ig_yaml_present(v[2])) {
+      ig_header_filter_cfg_t *rq = NULL, *rs = NULL;
+      parse_filters(c, v[2], "route backend filters", &rq, &rs);
+      /* stored as the effective filters of this reference: the route's, then its own */
+      if (rq) b->request_headers = ig_config_header_filter_compose(r->request_headers, rq);
+      if (rs) b->response_headers = ig_config_header_filter_compose(r->response_headers, rs);
+      ig_config_header_filter_free(rq);
+      ig_config_header_filter_free(rs);
+    }
   }
   if (!bad && total == 0) err_at(c, list, "all backend weights in route are 0: the route could send nothing");
 }
@@ -1373,6 +1401,8 @@ static void parse_routes(ctx_t *c, yaml_node_t *seq) {
       }
     }
     if (ig_yaml_present(v[R_MATCHES])) parse_matches(c, v[R_MATCHES], r);
+    if (ig_yaml_present(v[R_FILTERS]))
+      parse_filters(c, v[R_FILTERS], "route filters", &r->request_headers, &r->response_headers);
     parse_backend_refs(c, item, v[R_BACKENDS], v[R_BACKEND], r);
     if (ig_yaml_present(v[R_TIMEOUT])) dur_of(c, v[R_TIMEOUT], "timeout", what, 0, DAY_MS, &r->timeout_ms);
     if (ig_yaml_present(v[R_AUTH])) parse_auth(c, v[R_AUTH], r);

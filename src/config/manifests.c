@@ -21,9 +21,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <openssl/ssl.h>
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "filters.h"
 #include "infergate/config.h"
 #include "infergate/core.h"
 
@@ -64,7 +66,8 @@ typedef enum {
   K_POD,
   K_SERVICE,
   K_ENDPOINTS,
-  K_SLICE
+  K_SLICE,
+  K_SECRET
 } kind_t;
 
 static const struct {
@@ -85,6 +88,7 @@ static const struct {
     {"v1", "Service", K_SERVICE},
     {"v1", "Endpoints", K_ENDPOINTS},
     {"discovery.k8s.io/v1", "EndpointSlice", K_SLICE},
+    {"v1", "Secret", K_SECRET},
 };
 
 /* One resource: a mapping node of a loaded document, with its identity read from metadata. */
@@ -154,6 +158,7 @@ typedef struct {
   int allow_http, allow_tcp;
   res_t *tcp_route;
   yaml_node_t *node;
+  int bad_tls; /* HTTPS listener whose certificate could not be resolved: not opened */
 } lmeta_t;
 
 typedef struct {
@@ -1522,6 +1527,116 @@ static void parse_allowed(ctx_t *c, yaml_node_t *n, const char *path, lmeta_t *m
   }
 }
 
+static res_t *find_res(ctx_t *c, kind_t k, const char *ns, const char *name);
+
+/* The PEM text of key k of a kubernetes.io/tls Secret: data (base64) or stringData (plain). A new
+ * string, or NULL with the reason in why. */
+static char *secret_pem(ctx_t *c, res_t *s, const char *k, char *why, size_t cap) {
+  yaml_node_t *d = get(c, get(c, s->root, "data"), k), *sd = get(c, get(c, s->root, "stringData"), k);
+  if (d && d->type == YAML_SCALAR_NODE && d->data.scalar.length) {
+    size_t n;
+    char *pem = ig_config_base64_decode((const char *)d->data.scalar.value, d->data.scalar.length, &n);
+    if (!pem || strlen(pem) != n) {
+      snprintf(why, cap, "data.%s is not base64 of PEM text", k);
+      free(pem);
+      return NULL;
+    }
+    return pem;
+  }
+  if (sd && sd->type == YAML_SCALAR_NODE && sd->data.scalar.length &&
+      strlen((const char *)sd->data.scalar.value) == sd->data.scalar.length)
+    return ig_strdup((const char *)sd->data.scalar.value);
+  snprintf(why, cap, "no data.%s", k);
+  return NULL;
+}
+
+/* spec.listeners[].tls of an HTTPS listener l (named lname in its Gateway r): mode Terminate with the
+ * certificate of the first certificateRefs Secret, loaded as PEM into l->tls. Malformed fields are
+ * errors; a reference that cannot be resolved (missing Secret, wrong type, bad PEM, another namespace)
+ * is a note and returns -1: the listener is not opened, the rest is served. */
+static int listener_tls(ctx_t *c, res_t *r, yaml_node_t *tn, ig_listener_cfg_t *l, const char *lname) {
+  static const char *const tls_keys[] = {"mode", "certificateRefs", "options", "frontendValidation", NULL};
+  static const char *const ref_keys_tls[] = {"group", "kind", "name", "namespace", NULL};
+  static const char *const modes[] = {"Terminate", "Passthrough", NULL};
+  yaml_node_t *v[MAX_FIELDS], *rv[MAX_FIELDS], *refs;
+  if (fields(c, tn, "spec.listeners[].tls", tls_keys, v)) return -1;
+  if (ig_yaml_present(v[0]) && enum_of(c, v[0], "spec.listeners[].tls.mode", modes) != 0) {
+    if (v[0]->type == YAML_SCALAR_NODE && !strcmp((const char *)v[0]->data.scalar.value, "Passthrough"))
+      err_at(c, v[0], "spec.listeners[].tls.mode: Passthrough is not supported yet (Terminate)");
+    return -1;
+  }
+  if (ig_yaml_present(v[2]))
+    note_at(c, v[2], "UnsupportedValue", "spec.listeners[].tls.options: ignored");
+  if (ig_yaml_present(v[3]))
+    note_at(c, v[3], "UnsupportedValue", "spec.listeners[].tls.frontendValidation: ignored");
+  if (!(refs = need(c, tn, v[1], "spec.listeners[].tls", "certificateRefs")) ||
+      !is_seq(c, refs, "spec.listeners[].tls.certificateRefs"))
+    return -1;
+  if (ig_yaml_seq_len(refs) == 0) {
+    err_at(c, refs, "spec.listeners[].tls.certificateRefs: must not be empty");
+    return -1;
+  }
+  if (ig_yaml_seq_len(refs) > 1)
+    note_at(c, seq_item(c, refs, 1), "UnsupportedValue",
+            "listener %s: only the first of spec.listeners[].tls.certificateRefs is served", lname);
+  yaml_node_t *rn = seq_item(c, refs, 0), *nn;
+  if (fields(c, rn, "spec.listeners[].tls.certificateRefs[]", ref_keys_tls, rv) ||
+      !(nn = need(c, rn, rv[2], "spec.listeners[].tls.certificateRefs[]", "name")))
+    return -1;
+  const char *g = opt_str(c, rv[0], "certificateRefs[].group"), *k = opt_str(c, rv[1], "certificateRefs[].kind");
+  const char *ns = opt_str(c, rv[3], "certificateRefs[].namespace"), *name = str(c, nn, "certificateRefs[].name");
+  if (!name) return -1;
+  if ((g && strcmp(g, "core")) || (k && strcmp(k, "Secret"))) {
+    note_at(c, rn, "InvalidCertificateRef", "listener %s: certificateRefs[0] must be a Secret (got %s/%s); not served",
+            lname, g ? g : "core", k ? k : "Secret");
+    return -1;
+  }
+  if (ns && strcmp(ns, r->ns)) {
+    note_at(c, rv[3], "RefNotPermitted",
+            "listener %s: Secret %s/%s is in another namespace (ReferenceGrant is not supported yet); not served",
+            lname, ns, name);
+    return -1;
+  }
+  res_t *s = find_res(c, K_SECRET, r->ns, name);
+  char why[300] = "";
+  char *cert = NULL, *key = NULL;
+  if (!s) {
+    snprintf(why, sizeof why, "not found");
+  } else {
+    res_t *gw = c->cur;
+    c->cur = s; /* the Secret's nodes are in its own document */
+    yaml_node_t *tv = get(c, s->root, "type");
+    int tls_type = tv && scalar_is(tv, "kubernetes.io/tls");
+    if (tls_type && (cert = secret_pem(c, s, "tls.crt", why, sizeof why)))
+      key = secret_pem(c, s, "tls.key", why, sizeof why);
+    c->cur = gw;
+    if (!tls_type)
+      snprintf(why, sizeof why, "type is not kubernetes.io/tls");
+    else if (cert && key) {
+      SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+      if (!ctx || ig_config_tls_use_pem(ctx, cert, key, why, sizeof why) != 0) {
+        if (!ctx) snprintf(why, sizeof why, "cannot create a TLS context");
+        free(cert);
+        free(key);
+        cert = key = NULL;
+      }
+      SSL_CTX_free(ctx);
+    } else {
+      free(cert);
+      cert = NULL;
+    }
+  }
+  if (!cert) {
+    note_at(c, nn, "InvalidCertificateRef", "listener %s: Secret %s: %s; the listener is not served", lname, name, why);
+    return -1;
+  }
+  l->tls = ig_calloc(1, sizeof *l->tls);
+  l->tls->cert_pem = cert;
+  l->tls->key_pem = key;
+  l->tls->line = (int)tn->start_mark.line + 1;
+  return 0;
+}
+
 static void parse_gateway(ctx_t *c, res_t *r, int *used) {
   yaml_node_t *v[MAX_FIELDS];
   ig_config_t *cfg = c->cfg;
@@ -1551,12 +1666,17 @@ static void parse_gateway(ctx_t *c, res_t *r, int *used) {
     if (need(c, ln, lv[2], path, "port")) port_of(c, lv[2], "spec.listeners[].port", &port);
     if (need(c, ln, lv[3], path, "protocol"))
       proto = enum_of(c, lv[3], "spec.listeners[].protocol", proto_names);
-    if (proto >= 2) {
-      err_at(c, lv[3], "spec.listeners[].protocol: %s is not supported yet (HTTP or TCP)",
+    if (proto >= 3) {
+      err_at(c, lv[3], "spec.listeners[].protocol: %s is not supported yet (HTTP, HTTPS or TCP)",
              proto_names[proto]);
       proto = -1;
     }
-    if (ig_yaml_present(lv[4])) err_at(c, lv[4], "spec.listeners[].tls: TLS is not supported yet");
+    if (proto == 2 && !ig_yaml_present(lv[4])) {
+      err_at(c, ln, "%s: missing required field 'tls' for protocol HTTPS", path);
+      proto = -1;
+    } else if (proto >= 0 && proto != 2 && ig_yaml_present(lv[4])) {
+      err_at(c, lv[4], "spec.listeners[].tls: only HTTPS listeners take tls");
+    }
     char *host = NULL;
     if (ig_yaml_present(lv[1])) {
       host = hostname_of(c, lv[1], "spec.listeners[].hostname");
@@ -1594,6 +1714,7 @@ static void parse_gateway(ctx_t *c, res_t *r, int *used) {
     m->gw_port = port;
     m->node = ln;
     parse_allowed(c, lv[5], "spec.listeners[].allowedRoutes", m, proto == 1);
+    if (proto == 2 && listener_tls(c, r, lv[4], l, name) != 0) m->bad_tls = 1;
     if (l->port < 1 || l->port > 65535) {
       err_at(c, lv[2], "spec.listeners[].port: %d shifted by the port offset is out of range: %d", port,
              l->port);
@@ -1729,7 +1850,11 @@ static void route_copy(ig_route_cfg_t *dst, const ig_route_cfg_t *src) {
   for (size_t i = 0; i < src->n_backends; i++) {
     dst->backends[i] = src->backends[i];
     dst->backends[i].backend = ig_strdup(src->backends[i].backend);
+    dst->backends[i].request_headers = ig_config_header_filter_copy(src->backends[i].request_headers);
+    dst->backends[i].response_headers = ig_config_header_filter_copy(src->backends[i].response_headers);
   }
+  dst->request_headers = ig_config_header_filter_copy(src->request_headers);
+  dst->response_headers = ig_config_header_filter_copy(src->response_headers);
   dst->n_backends = src->n_backends;
   dst->timeout_ms = src->timeout_ms;
   dst->file = src->file;
@@ -1810,6 +1935,22 @@ static int service_exists(ctx_t *c, const char *ns, const char *name) {
   return 0;
 }
 
+/* The filter parser's sinks: the loader's errors and notes, for the current resource. */
+static void filter_err(void *ud, const yaml_node_t *n, const char *msg) {
+  err_at(ud, n, "%s", msg);
+}
+
+static void filter_note(void *ud, const yaml_node_t *n, const char *reason, const char *msg) {
+  note_at(ud, n, reason, "%s", msg);
+}
+
+/* A `filters` list of an HTTPRoute rule or backendRef into *req / *resp. */
+static void parse_filters(ctx_t *c, yaml_node_t *seq, const char *path, ig_header_filter_cfg_t **req,
+                          ig_header_filter_cfg_t **resp) {
+  ig_filter_ctx_t fc = {c->cur->doc, 0, path, filter_err, filter_note, c};
+  ig_config_filters_parse(&fc, seq, req, resp);
+}
+
 /* backendRefs of a rule: Services (endpoints resolved here) and InferencePools. */
 static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_t *seq, ig_route_cfg_t *t) {
   if (!need(c, rule, seq, "rules[]", "backendRefs") || !is_seq(c, seq, "rules[].backendRefs")) return;
@@ -1833,8 +1974,6 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
     long w = 1, bi = -1;
     int port = 0;
     if (ig_yaml_present(v[5]) && int_of(c, v[5], "backendRefs[].weight", 0, MAX_WEIGHT, &w)) bad = 1;
-    if (ig_yaml_present(v[6]) && (v[6]->type != YAML_SEQUENCE_NODE || ig_yaml_seq_len(v[6])))
-      err_at(c, v[6], "backendRefs[].filters: filters are not supported yet");
     if (!name) {
       bad = 1;
       continue;
@@ -1885,6 +2024,15 @@ static void parse_backend_refs(ctx_t *c, res_t *r, yaml_node_t *rule, yaml_node_
     b->backend_index = (size_t)bi;
     b->weight = (unsigned)w;
     total += (uint64_t)w;
+    if (ig_yaml_present(v[6])) {
+      ig_header_filter_cfg_t *rq = NULL, *rs = NULL;
+      parse_filters(c, v[6], "backendRefs[].filters", &rq, &rs);
+      /* stored as the effective filters of this reference: the rule's, then its own */
+      if (rq) b->request_headers = ig_config_header_filter_compose(t->request_headers, rq);
+      if (rs) b->response_headers = ig_config_header_filter_compose(t->response_headers, rs);
+      ig_config_header_filter_free(rq);
+      ig_config_header_filter_free(rs);
+    }
   }
   if (!bad && total == 0 && !(missing && !t->n_backends))
     err_at(c, seq, "rules[].backendRefs: all weights are 0: the rule could send nothing");
@@ -2010,8 +2158,7 @@ static void parse_httproute(ctx_t *c, res_t *r) {
     t.file = r->file;
     t.line = (int)rn->start_mark.line + 1;
     if (ig_yaml_present(rv[1])) parse_matches(c, rv[1], &t);
-    if (ig_yaml_present(rv[2]) && (rv[2]->type != YAML_SEQUENCE_NODE || ig_yaml_seq_len(rv[2])))
-      err_at(c, rv[2], "rules[].filters: filters are not supported yet");
+    if (ig_yaml_present(rv[2])) parse_filters(c, rv[2], "rules[].filters", &t.request_headers, &t.response_headers);
     if (ig_yaml_present(rv[5])) err_at(c, rv[5], "rules[].retry: retry policies are not supported yet");
     if (ig_yaml_present(rv[6])) err_at(c, rv[6], "rules[].sessionPersistence: not supported yet");
     parse_backend_refs(c, r, rn, rv[3], &t);
@@ -2316,11 +2463,13 @@ static void drop_idle_tcp(ctx_t *c) {
   size_t w = 0;
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     ig_listener_cfg_t *l = &cfg->listeners[i];
-    if (l->protocol == IG_PROTO_TCP && !l->tcp_backend) {
+    if ((l->protocol == IG_PROTO_TCP && !l->tcp_backend) || c->lm[i].bad_tls) {
       use(c, c->lm[i].gw);
-      note_at(c, c->lm[i].node, "NoRoute", "TCP listener %s has no TCPRoute; it is not opened", l->name);
+      if (!c->lm[i].bad_tls)
+        note_at(c, c->lm[i].node, "NoRoute", "TCP listener %s has no TCPRoute; it is not opened", l->name);
       free(l->name);
       free(l->host);
+      free(l->tcp_backend);
       free(c->lm[i].hostname);
       continue;
     }

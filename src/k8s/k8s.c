@@ -31,23 +31,28 @@ typedef struct {
   const char *kind, *api_version, *prefix, *plural;
   int drop_status; /* the loader does not read it; rendering without it avoids rebuilds on status */
   int routing;     /* Gateway and routes: not watched with pools_only (the epp) */
+  const char *query; /* extra LIST / WATCH query parameters, or NULL */
 } kind_def_t;
 
 static const kind_def_t kinds[] = {
-    {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "gateways", 1, 1},
-    {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "httproutes", 1, 1},
+    {"Gateway", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "gateways", 1, 1, NULL},
+    {"HTTPRoute", "gateway.networking.k8s.io/v1", "/apis/gateway.networking.k8s.io/v1", "httproutes", 1, 1, NULL},
     {"TCPRoute", "gateway.networking.k8s.io/v1alpha2", "/apis/gateway.networking.k8s.io/v1alpha2", "tcproutes",
-     1, 1},
+     1, 1, NULL},
     {"InferencePool", "inference.networking.k8s.io/v1", "/apis/inference.networking.k8s.io/v1",
-     "inferencepools", 1, 0},
+     "inferencepools", 1, 0, NULL},
     {"InferencePool", "inference.networking.x-k8s.io/v1alpha2", "/apis/inference.networking.x-k8s.io/v1alpha2",
-     "inferencepools", 1, 0},
+     "inferencepools", 1, 0, NULL},
     {"InferenceModel", "inference.networking.x-k8s.io/v1alpha2",
-     "/apis/inference.networking.x-k8s.io/v1alpha2", "inferencemodels", 1, 0},
-    {"Pod", "v1", "/api/v1", "pods", 0, 0},
-    {"Service", "v1", "/api/v1", "services", 0, 0},
-    {"Endpoints", "v1", "/api/v1", "endpoints", 0, 0},
-    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", 0, 0},
+     "/apis/inference.networking.x-k8s.io/v1alpha2", "inferencemodels", 1, 0, NULL},
+    {"Pod", "v1", "/api/v1", "pods", 0, 0, NULL},
+    {"Service", "v1", "/api/v1", "services", 0, 0, NULL},
+    {"Endpoints", "v1", "/api/v1", "endpoints", 0, 0, NULL},
+    {"EndpointSlice", "discovery.k8s.io/v1", "/apis/discovery.k8s.io/v1", "endpointslices", 0, 0, NULL},
+    {"InferenceObjective", "inference.networking.x-k8s.io/v1alpha2",
+     "/apis/inference.networking.x-k8s.io/v1alpha2", "inferenceobjectives", 1, 0, NULL},
+    /* only TLS Secrets, and only those a Gateway listener names are rendered (render) */
+    {"Secret", "v1", "/api/v1", "secrets", 0, 1, "fieldSelector=type%3Dkubernetes.io%2Ftls"},
 };
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
 #define GATEWAY_KIND 0
@@ -59,6 +64,8 @@ static const kind_def_t kinds[] = {
 #define SERVICE_KIND 7
 #define ENDPOINTS_KIND 8
 #define SLICE_KIND 9
+#define OBJECTIVE_KIND 10
+#define SECRET_KIND 11
 
 typedef enum { W_IDLE, W_LISTING, W_WATCHING } wstate_t;
 
@@ -162,6 +169,23 @@ static json_t *trim(const kind_def_t *d, json_t *obj) {
     json_object_del(json_object_get(meta, "annotations"), "kubectl.kubernetes.io/last-applied-configuration");
   }
   if (!strcmp(d->kind, "Pod")) json_object_del(o, "spec");
+  if (!strcmp(d->kind, "Secret")) {
+    /* keep the certificate and key only: nothing else of a Secret is read, or copied around */
+    json_t *keep = json_pack("{s:O, s:O}", "apiVersion", json_object_get(o, "apiVersion"), "kind",
+                             json_object_get(o, "kind"));
+    json_t *m = json_object(), *data = json_object(), *in = json_object_get(o, "data");
+    static const char *const mk[] = {"name", "namespace", "creationTimestamp"};
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0]; i++)
+      if (json_object_get(meta, mk[i])) json_object_set(m, mk[i], json_object_get(meta, mk[i]));
+    static const char *const dk[] = {"tls.crt", "tls.key"};
+    for (size_t i = 0; i < 2; i++)
+      if (json_object_get(in, dk[i])) json_object_set(data, dk[i], json_object_get(in, dk[i]));
+    json_object_set_new(keep, "metadata", m);
+    json_object_set_new(keep, "data", data);
+    if (json_object_get(o, "type")) json_object_set(keep, "type", json_object_get(o, "type"));
+    json_decref(o);
+    return keep;
+  }
   return o;
 }
 
@@ -171,7 +195,30 @@ static int cmp_cstr(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Renders every object, kind by kind in table order, by namespace/name, one JSON document each. */
+/* Whether a Gateway listener of the store names Secret key ("ns/name") in tls.certificateRefs. */
+static int secret_referenced(ig_k8s_t *k, const char *key) {
+  const char *gk;
+  json_t *gw;
+  json_object_foreach(k->w[GATEWAY_KIND].items, gk, gw) {
+    const char *gns = json_string_value(json_object_get(json_object_get(gw, "metadata"), "namespace"));
+    size_t i, j;
+    json_t *l, *ref;
+    json_array_foreach(json_object_get(json_object_get(gw, "spec"), "listeners"), i, l) {
+      json_array_foreach(json_object_get(json_object_get(l, "tls"), "certificateRefs"), j, ref) {
+        const char *ns = json_string_value(json_object_get(ref, "namespace"));
+        const char *name = json_string_value(json_object_get(ref, "name"));
+        char want[600];
+        if (!name) continue;
+        snprintf(want, sizeof want, "%s/%s", ns ? ns : gns ? gns : "", name);
+        if (!strcmp(want, key)) return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Renders every object, kind by kind in table order, by namespace/name, one JSON document each
+ * (Secrets only when a Gateway listener names them). */
 static void render(ig_k8s_t *k, ig_buf_t *out) {
   for (size_t i = 0; i < N_KINDS; i++) {
     kwatch_t *w = &k->w[i];
@@ -180,7 +227,10 @@ static void render(ig_k8s_t *k, ig_buf_t *out) {
     const char **keys = ig_malloc(n * sizeof *keys);
     const char *key;
     json_t *v;
-    json_object_foreach(w->items, key, v) keys[j++] = key;
+    json_object_foreach(w->items, key, v) {
+      if (i != SECRET_KIND || secret_referenced(k, key)) keys[j++] = key;
+    }
+    n = j;
     qsort(keys, n, sizeof *keys, cmp_cstr);
     for (j = 0; j < n; j++) {
       json_t *o = json_object_get(w->items, keys[j]);
@@ -244,8 +294,10 @@ static void schedule(kwatch_t *w, unsigned ms) {
   if (!w->k->stopping) uv_timer_start(&w->retry, on_retry, ms, 0);
 }
 
+/* The collection path of w's kind with its query ("?..." when it has one). */
 static void path_of(kwatch_t *w, ig_buf_t *p) {
   ig_buf_printf(p, "%s/namespaces/%s/%s", w->def->prefix, w->k->ns, w->def->plural);
+  if (w->def->query) ig_buf_printf(p, "?%s", w->def->query);
 }
 
 static void resp_head(kconn_t *c, int status) {
@@ -331,8 +383,8 @@ static void list_done(kconn_t *c, int err) {
   ig_buf_init(&p);
   ig_buf_init(&h);
   path_of(w, &p);
-  ig_buf_printf(&p, "?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d", w->rv,
-                WATCH_SECONDS);
+  ig_buf_printf(&p, "%cwatch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d",
+                w->def->query ? '&' : '?', w->rv, WATCH_SECONDS);
   auth_headers(k, &h);
   ig_buf_reset(&w->body);
   w->status = 0;
@@ -804,6 +856,23 @@ static void gateway_sig(json_t *status, ig_buf_t *out) {
   }
 }
 
+/* The loader's note that the certificate of listener ln of Gateway ns/name cannot be used
+ * (InvalidCertificateRef, RefNotPermitted), or NULL. */
+static const ig_manifest_note_t *listener_ref_note(const ig_manifest_notes_t *notes, const char *ns,
+                                                   const char *name, const char *ln) {
+  char want[300];
+  snprintf(want, sizeof want, "listener %s:", ln);
+  for (size_t i = 0; notes && i < notes->n; i++) {
+    const ig_manifest_note_t *n = &notes->v[i];
+    if (n->kind && n->name && n->reason && n->message && !strcmp(n->kind, "Gateway") && !strcmp(n->name, name) &&
+        (!n->ns || !strcmp(n->ns, ns)) &&
+        (!strcmp(n->reason, "InvalidCertificateRef") || !strcmp(n->reason, "RefNotPermitted")) &&
+        strstr(n->message, want))
+      return n;
+  }
+  return NULL;
+}
+
 /* Writes Gateway status: Accepted and Programmed, and per listener supportedKinds, attachedRoutes and
  * Accepted / Programmed / ResolvedRefs. Returns -1 when patches must wait. */
 static int report_gateways(ig_k8s_t *k, const ig_manifest_notes_t *notes, const char *now) {
@@ -830,13 +899,15 @@ static int report_gateways(ig_k8s_t *k, const ig_manifest_notes_t *notes, const 
                                                http ? "HTTPRoute" : "TCPRoute"));
       int n = http ? attached_routes(k, ROUTE_KIND, ns, name, ln) : tcp ? attached_routes(k, TCPROUTE_KIND, ns, name, ln) : 0;
       json_t *lc = json_array();
-      int ok = http || tcp;
-      json_array_append_new(lc, cond_new("Accepted", ok, ok ? "Accepted" : "UnsupportedProtocol",
-                                         ok ? "the listener is served" : "infergate serves HTTP, HTTPS and TCP",
+      const ig_manifest_note_t *bad = listener_ref_note(notes, ns, name, ln);
+      int ok = (http || tcp) && !bad;
+      json_array_append_new(lc, cond_new("Accepted", http || tcp, http || tcp ? "Accepted" : "UnsupportedProtocol",
+                                         http || tcp ? "the listener is served" : "infergate serves HTTP, HTTPS and TCP",
                                          now, meta));
       json_array_append_new(lc, cond_new("Programmed", ok, ok ? "Programmed" : "Invalid",
                                          ok ? "the listener is open" : "the listener is not served", now, meta));
-      json_array_append_new(lc, cond_new("ResolvedRefs", 1, "ResolvedRefs", "references resolved", now, meta));
+      json_array_append_new(lc, cond_new("ResolvedRefs", !bad, bad ? bad->reason : "ResolvedRefs",
+                                         bad ? bad->message : "references resolved", now, meta));
       json_array_append_new(listeners, json_pack("{s:s, s:o, s:i, s:o}", "name", ln, "supportedKinds", kinds_,
                                                  "attachedRoutes", n, "conditions", lc));
     }
@@ -1319,10 +1390,19 @@ static void close_timer_k(uv_timer_t *t) {
   uv_close((uv_handle_t *)t, on_handle_close);
 }
 
+/* The lease is closed (its release answered): it counts as one of k's handles. */
+static void lease_closed(void *arg) {
+  ig_k8s_t *k = arg;
+  if (--k->nhandles == 0) free_k8s(k);
+}
+
 void ig_k8s_stop(ig_k8s_t *k) {
   if (!k || k->stopping) return;
   k->stopping = 1;
-  klease_stop(k->lease);
+  if (k->lease) {
+    k->nhandles++; /* the release request uses k's target and credentials: keep k until it ends */
+    klease_stop(k->lease, lease_closed, k);
+  }
   k->lease = NULL;
   for (size_t i = 0; i < MAX_PATCHES_INFLIGHT; i++)
     if (k->patches[i]) {

@@ -75,7 +75,10 @@ typedef void (*klease_cb)(void *data, int leader);
 klease_t *klease_start(const kconn_target_t *t, klease_auth_fn auth, void *auth_data, const char *ns,
                        const char *name, const char *identity, unsigned duration_ms, klease_cb cb, void *data);
 /* Stops; the object frees itself once its handles are closed (run the loop). No callback after. */
-void klease_stop(klease_t *l);
+/* Stops the election. A leader first releases the Lease (holderIdentity "", leaseDurationSeconds 1:
+ * another replica takes over at once); closed(arg) is called once the release is answered (bounded
+ * by the request timeout) and everything is freed. */
+void klease_stop(klease_t *l, void (*closed)(void *arg), void *arg);
 int klease_is_leader(const klease_t *l);
 
 #endif

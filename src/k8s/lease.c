@@ -32,6 +32,9 @@ struct klease {
   char *seen_sig;      /* holder|renewTime|rv of the record as last seen */
   uint64_t seen_ms;    /* when it last changed (our clock) */
   uint64_t renewed_ms; /* our last successful write as the holder */
+  json_t *held;        /* the Lease as our last successful write left it (to release it) */
+  void (*closed)(void *arg); /* called once everything is closed after klease_stop */
+  void *closed_arg;
 };
 
 static void round_start(klease_t *l);
@@ -174,9 +177,21 @@ static void got_lease(klease_t *l) {
   write_lease(l, obj, 0);
 }
 
+static void on_close(uv_handle_t *h);
+
 static void r_done(kconn_t *c, int err) {
   klease_t *l = c->data;
   l->conn = NULL;
+  if (l->stopping) {
+    /* the release written by klease_stop */
+    if (err || l->status < 200 || l->status >= 300)
+      ig_warn("k8s: leader election: releasing lease %s/%s failed: %s", l->ns, l->name,
+              err ? ig_strerror(err) : ig_http_reason(l->status));
+    else
+      ig_info("k8s: leader election: released lease %s/%s", l->ns, l->name);
+    uv_close((uv_handle_t *)&l->timer, on_close);
+    return;
+  }
   if (err != 0) {
     ig_debug("k8s: leader election: lease request failed: %s", ig_strerror(err));
     next_round(l);
@@ -201,7 +216,9 @@ static void r_done(kconn_t *c, int err) {
     free(l->seen_sig);
     l->seen_sig = ig_strdup(sig);
     l->seen_ms = l->renewed_ms;
-    if (obj) json_decref(obj);
+    if (l->held) json_decref(l->held);
+    l->held = json_is_object(obj) && rv ? obj : NULL;
+    if (!l->held && obj) json_decref(obj);
     set_leader(l, 1);
   } else if (l->status == 409) {
     ig_debug("k8s: leader election: lost a race for lease %s/%s (409)", l->ns, l->name);
@@ -256,13 +273,39 @@ static void on_close(uv_handle_t *h) {
   free(l->identity);
   free(l->seen_sig);
   ig_buf_free(&l->body);
+  if (l->held) json_decref(l->held);
+  void (*closed)(void *) = l->closed;
+  void *arg = l->closed_arg;
   free(l);
+  if (closed) closed(arg);
 }
 
-void klease_stop(klease_t *l) {
+void klease_stop(klease_t *l, void (*closed)(void *arg), void *arg) {
   if (!l || l->stopping) return;
   l->stopping = 1;
+  l->closed = closed;
+  l->closed_arg = arg;
   if (l->conn) kconn_cancel(l->conn);
   l->conn = NULL;
+  uv_timer_stop(&l->timer);
+  if (l->leader && l->held) {
+    /* hand the Lease over at once, as client-go's ReleaseOnCancel does: no holder, a 1 s duration */
+    char now[48];
+    micro_now(now, sizeof now);
+    json_t *obj = l->held, *spec = json_object_get(obj, "spec");
+    l->held = NULL;
+    if (json_is_object(spec)) {
+      json_object_set_new(spec, "holderIdentity", json_string(""));
+      json_object_set_new(spec, "leaseDurationSeconds", json_integer(1));
+      json_object_set_new(spec, "renewTime", json_string(now));
+      json_object_set_new(spec, "acquireTime", json_string(now));
+      json_object_del(obj, "status");
+      ig_info("k8s: leader election: releasing lease %s/%s", l->ns, l->name);
+      write_lease(l, obj, 0); /* r_done closes the timer */
+      if (l->conn) return;
+    } else {
+      json_decref(obj);
+    }
+  }
   uv_close((uv_handle_t *)&l->timer, on_close);
 }

@@ -445,12 +445,15 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
   /* a route with API keys consumes the client's Authorization unless told to pass it on */
   const ig_route_cfg_t *rt = q->snap && q->route >= 0 ? &q->snap->cfg->routes[q->route] : NULL;
   int drop_auth = rt && rt->api_keys_file && !rt->forward_authorization;
+  const ig_header_filter_cfg_t *f = q->hdr_req; /* read the client's headers, forward the filtered */
   for (size_t i = 0; i < r->num_headers; i++) {
     const ig_http_header_t *h = &r->headers[i];
     if (is_hop_header(h->name, h->name_len)) continue;
     if (drop_auth && h->name_len == 13 && strncasecmp(h->name, "authorization", 13) == 0) continue;
     if (conn && listed_in_connection(conn, h->name, h->name_len)) continue;
     if (h->name_len == 15 && strncasecmp(h->name, "x-forwarded-for", 15) == 0) {
+      xff = 1;
+      if (f && hdr_filter_drops(f, h->name, h->name_len)) continue;
       BUF_LIT(b, "X-Forwarded-For: ");
       buf_add(b, h->value, h->value_len);
       BUF_LIT(b, ", ");
@@ -485,10 +488,17 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
       else if (ig_strncaseeq(h->value, h->value_len, "sheddable"))
         q->hdr_crit = IG_CRIT_SHEDDABLE;
     }
+    if (f && hdr_filter_drops(f, h->name, h->name_len)) continue;
     buf_add(b, h->name, h->name_len);
     BUF_LIT(b, ": ");
     buf_add(b, h->value, h->value_len);
     BUF_LIT(b, "\r\n");
+  }
+  if (f) {
+    /* the filter has the last word on the headers the gateway adds itself */
+    if (hdr_filter_drops(f, "x-forwarded-for", 15)) xff = 1;
+    if (hdr_filter_sets(f, "host")) have_host = 1;
+    hdr_filter_append(f, b);
   }
   if (!xff) {
     BUF_LIT(b, "X-Forwarded-For: ");
@@ -497,9 +507,11 @@ static void build_forward_head(client_t *c, const ig_http_request_t *r) {
   }
   if (!q->reqid[0]) {
     gen_request_id(q->reqid);
-    BUF_LIT(b, "X-Request-Id: ");
-    ig_buf_puts(b, q->reqid);
-    BUF_LIT(b, "\r\n");
+    if (!f || !hdr_filter_drops(f, "x-request-id", 12)) {
+      BUF_LIT(b, "X-Request-Id: ");
+      ig_buf_puts(b, q->reqid);
+      BUF_LIT(b, "\r\n");
+    }
   }
   if (!have_host && q->be && q->be->n_eps) {
     BUF_LIT(b, "Host: ");
@@ -550,8 +562,8 @@ static void check_api_key(client_t *c, const ig_http_request_t *r, size_t ri) {
   stats_inc(series, 1);
 }
 
-/* Picks one of the route's backends by weight. */
-static backend_rt_t *route_backend(snapshot_t *s, const ig_route_cfg_t *rt) {
+/* Picks one of the route's backends by weight; *ref is the reference taken. */
+static backend_rt_t *route_backend(snapshot_t *s, const ig_route_cfg_t *rt, const ig_backend_ref_t **ref) {
   if (rt->n_backends == 0) return NULL;
   size_t k = 0;
   if (rt->n_backends > 1) {
@@ -567,6 +579,7 @@ static backend_rt_t *route_backend(snapshot_t *s, const ig_route_cfg_t *rt) {
     }
   }
   size_t bi = rt->backends[k].backend_index;
+  *ref = &rt->backends[k];
   return bi < s->cfg->n_backends ? &s->backends[bi] : NULL;
 }
 
@@ -650,8 +663,13 @@ static int start_request(client_t *c) {
     set_pending(q, 404, "route_not_found", "no route matches this request");
   } else {
     const ig_route_cfg_t *rt = &cfg->routes[q->route];
-    q->be = route_backend(snap, rt);
-    if (!q->be || q->be->n_eps == 0)
+    const ig_backend_ref_t *ref = NULL;
+    q->be = route_backend(snap, rt, &ref);
+    q->hdr_req = ref && ref->request_headers ? ref->request_headers : rt->request_headers;
+    q->hdr_resp = ref && ref->response_headers ? ref->response_headers : rt->response_headers;
+    if (rt->n_backends == 0) /* every backendRef names nothing (--kube): Gateway API asks for 500 */
+      set_pending(q, 500, "backend_not_found", "no backend of this route exists");
+    else if (!q->be || q->be->n_eps == 0)
       set_pending(q, 503, "no_healthy_upstream", "no endpoint available for this route");
     if (rt->timeout_ms) q->deadline_ms = ig_now_ms() + rt->timeout_ms;
     check_api_key(c, &r, (size_t)q->route); /* before anything about the backends is told */

@@ -270,6 +270,8 @@ typedef struct {
   upconn_t *up;
   const endpoint_t *last_ep;
   int ep_retries, stale_retries;
+  /* HTTPRoute header filters of the route and backend reference taken (owned by snap); NULL = none */
+  const ig_header_filter_cfg_t *hdr_req, *hdr_resp;
 } req_t;
 
 struct client {
@@ -363,6 +365,14 @@ const char *tls_conn_verify_error(const tls_conn_t *t);
 const char *tls_conn_last_error(const tls_conn_t *t);
 /* The TLS settings of cfg as a string (endpoint identity); a new string, free it. */
 char *tls_client_key(const ig_upstream_tls_cfg_t *cfg);
+
+/* hdrfilter.c: HTTPRoute header filters applied while a head is copied (f not NULL). */
+/* Whether f drops the header name[0..len): it is removed, or set (written anew by hdr_filter_append). */
+int hdr_filter_drops(const ig_header_filter_cfg_t *f, const char *name, size_t len);
+/* Whether f sets the header name (NUL-terminated, any case). */
+int hdr_filter_sets(const ig_header_filter_cfg_t *f, const char *name);
+/* Appends f's set headers, then its add headers, as "Name: value\r\n" lines to b. */
+void hdr_filter_append(const ig_header_filter_cfg_t *f, ig_buf_t *b);
 
 /* upstream.c */
 void upstream_start(client_t *c, const endpoint_t *exclude, int fresh);

@@ -93,7 +93,7 @@ static int on_sni(SSL *ssl, int *al, void *arg) {
 
 /* Creates one server context for a certificate chain and key (already checked at load time, but the
  * files may have changed since: errors are logged). */
-static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key) {
+static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key, const char *cert_pem, const char *key_pem) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) return NULL;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -102,6 +102,16 @@ static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key) {
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
   SSL_CTX_set_tlsext_servername_arg(ctx, s);
+  if (cert_pem) {
+    /* a certificate from a Secret (Gateway HTTPS listener): PEM text, checked at load time */
+    char why[512];
+    if (ig_config_tls_use_pem(ctx, cert_pem, key_pem ? key_pem : "", why, sizeof why) != 0) {
+      ig_error("listener %s: cannot load the TLS certificate from its Secret: %s", s->name, why);
+      SSL_CTX_free(ctx);
+      return NULL;
+    }
+    return ctx;
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
       SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
     char why[256];
@@ -120,14 +130,14 @@ int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, tls_srv_t **out) 
   s->refs = 1;
   s->name = ig_strdup(listener);
   s->certs = ig_calloc(cfg->n_certificates ? cfg->n_certificates : 1, sizeof *s->certs);
-  if (!(s->def = ctx_new(s, cfg->cert, cfg->key))) goto fail;
+  if (!(s->def = ctx_new(s, cfg->cert, cfg->key, cfg->cert_pem, cfg->key_pem))) goto fail;
   for (size_t i = 0; i < cfg->n_certificates; i++) {
     const ig_tls_cert_cfg_t *cc = &cfg->certificates[i];
     tls_cert_t *t = &s->certs[s->n_certs++];
     t->hostnames = ig_calloc(cc->n_hostnames ? cc->n_hostnames : 1, sizeof *t->hostnames);
     for (size_t j = 0; j < cc->n_hostnames; j++)
       t->hostnames[t->n_hostnames++] = ig_strdup(cc->hostnames[j]);
-    if (!(t->ctx = ctx_new(s, cc->cert, cc->key))) goto fail;
+    if (!(t->ctx = ctx_new(s, cc->cert, cc->key, NULL, NULL))) goto fail;
   }
   *out = s;
   return 0;

@@ -192,21 +192,26 @@ static void build_response_head(upconn_t *up, const ig_http_response_t *res) {
   buf_add(b, line, (size_t)n);
   buf_add(b, res->reason, res->reason_len);
   BUF_LIT(b, "\r\n");
+  const ig_header_filter_cfg_t *f = q->hdr_resp; /* ResponseHeaderModifier of the route, if any */
   for (size_t i = 0; i < res->num_headers; i++) {
     const ig_http_header_t *h = &res->headers[i];
     if (is_hop_response_header(h->name, h->name_len)) continue;
+    if (f && hdr_filter_drops(f, h->name, h->name_len)) continue;
     if (up->dechunk && h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0) continue;
     buf_add(b, h->name, h->name_len);
     BUF_LIT(b, ": ");
     buf_add(b, h->value, h->value_len);
     BUF_LIT(b, "\r\n");
   }
+  if (f) hdr_filter_append(f, b);
   if (up->rechunk) BUF_LIT(b, "Transfer-Encoding: chunked\r\n");
   if (!q->keep_alive)
     BUF_LIT(b, "Connection: close\r\n");
   else if (q->minor == 0)
     BUF_LIT(b, "Connection: keep-alive\r\n");
-  if (q->last_ep && q->be && q->be->cfg->policy == IG_LB_INFERENCE) add_served_header(b, q->last_ep);
+  if (q->last_ep && q->be && q->be->cfg->policy == IG_LB_INFERENCE &&
+      (!f || !hdr_filter_drops(f, "x-gateway-destination-endpoint-served", 37)))
+    add_served_header(b, q->last_ep);
   BUF_LIT(b, "\r\n");
   q->status = res->status;
   q->resp_started = 1;

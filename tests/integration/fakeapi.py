@@ -40,6 +40,8 @@ KINDS = {
     ("inference.networking.k8s.io/v1", "InferencePool"): "inferencepools",
     ("inference.networking.x-k8s.io/v1alpha2", "InferencePool"): "inferencepools",
     ("inference.networking.x-k8s.io/v1alpha2", "InferenceModel"): "inferencemodels",
+    ("inference.networking.x-k8s.io/v1alpha2", "InferenceObjective"): "inferenceobjectives",
+    ("v1", "Secret"): "secrets",
     ("v1", "Pod"): "pods",
     ("v1", "Service"): "services",
     ("v1", "Endpoints"): "endpoints",

@@ -267,7 +267,7 @@ def test_gateway_and_route_status(procs, infergate_bin, tmp_path):
                what="two attached routes")
     assert status_of(port, "chat") == 200  # the other route still works
     r = post_json(port, "/other/v1/completions", {"model": "chat", "prompt": "hi"}, timeout=10)
-    assert r.status == 503, r.status
+    assert r.status == 500, r.status  # Gateway API: a rule whose backendRefs are all invalid answers 500
     # the pool appears: ResolvedRefs turns True
     fake.apply({"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
                 "metadata": {"name": "nopool"},
@@ -324,4 +324,25 @@ def test_leader_election_status_writer(procs, infergate_bin, tmp_path):
 
     wait_until(b_wrote, what="status written by b")
     wait_until(lambda: status_of(pb, "chat") == 200, what="b follows the pod")
+    assert procs.stop(b) == 0
+
+
+def test_leader_releases_lease_on_sigterm(procs, infergate_bin, tmp_path):
+    """A leader stopped with SIGTERM releases the Lease (no holder, 1 s duration) so that another
+    replica can take it over at once instead of waiting for it to expire."""
+    base = start_sim(procs, infergate_bin)
+    fake, api = start_fake(procs)
+    seed(fake, base)
+    args = ["--kube-api", f"http://127.0.0.1:{api}", "--write-status", "--leader-elect",
+            "--leader-elect-lease-duration", "30", "--leader-elect-lease-name", "ig-rel"]
+    a, pa, _ = gateway(procs, infergate_bin, "gw-a", args)
+    wait_until(lambda: "acquired lease" in a.log(), what="the replica leads")
+    assert fake.get("leases")["default/ig-rel"]["spec"]["holderIdentity"]
+    assert procs.stop(a) == 0
+    lease = fake.get("leases")["default/ig-rel"]
+    assert lease["spec"]["holderIdentity"] == "" and lease["spec"]["leaseDurationSeconds"] == 1, lease
+    assert "released lease" in a.log()
+    # a new replica takes it at once, long before the 30 s duration
+    b, pb, _ = gateway(procs, infergate_bin, "gw-b", args)
+    wait_until(lambda: "acquired lease" in b.log(), timeout=10, what="b takes the released lease")
     assert procs.stop(b) == 0

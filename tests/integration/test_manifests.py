@@ -5,6 +5,8 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from conftest import free_port, free_port_range, wait_until
 from rawhttp import admin_get, metric, post_json
 
@@ -199,3 +201,113 @@ def test_manifests_command_line_errors(procs, infergate_bin, tmp_path):
     # a port override for a listener that does not exist is an error too
     rc, err = run("--manifests", d / "gw.yaml", "--port", "nope=8080")
     assert rc == 1 and "nope" in err, err
+
+
+# ---- HTTPS listeners from Gateway tls.certificateRefs (kubernetes.io/tls Secrets) ----------------------
+
+TLS_GATEWAY = """\
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  gatewayClassName: infergate
+  listeners:
+    - {{name: http, port: 80, protocol: HTTP}}
+    - name: https
+      port: 443
+      protocol: HTTPS
+      hostname: a.example.com
+      tls:
+        mode: Terminate
+        certificateRefs: [{{kind: Secret, name: a-cert}}]
+    - name: broken
+      port: 8443
+      protocol: HTTPS
+      tls:
+        certificateRefs: [{{name: {broken}}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+  annotations: {{infergate.io/endpoints: "127.0.0.1:{backend}"}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web}}
+spec:
+  parentRefs: [{{name: gw}}]
+  rules:
+    - backendRefs: [{{name: echo, port: 80}}]
+"""
+
+
+def tls_secret(name, cert_path, key_path):
+    import base64
+
+    def b64(p):
+        with open(p, "rb") as f:
+            return base64.b64encode(f.read()).decode()
+
+    return (f"apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\ntype: kubernetes.io/tls\n"
+            f"data:\n  tls.crt: {b64(cert_path)}\n  tls.key: {b64(key_path)}\n")
+
+
+def https_get(port, ca, sni, path="/x"):
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname=sni) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_manifests_https_listener_from_secret(procs, infergate_bin, tmp_path):
+    import backend
+    from test_tls import make_leaf, run_openssl
+
+    certs = str(tmp_path / "certs")
+    os.makedirs(certs)
+    run_openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=infergate test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                cwd=certs)
+    cert, key = make_leaf(certs, "a", "a.example.com")
+    ca = os.path.join(certs, "ca.pem")
+    bp = backend.start(procs, ["b1"])
+    d = tmp_path / "manifests"
+    d.mkdir()
+    write(d, "gw.yaml", TLS_GATEWAY.format(backend=bp["b1"], broken="no-such-secret"))
+    write(d, "secret.yaml", tls_secret("a-cert", cert, key))
+    http_port, https_port, broken_port = free_port(), free_port(), free_port()
+    gw = procs.start("gateway", [infergate_bin, "serve", "--manifests", d, "--port", f"http={http_port}",
+                                 "--port", f"https={https_port}", "--port", f"broken={broken_port}"],
+                     wait_port=[http_port, https_port])
+    data = https_get(https_port, ca, "a.example.com")
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b"x-backend: b1" in data.lower()
+    # the listener whose Secret is missing is not served; the warning names the Gateway and listener
+    log = gw.log()
+    assert "Gateway gw: listener broken: Secret no-such-secret: not found" in log, log
+    assert "InvalidCertificateRef" in log
+    import socket
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", broken_port), timeout=2).close()
+
+    # check: a Secret with a key that does not match is reported the same way, with file:line
+    write(d, "gw.yaml", TLS_GATEWAY.format(backend=bp["b1"], broken="bad-cert"))
+    write(d, "secret2.yaml", tls_secret("bad-cert", cert, os.path.join(certs, "ca.key")))
+    p = subprocess.run([infergate_bin, "check", "--manifests", str(d)], capture_output=True, text=True, timeout=30)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert "gw.yaml:19:" in out and "listener broken: Secret bad-cert: tls.key does not match" in out, out

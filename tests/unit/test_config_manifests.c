@@ -384,7 +384,7 @@ static void test_errors_gateway(void **state) {
       "      port: 8083\n"
       "      protocol: HTTP\n",
       "9:13: spec.listeners[].port: out of range: 80800 (expected 1..65535)",
-      "13:17: spec.listeners[].protocol: HTTPS is not supported yet",
+      "11:7: spec.listeners[1]: missing required field 'tls' for protocol HTTPS",
       "15:17: spec.listeners[].protocol: invalid value 'HTTP2' (expected one of: HTTP, TCP, HTTPS, TLS, UDP)",
       "17:7: spec.listeners[3]: missing required field 'name'",
       "22:17: spec.listeners[].hostname: invalid hostname 'bad host'",
@@ -403,7 +403,7 @@ static void test_errors(void **state) {
                 "7:55: spec.listeners[].hostname: invalid hostname 'bad host'",
                 "8:14: spec.listeners: duplicate listener name 'a'",
                 "9:23: spec.listeners[].port: port 8083 is already used by listener gw/a",
-                "10:49: spec.listeners[].tls: TLS is not supported yet", NULL);
+                "10:49: spec.listeners[].tls: only HTTPS listeners take tls", NULL);
   /* resources themselves: not a mapping, no kind, no name, bad types, duplicates, bad timestamps */
   expect_errors("- a\n- b\n---\n"
                 "apiVersion: v1\nmetadata: {name: x}\n---\n"
@@ -445,7 +445,7 @@ static void test_errors_routes(void **state) {
       "      method: FETCH\n"
       "      headers: [{name: 'bad header', value: x}, {name: A, value: 1}, {name: a, value: 2}]\n"
       "    - queryParams: [{name: a, value: b}]\n"
-      "    filters: [{type: RequestRedirect}]\n"
+      "    filters: [{type: RequestHeaderModifier}]\n"
       "    backendRefs:\n"
       "    - {name: svc, port: 80}\n"
       "    - {name: p, kind: InferencePool, group: inference.networking.k8s.io}\n"
@@ -466,7 +466,7 @@ static void test_errors_routes(void **state) {
       "25:24: matches[].headers[].name: invalid header name 'bad header'",
       "25:77: matches[].headers: duplicate header 'a'",
       "26:20: matches[].queryParams: query parameter matches are not supported yet",
-      "27:14: rules[].filters: filters are not supported yet",
+      "27:15: rules[].filters[]: missing required field 'requestHeaderModifier'",
       "29:14: backendRefs[].name: cannot find endpoints for Service svc",
       "30:14: backendRefs[].name: unknown InferencePool 'p'",
       "31:7: backendRefs[]: unsupported backend s3/Bucket",

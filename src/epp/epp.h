@@ -150,6 +150,8 @@ typedef struct {
   size_t n_subset;
   const char *prompt; /* prompt text for prefix affinity (may be NULL) */
   size_t prompt_len;
+  const size_t *disc; /* model discovery: indexes of the endpoints serving the model (NULL: all) */
+  size_t n_disc;
 } epp_pick_req_t;
 
 typedef struct {
@@ -186,6 +188,20 @@ size_t epp_pods_fill(epp_t *e, uint64_t now_ms);
 void epp_pods_picked(epp_t *e, size_t k);
 /* Successful scrapes of endpoint i so far. */
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
+
+/* ---- model discovery (discover.c, over src/proxy/discovery.c) ---- */
+
+/* Starts model discovery once scraping runs, when no InferenceModel names the pool; after a
+ * reconfigure, follows the new endpoint list (or stops restricting when models are now named). */
+void epp_disc_sync(epp_t *e);
+/* The endpoints (indexes in e->eps) that list model: *subset NULL when any may serve it (discovery
+ * off, no answer from any pod yet). Returns 0, or IG_ENOENT when no pod serves the model (404). The
+ * subset stays valid until the next call. */
+int epp_disc_subset(epp_t *e, const char *model, const size_t **subset, size_t *n);
+/* Stops the fetches and the timer (their handles close on the next loop run). */
+void epp_disc_stop(void);
+/* Frees what discovery kept (after the loop ran the closes; from epp_free). */
+void epp_disc_free(void);
 
 /* ---- one ext_proc stream (extproc.c) ---- */
 

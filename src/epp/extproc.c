@@ -381,6 +381,15 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
 
   epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = crit, .has_subset = s->has_subset,
                        .subset = s->subset, .n_subset = s->n_subset};
+  /* no InferenceModel names the pool: the model must be served by a pod (discovered models) */
+  if (epp_disc_subset(e, s->target, &rq.disc, &rq.n_disc) == IG_ENOENT) {
+    ig_buf_t msg;
+    ig_buf_init(&msg);
+    ig_buf_printf(&msg, "The model `%s` does not exist.", s->model);
+    send_immediate(e, s, out, 404, "model_not_found", msg.data);
+    ig_buf_free(&msg);
+    goto out;
+  }
   ig_buf_t prompt;
   ig_buf_init(&prompt);
   if (e->uses_prefix && s->body.len) {

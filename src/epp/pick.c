@@ -9,8 +9,14 @@
 
 #include "epp.h"
 
-/* Whether ep is allowed by the request's subset hint. */
-static int allowed(const epp_pick_req_t *rq, const epp_endpoint_t *ep) {
+/* Whether endpoint idx (ep) serves the model (discovery) and is allowed by the request's subset hint. */
+static int allowed(const epp_pick_req_t *rq, size_t idx, const epp_endpoint_t *ep) {
+  if (rq->disc) {
+    size_t k = 0;
+    while (k < rq->n_disc && rq->disc[k] != idx)
+      k++;
+    if (k == rq->n_disc) return 0;
+  }
   if (!rq->has_subset) return 1;
   for (size_t i = 0; i < rq->n_subset; i++)
     if (rq->subset[i] && strcmp(rq->subset[i], ep->addr) == 0) return 1;
@@ -32,7 +38,7 @@ static void pick_least(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp
   while (out->n < want) {
     size_t best = (size_t)-1;
     for (size_t i = 0; i < e->n_eps; i++) {
-      if (!allowed(rq, &e->eps[i])) continue;
+      if (!allowed(rq, i, &e->eps[i])) continue;
       int taken = 0;
       for (size_t k = 0; k < out->n; k++)
         if (out->order[k] == i) taken = 1;
@@ -55,10 +61,10 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
     sr.prompt = rq->prompt;
     sr.prompt_len = rq->prompt_len < cap ? rq->prompt_len : cap;
   }
-  if (rq->has_subset) {
+  if (rq->has_subset || rq->disc) {
     size_t k = 0;
     for (size_t i = 0; i < e->n_eps && k < n_allowed; i++)
-      if (allowed(rq, &e->eps[i])) e->allowed[k++] = i;
+      if (allowed(rq, i, &e->eps[i])) e->allowed[k++] = i;
     sr.subset = e->allowed;
     sr.n_subset = k;
   }
@@ -79,7 +85,7 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
   out->n = 0;
   size_t n_allowed = 0, n_busy = 0;
   for (size_t i = 0; i < e->n_eps; i++) {
-    if (!allowed(rq, &e->eps[i])) continue;
+    if (!allowed(rq, i, &e->eps[i])) continue;
     n_allowed++;
     if (e->opts.shed_inflight && e->eps[i].inflight >= e->opts.shed_inflight) n_busy++;
   }

@@ -30,6 +30,7 @@ void epp_scrape_start(epp_t *e, uv_loop_t *loop) {
   e->loop = loop;
   for (size_t i = 0; i < e->n_eps; i++)
     epp_scrape_one(e, i);
+  epp_disc_sync(e);
 }
 
 void epp_scrape_update(epp_t *e, size_t i) {
@@ -44,11 +45,13 @@ void epp_scrape_drop(endpoint_t *ep) {
 }
 
 void epp_scrape_stop(epp_t *e) {
+  epp_disc_stop();
   for (size_t i = 0; i < e->n_eps; i++)
     if (e->eps[i].scr) scrape_stop(e->eps[i].scr);
 }
 
 void epp_scrape_free(epp_t *e) {
+  epp_disc_free();
   for (size_t i = 0; i < e->n_eps; i++) {
     endpoint_t *ep = e->eps[i].scr;
     if (!ep) continue;

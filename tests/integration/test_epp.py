@@ -664,3 +664,45 @@ def test_large_streamed_body_with_raised_limit(procs, infergate_bin, tmp_path):
         good_request_works(e)
     finally:
         e.close()
+
+
+def test_model_discovery_without_model(procs, infergate_bin):
+    """Quick start without --model: each pod's GET /v1/models is fetched, a model goes only to the pods
+    that list it (LoRA adapters included), and a model no pod lists gets 404 once the pods answered."""
+    llama = start_sims(procs, infergate_bin, 2, "--lora", "sql-lora")
+    qbase = free_port_range(1)
+    procs.start("sim-qwen", [infergate_bin, "sim", "--pods", 1, "--base-port", qbase, "--model", "qwen"],
+                wait_port=[qbase])
+    qwen = [f"127.0.0.1:{qbase}"]
+    e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(llama + qwen), "--discovery-interval", "200ms"])
+    try:
+        wait_until(lambda: pick(e, model="nope")[0] == 404, what="the picker learns the pods' models")
+        s = e.stream()
+        s.send(E.request_headers(E.post_headers()))
+        r = s.exchange(E.request_body(body_of("nope"), eos=True), 1)[0]
+        s.close()
+        assert r["kind"] == "immediate_response" and r["status"] == 404
+        assert "The model `nope` does not exist." in r["body"].decode()
+        for model, allowed in (("llama3", llama), ("sql-lora", llama), ("qwen", qwen)):
+            seen = set()
+            for i in range(6):
+                status, dest = pick(e, model=model, prompt=f"p{i}")
+                assert status == 200 and dest in allowed, (model, status, dest)
+                seen.add(dest)
+            if len(allowed) > 1:
+                assert len(seen) > 1, (model, seen)  # still balanced over the pods that serve it
+        # a subset hint that leaves no pod serving the model: nothing to pick (503)
+        assert pick(e, model="qwen", hint=llama)[0] == 503
+    finally:
+        e.close()
+
+
+def test_discovery_interval_args(infergate_bin, tmp_path):
+    import subprocess
+    r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--discovery-interval", "soon",
+                        "--grpc", "127.0.0.1:0", "--health", "off", "--metrics", "off"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode != 0 and "discovery" in r.stderr
+    r = subprocess.run([infergate_bin, "epp", "-c", str(tmp_path / "g.yaml"), "--discovery-interval", "1s"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "--discovery-interval" in r.stderr

@@ -36,6 +36,26 @@ int ig_prom_label(const ig_prom_sample_t *s, const char *key, char *out, size_t 
 /* Compares a sample's name with a NUL-terminated name. */
 int ig_prom_name_is(const ig_prom_sample_t *s, const char *name);
 
+/* A small set of metric names for ig_prom_next_in (a scrape wants a handful of metrics out of a page
+ * of histograms). Fill with ig_prom_names_init; the names are not copied and must outlive the set. */
+#define IG_PROM_NAMES_MAX 8
+typedef struct {
+  size_t n;
+  const char *name[IG_PROM_NAMES_MAX];
+  size_t len[IG_PROM_NAMES_MAX];
+  uint64_t head[IG_PROM_NAMES_MAX], mask[IG_PROM_NAMES_MAX]; /* first (up to) 8 bytes, as loaded */
+} ig_prom_names_t;
+
+/* Builds a set from names[0..n) (n <= IG_PROM_NAMES_MAX, extra ones ignored). NULL or empty entries
+ * never match but keep their index. */
+void ig_prom_names_init(ig_prom_names_t *set, const char *const *names, size_t n);
+
+/* Like ig_prom_next, but returns only the samples whose name is in set: exactly the subsequence of
+ * what ig_prom_next would return, with *which set to the index of the matching name. Lines of other
+ * metrics are skipped after a look at their first bytes, without parsing labels or values. */
+int ig_prom_next_in(const char *buf, size_t len, size_t *pos, const ig_prom_names_t *set, ig_prom_sample_t *s,
+                    size_t *which);
+
 /* ---- engine metrics --------------------------------------------------------------------------- */
 
 #define IG_MAX_LORAS 16

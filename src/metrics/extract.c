@@ -53,8 +53,6 @@ const char *ig_metrics_engine_name(ig_engine_t e) {
   return "unknown";
 }
 
-static int name_is(const ig_prom_sample_t *s, const char *name) { return name && ig_prom_name_is(s, name); }
-
 /* Splits a comma-separated adapter list into names (blanks trimmed, empty entries and names that do
  * not fit IG_LORA_NAME_MAX skipped, at most IG_MAX_LORAS kept). Returns the count. */
 static int split_loras(const char *list, char names[IG_MAX_LORAS][IG_LORA_NAME_MAX]) {
@@ -103,46 +101,70 @@ static int int_label(const ig_prom_sample_t *s, const char *key, long *out) {
   return 1;
 }
 
+/* Indexes of the wanted names in the set ig_metrics_extract builds per dialect. */
+enum { W_WAITING, W_RUNNING, W_KV, W_KV_ALT, W_LORA_INFO, W_CACHE_INFO, W_COUNT };
+
 int ig_metrics_extract(ig_engine_t engine, const char *text, size_t len, ig_pod_metrics_t *out) {
   memset(out, 0, sizeof *out);
   if ((unsigned)engine >= sizeof dialects / sizeof dialects[0]) return IG_EINVAL;
   const dialect_t *d = &dialects[engine];
+  /* only these lines are parsed; the others (histograms, counters) are skipped by name */
+  const char *names[W_COUNT] = {
+      [W_WAITING] = d->waiting,
+      [W_RUNNING] = d->running,
+      [W_KV] = d->kv,
+      [W_KV_ALT] = d->kv_alt,
+      [W_LORA_INFO] = d->vllm_info ? "vllm:lora_requests_info" : NULL,
+      [W_CACHE_INFO] = d->vllm_info ? "vllm:cache_config_info" : NULL,
+  };
+  ig_prom_names_t set;
+  ig_prom_names_init(&set, names, W_COUNT);
   ig_prom_sample_t s;
-  size_t pos = 0;
+  size_t pos = 0, which = 0;
   int has_alt = 0, has_lora = 0;
   double kv_alt = 0, lora_ts = 0;
 
-  while (ig_prom_next(text, len, &pos, &s) == 1) {
+  while (ig_prom_next_in(text, len, &pos, &set, &s, &which) == 1) {
     int finite = isfinite(s.value);
-    if (name_is(&s, d->waiting)) {
+    switch (which) {
+    case W_WAITING:
       if (finite) {
         out->waiting += s.value;
         out->has_waiting = 1;
       }
-    } else if (name_is(&s, d->running)) {
+      break;
+    case W_RUNNING:
       if (finite) {
         out->running += s.value;
         out->has_running = 1;
       }
-    } else if (name_is(&s, d->kv)) {
+      break;
+    case W_KV:
       if (finite && (!out->has_kv || s.value > out->kv_usage)) out->kv_usage = s.value;
       out->has_kv |= finite;
-    } else if (name_is(&s, d->kv_alt)) {
+      break;
+    case W_KV_ALT:
       if (finite && (!has_alt || s.value > kv_alt)) kv_alt = s.value;
       has_alt |= finite;
-    } else if (d->vllm_info && ig_prom_name_is(&s, "vllm:lora_requests_info")) {
+      break;
+    case W_LORA_INFO: {
       /* one series per state change, valued with its timestamp: the newest wins */
-      if (!finite || (has_lora && s.value <= lora_ts)) continue;
+      if (!finite || (has_lora && s.value <= lora_ts)) break;
       has_lora = 1;
       lora_ts = s.value;
       long ml = 0;
       out->max_lora = int_label(&s, "max_lora", &ml) && ml <= INT_MAX ? (int)ml : 0;
       out->n_running_loras = lora_label(&s, "running_lora_adapters", out->running_loras);
       out->n_waiting_loras = lora_label(&s, "waiting_lora_adapters", out->waiting_loras);
-    } else if (d->vllm_info && ig_prom_name_is(&s, "vllm:cache_config_info")) {
+      break;
+    }
+    case W_CACHE_INFO: {
       long v;
       if (int_label(&s, "block_size", &v) && v <= INT_MAX) out->block_size = (int)v;
       if (int_label(&s, "num_gpu_blocks", &v)) out->num_gpu_blocks = v;
+      break;
+    }
+    default: break;
     }
   }
   if (!out->has_kv && has_alt) {

@@ -83,18 +83,20 @@ static const char *parse_labels(const char *p, const char *end, const char **spa
 static int parse_value(const char *p, size_t n, double *out) {
   char tmp[64];
   if (n == 0 || n >= sizeof tmp) return IG_EPARSE;
-  /* fast path (Clinger): up to 15 significant digits and no exponent; m / 10^k is then exact or
-   * correctly rounded because both operands are exactly representable */
+  /* fast path (Clinger): a decimal without exponent whose digits, read as an integer m, fit in 53
+   * bits, with at most 22 fraction digits; m / 10^k is then correctly rounded, like strtod, because
+   * both operands are exactly representable and IEEE division rounds once */
   {
-    static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
     size_t i = 0;
     int neg = 0, digits = 0, frac = -1;
     uint64_t m = 0;
     if (p[0] == '-' || p[0] == '+') neg = p[i++] == '-';
     for (; i < n; i++) {
       if (p[i] >= '0' && p[i] <= '9') {
+        if (++digits > 19) break; /* 19 digits cannot overflow 64 bits */
         m = m * 10 + (uint64_t)(p[i] - '0');
-        if (++digits > 15) break;
         if (frac >= 0) frac++;
       } else if (p[i] == '.' && frac < 0) {
         frac = 0;
@@ -102,7 +104,7 @@ static int parse_value(const char *p, size_t n, double *out) {
         break;
       }
     }
-    if (i == n && digits > 0 && digits <= 15) {
+    if (i == n && digits > 0 && digits <= 19 && m <= (1ull << 53) && frac <= 22) {
       double v = (double)m / pow10[frac > 0 ? frac : 0];
       *out = neg ? -v : v;
       return 0;
@@ -153,16 +155,87 @@ static int parse_line(const char *l, const char *e, ig_prom_sample_t *s) {
   return 1;
 }
 
+/* Finds the line at *pos: sets [*l, *e) to it without leading and trailing blanks (and a trailing
+ * "\r"), and advances *pos past its "\n". The caller checks *pos < len first. */
+static inline void next_line(const char *buf, size_t len, size_t *pos, const char **l, const char **e) {
+  const char *p = buf + *pos;
+  const char *nl = memchr(p, '\n', len - *pos);
+  const char *end = nl ? nl : buf + len;
+  *pos = nl ? (size_t)(nl - buf) + 1 : len;
+  while (end > p && (end[-1] == '\r' || is_blank(end[-1]))) end--;
+  *l = skip_blanks(p, end);
+  *e = end;
+}
+
 int ig_prom_next(const char *buf, size_t len, size_t *pos, ig_prom_sample_t *s) {
+  while (*pos < len) {
+    const char *l, *e;
+    next_line(buf, len, pos, &l, &e);
+    if (l >= e || *l == '#') continue;
+    if (parse_line(l, e, s)) return 1;
+  }
+  return 0;
+}
+
+void ig_prom_names_init(ig_prom_names_t *set, const char *const *names, size_t n) {
+  memset(set, 0, sizeof *set);
+  if (n > IG_PROM_NAMES_MAX) n = IG_PROM_NAMES_MAX;
+  set->n = n;
+  for (size_t i = 0; i < n; i++) {
+    set->name[i] = names[i];
+    set->len[i] = names[i] ? strlen(names[i]) : 0;
+    if (!set->len[i]) {
+      set->mask[i] = 0;
+      set->head[i] = ~(uint64_t)0; /* (w & 0) never equals it */
+      continue;
+    }
+    size_t k = set->len[i] < 8 ? set->len[i] : 8;
+    uint64_t h = 0, m = 0;
+    memcpy(&h, names[i], k);
+    memset(&m, 0xff, k);
+    set->head[i] = h;
+    set->mask[i] = m;
+  }
+}
+
+/* The index in set of the metric name that starts line [l, e), or -1. The name is what parse_line
+ * would take: the longest run of name characters from l. A first 8-byte comparison per name turns
+ * most lines down without looking further; buf_end bounds the 8-byte load. */
+static int name_in(const ig_prom_names_t *set, const char *l, const char *e, const char *buf_end) {
+  uint64_t w = 0;
+  memcpy(&w, l, buf_end - l >= 8 ? 8 : (size_t)(buf_end - l));
+  size_t nlen = SIZE_MAX;
+  for (size_t i = 0; i < set->n; i++) {
+    if ((w & set->mask[i]) != set->head[i]) continue;
+    if (nlen == SIZE_MAX) {
+      const char *p = l;
+      if (!is_name_start(*p)) return -1;
+      while (p < e && is_name_char(*p)) p++;
+      nlen = (size_t)(p - l);
+    }
+    if (nlen == set->len[i] && memcmp(l, set->name[i], nlen) == 0) return (int)i;
+  }
+  return -1;
+}
+
+int ig_prom_next_in(const char *buf, size_t len, size_t *pos, const ig_prom_names_t *set, ig_prom_sample_t *s,
+                    size_t *which) {
   while (*pos < len) {
     const char *l = buf + *pos;
     const char *nl = memchr(l, '\n', len - *pos);
     const char *e = nl ? nl : buf + len;
     *pos = nl ? (size_t)(nl - buf) + 1 : len;
-    while (e > l && (e[-1] == '\r' || is_blank(e[-1]))) e--;
     l = skip_blanks(l, e);
-    if (l >= e || *l == '#') continue;
-    if (parse_line(l, e, s)) return 1;
+    if (l >= e) continue;
+    /* the name ends before any "\r" or blank, so the line end is trimmed only for a line that is
+     * parsed: then [l, e) is exactly what ig_prom_next hands parse_line */
+    int i = name_in(set, l, e, buf + len); /* "#" is no name character: comments never match */
+    if (i < 0) continue;
+    while (e > l && (e[-1] == '\r' || is_blank(e[-1]))) e--;
+    if (parse_line(l, e, s)) {
+      *which = (size_t)i;
+      return 1;
+    }
   }
   return 0;
 }

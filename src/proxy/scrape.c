@@ -1,8 +1,14 @@
 /* Metrics scraping of inference-pool endpoints: one scraper per endpoint (shared by every pool and
  * snapshot that names it), ticking every scrape interval, with one kept-alive HTTP/1.1 connection and
- * at most one scrape in flight. A scrape reuses the scraper's buffers: nothing is allocated per scrape
- * once they have grown to the size of the metrics page. A scrape that fails or times out leaves the
- * pod's metrics to age; the scheduler filters stale pods. */
+ * at most one scrape in flight. A scrape that fails or times out leaves the pod's metrics to age; the
+ * scheduler filters stale pods.
+ *
+ * Cost per scrape (bench/scrape-cost.sh, docs/benchmarks.md): the request is built once per path and
+ * written straight from the scraper; the first read of every response lands in one buffer shared by
+ * all scrapers (it stays in cache, where 100 per-scraper buffers would not) and a response complete in
+ * that read is parsed there without a copy; only a response that needs more reads is copied into the
+ * scraper's own buffer. The extraction scratch is shared too, and ig_metrics_extract parses only the
+ * lines of the metrics it wants. Nothing is allocated per scrape once the buffers have grown. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +27,7 @@ struct scraper {
   ig_engine_t engine;
   unsigned interval_ms;
   char *path;
+  ig_buf_t req;        /* the GET, built when the path is set (the same bytes every scrape) */
   uint64_t started_ms; /* the scrape in flight started at; 0 = none in flight */
   /* the response being read */
   ig_buf_t in;   /* raw bytes */
@@ -29,7 +36,6 @@ struct scraper {
   int status, have_head, chunked, keep_alive;
   int64_t content_length;
   ig_chunked_decoder_t dec;
-  ig_pod_metrics_t pm; /* extraction scratch (large: kept here, not on the stack) */
 };
 
 struct sconn {
@@ -39,10 +45,15 @@ struct sconn {
   endpoint_t *ep;
   scraper_t *s; /* NULL once the scraper let go of the connection */
   int connected;
-  ig_buf_t req; /* the request text (kept alive for a queued write) */
+  ig_buf_t req; /* what uv_try_write left of the request, for a queued write (rare) */
 };
 
 static void scrape_send(scraper_t *s);
+
+/* Shared by every scraper: all run on the gateway's one loop thread, and a scrape uses them only
+ * inside one callback (a read that leaves a response incomplete copies it out of rbuf). */
+static char rbuf[64 * 1024];  /* where the first read of each response lands */
+static ig_pod_metrics_t spm; /* extraction scratch (large: not on the stack) */
 
 static void on_conn_close(uv_handle_t *h) {
   sconn_t *k = h->data;
@@ -62,54 +73,72 @@ static void conn_drop(scraper_t *s) {
   uv_close((uv_handle_t *)&k->tcp, on_conn_close);
 }
 
-/* Ends the scrape in flight. ok: the body is complete; it is parsed and stored when the status is 200.
+/* Ends the scrape in flight. ok: the response raw[0..raw_len) (head at raw, s->head_len bytes; the
+ * de-chunked body is in s->body) is complete; it is parsed and stored when the status is 200.
  * reuse: the connection may carry the next scrape. */
-static void scrape_done(scraper_t *s, int ok, int reuse) {
+static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t raw_len) {
   pod_t *pod = s->ep->pod;
   s->started_ms = 0;
   if (!reuse) conn_drop(s);
   if (!pod) return;
   pod->last_status = ok ? s->status : 0;
-  const char *text = s->chunked ? s->body.data : s->in.data + s->head_len;
-  size_t len = s->chunked ? s->body.len : (size_t)(s->in.len - s->head_len);
-  if (!ok || s->status != 200 || ig_metrics_extract(s->engine, text ? text : "", text ? len : 0, &s->pm) != 0) {
+  const char *text = NULL;
+  size_t len = 0;
+  if (ok && s->chunked) {
+    text = s->body.data;
+    len = s->body.len;
+  } else if (ok && raw && raw_len >= s->head_len) {
+    text = raw + s->head_len;
+    len = raw_len - s->head_len;
+  }
+  ig_pod_metrics_t *pm = &spm;
+  if (!ok || s->status != 200 || ig_metrics_extract(s->engine, text ? text : "", text ? len : 0, pm) != 0) {
     pod->scrapes_failed++;
     pools_on_scrape(s->ep); /* queued requests of a pool that went blind are sent least-request */
     return;
   }
   ig_sched_pod_t *sp = &pod->sp;
-  sp->waiting = s->pm.has_waiting ? s->pm.waiting : 0;
-  sp->running = s->pm.has_running ? s->pm.running : 0;
-  sp->kv_usage = s->pm.has_kv ? s->pm.kv_usage : 0;
+  sp->waiting = pm->has_waiting ? pm->waiting : 0;
+  sp->running = pm->has_running ? pm->running : 0;
+  sp->kv_usage = pm->has_kv ? pm->kv_usage : 0;
   sp->has_metrics = 1;
   sp->pending = 0;
   pod->scraped_ms = ig_now_ms();
   pod->scrapes_ok++;
   ig_sched_lora_t *l = &pod->lora;
-  l->max_lora = s->pm.max_lora;
-  l->n_running_loras = s->pm.n_running_loras;
-  l->n_waiting_loras = s->pm.n_waiting_loras;
+  l->max_lora = pm->max_lora;
+  l->n_running_loras = pm->n_running_loras;
+  l->n_waiting_loras = pm->n_waiting_loras;
   _Static_assert(IG_MAX_LORAS == IG_SCHED_MAX_LORAS && IG_LORA_NAME_MAX == IG_SCHED_LORA_NAME_MAX,
                  "metrics and sched LoRA limits differ");
-  memcpy(l->running_loras, s->pm.running_loras, sizeof l->running_loras);
-  memcpy(l->waiting_loras, s->pm.waiting_loras, sizeof l->waiting_loras);
+  /* every reader stops at the counts: entries past them are never looked at */
+  memcpy(l->running_loras, pm->running_loras, (size_t)l->n_running_loras * sizeof l->running_loras[0]);
+  memcpy(l->waiting_loras, pm->waiting_loras, (size_t)l->n_waiting_loras * sizeof l->waiting_loras[0]);
   ig_sched_pod_set_lora(sp, l); /* adapter names to ids once per scrape, not per pick */
   pools_on_scrape(s->ep);
 }
 
-/* Parses what arrived so far. Returns 1 when the response is complete, 0 when more is needed, -1 on
- * a protocol error or an oversized page. */
-static int scrape_parse(scraper_t *s) {
-  if (!s->have_head) {
+/* Parses what arrived so far: the bytes (*data)[0..*len), either s->in or the shared read buffer.
+ * An interim (1xx) response is skipped by moving *data / consuming s->in. Returns 1 when the response
+ * is complete, 0 when more is needed, -1 on a protocol error or an oversized page. */
+static int scrape_parse(scraper_t *s, const char **data, size_t *len) {
+  while (!s->have_head) {
     ig_http_header_t hdrs[SCRAPE_MAX_HDRS];
     ig_http_limits_t lim = {16384, SCRAPE_MAX_HDRS};
     ig_http_response_t res;
-    int n = ig_http_parse_response(s->in.data, s->in.len, &res, hdrs, SCRAPE_MAX_HDRS, &lim);
+    int n = ig_http_parse_response(*data, *len, &res, hdrs, SCRAPE_MAX_HDRS, &lim);
     if (n == IG_EAGAIN) return 0;
     if (n < 0) return -1;
     if (res.status >= 100 && res.status < 200) {
-      ig_buf_consume(&s->in, (size_t)n);
-      return scrape_parse(s);
+      if (*data == s->in.data) {
+        ig_buf_consume(&s->in, (size_t)n);
+        *data = s->in.data;
+        *len = s->in.len;
+      } else {
+        *data += n;
+        *len -= (size_t)n;
+      }
+      continue;
     }
     s->have_head = 1;
     s->head_len = s->off = (size_t)n;
@@ -122,21 +151,21 @@ static int scrape_parse(scraper_t *s) {
     if (s->content_length > (int64_t)SCRAPE_MAX_BODY) return -1;
   }
   if (s->chunked) {
-    while (s->off < s->in.len) {
+    while (s->off < *len) {
       size_t used = 0, dlen = 0;
-      const char *data = NULL;
-      int rc = ig_chunked_next(&s->dec, s->in.data + s->off, s->in.len - s->off, &used, &data, &dlen);
+      const char *d = NULL;
+      int rc = ig_chunked_next(&s->dec, *data + s->off, *len - s->off, &used, &d, &dlen);
       if (rc < 0 && rc != IG_EAGAIN) return -1;
       s->off += used;
-      if (dlen) ig_buf_append(&s->body, data, dlen);
+      if (dlen) ig_buf_append(&s->body, d, dlen);
       if (s->body.len > SCRAPE_MAX_BODY) return -1;
       if (rc == 1) return 1;
       if (rc == IG_EAGAIN || (used == 0 && dlen == 0)) break;
     }
     return 0;
   }
-  if (s->content_length >= 0) return s->in.len - s->head_len >= (uint64_t)s->content_length ? 1 : 0;
-  return s->in.len - s->head_len > SCRAPE_MAX_BODY ? -1 : 0; /* close-delimited */
+  if (s->content_length >= 0) return *len - s->head_len >= (uint64_t)s->content_length ? 1 : 0;
+  return *len - s->head_len > SCRAPE_MAX_BODY ? -1 : 0; /* close-delimited */
 }
 
 static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -148,6 +177,10 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     return;
   }
   scraper_t *s = k->s;
+  if (s->in.len == 0) {
+    *buf = uv_buf_init(rbuf, sizeof rbuf); /* the start of a response: see the top of the file */
+    return;
+  }
   ig_buf_reserve(&s->in, 16384);
   buf->base = s->in.data + s->in.len;
   buf->len = s->in.cap - s->in.len - 1;
@@ -156,7 +189,6 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   sconn_t *k = st->data;
   scraper_t *s = k->s;
-  (void)buf;
   if (!s || nread == 0) return;
   if (!s->started_ms) {
     conn_drop(s); /* the server closed (or spoke on) the idle connection */
@@ -164,25 +196,38 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread < 0) {
     int complete = s->have_head && !s->chunked && s->content_length < 0;
-    scrape_done(s, complete, 0);
+    scrape_done(s, complete, 0, s->in.data, s->in.len);
     return;
   }
-  s->in.len += (size_t)nread;
-  s->in.data[s->in.len] = '\0';
-  int rc = scrape_parse(s);
+  const char *data;
+  size_t len;
+  if (buf->base == rbuf) {
+    data = rbuf; /* nothing of this response was kept yet: parse in place */
+    len = (size_t)nread;
+  } else {
+    s->in.len += (size_t)nread;
+    s->in.data[s->in.len] = '\0';
+    data = s->in.data;
+    len = s->in.len;
+  }
+  int rc = scrape_parse(s, &data, &len);
   if (rc < 0) {
     ig_debug("scrape %s: bad or oversized metrics response", s->ep->name);
-    scrape_done(s, 0, 0);
+    scrape_done(s, 0, 0, NULL, 0);
   } else if (rc == 1) {
-    int extra = !s->chunked && s->in.len - s->head_len > (uint64_t)s->content_length;
-    if (s->chunked) extra = s->off < s->in.len;
-    scrape_done(s, 1, s->keep_alive && !extra);
+    int extra = !s->chunked && len - s->head_len > (uint64_t)s->content_length;
+    if (s->chunked) extra = s->off < len;
+    scrape_done(s, 1, s->keep_alive && !extra, data, len);
+  } else if (data != s->in.data) {
+    /* incomplete: keep what came (offsets in s are relative to data) for the next read, which then
+     * lands in s->in */
+    ig_buf_append(&s->in, data, len);
   }
 }
 
 static void on_conn_write(uv_write_t *req, int status) {
   sconn_t *k = req->handle->data;
-  if (status < 0 && k->s && k->s->started_ms) scrape_done(k->s, 0, 0);
+  if (status < 0 && k->s && k->s->started_ms) scrape_done(k->s, 0, 0, NULL, 0);
 }
 
 static void on_conn_connect(uv_connect_t *req, int status) {
@@ -191,7 +236,7 @@ static void on_conn_connect(uv_connect_t *req, int status) {
   if (!s) return;
   if (status < 0) {
     ig_debug("scrape %s: connect failed: %s", s->ep->name, uv_strerror(status));
-    scrape_done(s, 0, 0);
+    scrape_done(s, 0, 0, NULL, 0);
     return;
   }
   k->connected = 1;
@@ -200,22 +245,29 @@ static void on_conn_connect(uv_connect_t *req, int status) {
   scrape_send(s);
 }
 
-/* Writes the GET on the connected connection. */
+/* Builds the scraper's request text (once per path). */
+static void scrape_build_req(scraper_t *s) {
+  ig_buf_reset(&s->req);
+  ig_buf_printf(&s->req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: infergate\r\nAccept: text/plain\r\n\r\n",
+                s->path, s->ep->name);
+}
+
+/* Writes the GET on the connected connection: straight from the scraper's prebuilt request; only a
+ * short write copies the rest into the connection, which owns it until the queued write ends. */
 static void scrape_send(scraper_t *s) {
   sconn_t *k = s->conn;
-  ig_buf_reset(&k->req);
-  ig_buf_printf(&k->req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: infergate\r\nAccept: text/plain\r\n\r\n",
-                s->path, s->ep->name);
-  uv_buf_t b = uv_buf_init(k->req.data, (unsigned)k->req.len);
+  uv_buf_t b = uv_buf_init(s->req.data, (unsigned)s->req.len);
   int w = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
   if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
   if (w < 0) {
-    scrape_done(s, 0, 0);
+    scrape_done(s, 0, 0, NULL, 0);
     return;
   }
   if ((size_t)w < b.len) {
-    b = uv_buf_init(k->req.data + w, (unsigned)(b.len - (size_t)w));
-    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_conn_write) != 0) scrape_done(s, 0, 0);
+    ig_buf_reset(&k->req);
+    ig_buf_append(&k->req, s->req.data + w, b.len - (size_t)w);
+    b = uv_buf_init(k->req.data, (unsigned)k->req.len);
+    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_conn_write) != 0) scrape_done(s, 0, 0, NULL, 0);
   }
 }
 
@@ -241,7 +293,7 @@ static void scrape_begin(scraper_t *s) {
   k->creq.data = k;
   s->conn = k;
   int rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&s->ep->addr, on_conn_connect);
-  if (rc < 0) scrape_done(s, 0, 0);
+  if (rc < 0) scrape_done(s, 0, 0, NULL, 0);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -255,7 +307,7 @@ static void on_tick(uv_timer_t *t) {
     unsigned timeout = s->interval_ms > SCRAPE_MIN_TIMEOUT_MS ? s->interval_ms : SCRAPE_MIN_TIMEOUT_MS;
     if (now - s->started_ms < timeout) return; /* never two in flight */
     ig_debug("scrape %s: timed out", s->ep->name);
-    scrape_done(s, 0, 0);
+    scrape_done(s, 0, 0, NULL, 0);
   }
   scrape_begin(s);
 }
@@ -265,6 +317,7 @@ static void on_timer_close(uv_handle_t *h) {
   endpoint_t *ep = s->ep;
   ig_buf_free(&s->in);
   ig_buf_free(&s->body);
+  ig_buf_free(&s->req);
   free(s->path);
   free(s);
   ep->conn_refs--;
@@ -287,6 +340,7 @@ void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg) {
     s->interval_ms = interval;
     s->engine = cfg->engine;
     s->path = ig_strdup(path);
+    scrape_build_req(s);
     uv_timer_start(&s->timer, on_tick, 0, interval);
     return;
   }
@@ -294,6 +348,7 @@ void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg) {
   if (strcmp(s->path, path) != 0) {
     free(s->path);
     s->path = ig_strdup(path);
+    scrape_build_req(s);
   }
   if (s->interval_ms != interval) {
     s->interval_ms = interval;

@@ -1,6 +1,8 @@
 /* libFuzzer driver for the Prometheus text parser and engine extraction: every sample must lie inside
  * the input, label lookups must stay in bounds, extraction must succeed or say ENOENT for every
- * engine, and each sample re-rendered as `name{labels} value` must parse back to the same sample. */
+ * engine, each sample re-rendered as `name{labels} value` must parse back to the same sample, and the
+ * name-filtered iterator (ig_prom_next_in) must return exactly the samples of ig_prom_next whose name
+ * is in its set (the engines' names plus names taken from the input). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,6 +46,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!(r.value == s.value || (isnan(r.value) && isnan(s.value)))) abort();
   }
   ig_buf_free(&line);
+
+  /* ig_prom_next_in == ig_prom_next filtered by name */
+  char owned[3][64];
+  const char *names[IG_PROM_NAMES_MAX] = {"vllm:num_requests_waiting", "vllm:lora_requests_info", "up", "a",
+                                          NULL, NULL, NULL, NULL};
+  size_t n_names = 4;
+  pos = 0;
+  while (n_names < 7 && ig_prom_next(buf, size, &pos, &s) == 1) {
+    size_t k = n_names - 4, l = s.name_len < 63 ? s.name_len : 63; /* a cut name tests prefixes too */
+    memcpy(owned[k], s.name, l);
+    owned[k][l] = '\0';
+    names[n_names++] = owned[k];
+  }
+  ig_prom_names_t set;
+  ig_prom_names_init(&set, names, n_names);
+  size_t pa = 0, pb = 0, which = 0;
+  for (;;) {
+    int rb;
+    size_t want = 0;
+    while ((rb = ig_prom_next(buf, size, &pb, &r)) == 1) {
+      for (want = 0; want < n_names; want++)
+        if (names[want] && names[want][0] && ig_prom_name_is(&r, names[want])) break;
+      if (want < n_names) break;
+    }
+    int ra = ig_prom_next_in(buf, size, &pa, &set, &s, &which);
+    if (ra != rb) abort();
+    if (!ra) break;
+    if (which != want || s.name != r.name || s.name_len != r.name_len || s.labels != r.labels ||
+        s.labels_len != r.labels_len || pa != pb || memcmp(&s.value, &r.value, sizeof s.value) != 0)
+      abort();
+  }
+
   for (int e = IG_ENGINE_VLLM; e <= IG_ENGINE_TRTLLM; e++) {
     ig_pod_metrics_t m;
     int rc = ig_metrics_extract((ig_engine_t)e, buf, size, &m);

@@ -3,7 +3,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -189,12 +192,260 @@ static void test_engine_names(void **state) {
   assert_int_equal(ig_metrics_engine_parse("tgi", &e), IG_EINVAL);
 }
 
+/* ---- the name filter must never change what is extracted ------------------------------------------
+ * extract_ref is the generic algorithm ig_metrics_extract used before it skipped lines by name: every
+ * sample parsed with ig_prom_next and compared with each wanted name, labels read with ig_prom_label.
+ * Both must agree field for field on the simulator's pages of every dialect and on mutated pages. */
+
+static int ref_split(const char *list, char names[IG_MAX_LORAS][IG_LORA_NAME_MAX]) {
+  int n = 0;
+  const char *p = list;
+  while (*p && n < IG_MAX_LORAS) {
+    const char *e = strchr(p, ',');
+    if (!e) e = p + strlen(p);
+    const char *a = p, *b = e;
+    while (a < b && (*a == ' ' || *a == '\t')) a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+    size_t l = (size_t)(b - a);
+    if (l > 0 && l < IG_LORA_NAME_MAX) {
+      memcpy(names[n], a, l);
+      names[n][l] = '\0';
+      n++;
+    }
+    p = *e ? e + 1 : e;
+  }
+  return n;
+}
+
+static int ref_loras(const ig_prom_sample_t *s, const char *key, char names[IG_MAX_LORAS][IG_LORA_NAME_MAX]) {
+  char buf[IG_MAX_LORAS * IG_LORA_NAME_MAX * 2];
+  int rc = ig_prom_label(s, key, buf, sizeof buf);
+  if (rc == IG_ENOENT) return 0;
+  if (rc == IG_ETOOBIG) {
+    char *comma = strrchr(buf, ',');
+    if (comma)
+      *comma = '\0';
+    else
+      buf[0] = '\0';
+  }
+  return ref_split(buf, names);
+}
+
+static int ref_int(const ig_prom_sample_t *s, const char *key, long *out) {
+  char buf[32];
+  if (ig_prom_label(s, key, buf, sizeof buf) <= 0) return 0;
+  char *e = NULL;
+  double d = strtod(buf, &e);
+  if (e == buf || *e || !isfinite(d) || d < 0 || d > (double)LONG_MAX / 2) return 0;
+  *out = (long)d;
+  return 1;
+}
+
+static int ref_is(const ig_prom_sample_t *s, const char *name) { return name && ig_prom_name_is(s, name); }
+
+static int extract_ref(ig_engine_t engine, const char *text, size_t len, ig_pod_metrics_t *out) {
+  static const struct {
+    const char *waiting, *running, *kv, *kv_alt;
+    int vllm_info;
+  } dialects[] = {
+      [IG_ENGINE_VLLM] = {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
+                          "vllm:gpu_cache_usage_perc", 1},
+      [IG_ENGINE_VLLM_V0] = {"vllm:num_requests_waiting", "vllm:num_requests_running",
+                             "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", 1},
+      [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL, 0},
+      [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, 0},
+  };
+  memset(out, 0, sizeof *out);
+  const char *w = dialects[engine].waiting, *r = dialects[engine].running, *kv = dialects[engine].kv,
+             *alt = dialects[engine].kv_alt;
+  int info = dialects[engine].vllm_info, has_alt = 0, has_lora = 0;
+  double kv_alt = 0, lora_ts = 0;
+  ig_prom_sample_t s;
+  size_t pos = 0;
+  while (ig_prom_next(text, len, &pos, &s) == 1) {
+    int finite = isfinite(s.value);
+    if (ref_is(&s, w)) {
+      if (finite) {
+        out->waiting += s.value;
+        out->has_waiting = 1;
+      }
+    } else if (ref_is(&s, r)) {
+      if (finite) {
+        out->running += s.value;
+        out->has_running = 1;
+      }
+    } else if (ref_is(&s, kv)) {
+      if (finite && (!out->has_kv || s.value > out->kv_usage)) out->kv_usage = s.value;
+      out->has_kv |= finite;
+    } else if (ref_is(&s, alt)) {
+      if (finite && (!has_alt || s.value > kv_alt)) kv_alt = s.value;
+      has_alt |= finite;
+    } else if (info && ig_prom_name_is(&s, "vllm:lora_requests_info")) {
+      if (!finite || (has_lora && s.value <= lora_ts)) continue;
+      has_lora = 1;
+      lora_ts = s.value;
+      long ml = 0;
+      out->max_lora = ref_int(&s, "max_lora", &ml) && ml <= INT_MAX ? (int)ml : 0;
+      out->n_running_loras = ref_loras(&s, "running_lora_adapters", out->running_loras);
+      out->n_waiting_loras = ref_loras(&s, "waiting_lora_adapters", out->waiting_loras);
+    } else if (info && ig_prom_name_is(&s, "vllm:cache_config_info")) {
+      long v;
+      if (ref_int(&s, "block_size", &v) && v <= INT_MAX) out->block_size = (int)v;
+      if (ref_int(&s, "num_gpu_blocks", &v)) out->num_gpu_blocks = v;
+    }
+  }
+  if (!out->has_kv && has_alt) {
+    out->kv_usage = kv_alt;
+    out->has_kv = 1;
+  }
+  return out->has_waiting || out->has_running || out->has_kv ? 0 : IG_ENOENT;
+}
+
+/* Extracts text with both and compares every field; returns how many core metrics were found. */
+static int check_extract(ig_engine_t e, const char *text, size_t len) {
+  static ig_pod_metrics_t a, b;
+  int ra = ig_metrics_extract(e, text, len, &a);
+  int rb = extract_ref(e, text, len, &b);
+  assert_int_equal(ra, rb);
+  assert_memory_equal(&a.waiting, &b.waiting, sizeof a.waiting);
+  assert_memory_equal(&a.running, &b.running, sizeof a.running);
+  assert_memory_equal(&a.kv_usage, &b.kv_usage, sizeof a.kv_usage);
+  assert_int_equal(a.has_waiting, b.has_waiting);
+  assert_int_equal(a.has_running, b.has_running);
+  assert_int_equal(a.has_kv, b.has_kv);
+  assert_int_equal(a.max_lora, b.max_lora);
+  assert_int_equal(a.n_running_loras, b.n_running_loras);
+  assert_int_equal(a.n_waiting_loras, b.n_waiting_loras);
+  for (int i = 0; i < a.n_running_loras; i++) assert_string_equal(a.running_loras[i], b.running_loras[i]);
+  for (int i = 0; i < a.n_waiting_loras; i++) assert_string_equal(a.waiting_loras[i], b.waiting_loras[i]);
+  assert_int_equal(a.block_size, b.block_size);
+  assert_int_equal(a.num_gpu_blocks, b.num_gpu_blocks);
+  return a.has_waiting + a.has_running + a.has_kv;
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  ig_buf_t b;
+  ig_buf_init(&b);
+  char tmp[4096];
+  size_t n;
+  while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) ig_buf_append(&b, tmp, n);
+  fclose(f);
+  ig_buf_reserve(&b, 1);
+  *len = b.len;
+  return b.data;
+}
+
+/* Edits that keep most lines valid but move names, values and line ends around. */
+static void mutate(ig_rng_t *r, ig_buf_t *b) {
+  static const char *const bits[] = {"vllm:num_requests_waiting",
+                                     "vllm:kv_cache_usage_perc",
+                                     "vllm:gpu_cache_usage_perc",
+                                     "sglang:num_queue_reqs",
+                                     "trtllm_num_requests_waiting",
+                                     "vllm:lora_requests_info{max_lora=\"3\",running_lora_adapters=\"z,y\"} 2e9",
+                                     "vllm:cache_config_info{block_size=\"32\"} 1",
+                                     " 7\n", " NaN\n", " 0.5\r\n", "\n", "{a=\"b\"}", "_x", "#", " ", "\t"};
+  static const char alpha[] = "{}\"=, \t\r\n#:_.+-\\0159";
+  int edits = 1 + (int)(ig_rng_next(r) % 6);
+  for (int k = 0; k < edits && b->len > 0; k++) {
+    size_t at = (size_t)(ig_rng_next(r) % b->len);
+    switch (ig_rng_next(r) % 4) {
+    case 0: b->data[at] = alpha[ig_rng_next(r) % (sizeof alpha - 1)]; break;
+    case 1:
+      memmove(b->data + at, b->data + at + 1, b->len - at - 1);
+      b->len--;
+      break;
+    default: {
+      const char *ins = bits[ig_rng_next(r) % (sizeof bits / sizeof bits[0])];
+      size_t n = strlen(ins);
+      ig_buf_reserve(b, n);
+      memmove(b->data + at + n, b->data + at, b->len - at);
+      memcpy(b->data + at, ins, n);
+      b->len += n;
+    }
+    }
+  }
+  b->data[b->len] = '\0';
+}
+
+static void test_filter_matches_reference(void **state) {
+  (void)state;
+  static const struct {
+    const char *path;
+    ig_engine_t engine; /* the dialect the page was captured in */
+  } pages[] = {
+      {"tests/fuzz/corpus/metrics_prom/sim-vllm.txt", IG_ENGINE_VLLM},
+      {"tests/fuzz/corpus/metrics_prom/sim-vllm-v0.txt", IG_ENGINE_VLLM_V0},
+      {"tests/fuzz/corpus/metrics_prom/sim-sglang.txt", IG_ENGINE_SGLANG},
+      {"tests/fuzz/corpus/metrics_prom/sim-trtllm.txt", IG_ENGINE_TRTLLM},
+      {"tests/fuzz/corpus/metrics_prom/vllm.txt", IG_ENGINE_VLLM},
+      {"tests/fuzz/corpus/metrics_prom/sglang.txt", IG_ENGINE_SGLANG},
+  };
+  ig_rng_t r;
+  ig_rng_seed(&r, 11);
+  ig_buf_t m;
+  ig_buf_init(&m);
+  for (size_t p = 0; p < sizeof pages / sizeof pages[0]; p++) {
+    size_t len = 0;
+    char *page = slurp(pages[p].path, &len);
+    assert_non_null(page);
+    /* the page's own dialect finds its core metrics (and the sim's LoRA info for vLLM) */
+    assert_true(check_extract(pages[p].engine, page, len) >= 1);
+    ig_pod_metrics_t own;
+    assert_int_equal(ig_metrics_extract(pages[p].engine, page, len, &own), 0);
+    for (int e = IG_ENGINE_VLLM; e <= IG_ENGINE_TRTLLM; e++) check_extract((ig_engine_t)e, page, len);
+    for (int round = 0; round < 400; round++) {
+      ig_buf_reset(&m);
+      ig_buf_append(&m, page, len);
+      mutate(&r, &m);
+      for (int e = IG_ENGINE_VLLM; e <= IG_ENGINE_TRTLLM; e++) check_extract((ig_engine_t)e, m.data, m.len);
+    }
+    free(page);
+  }
+  ig_buf_free(&m);
+  /* the hand-written pages above too */
+  const char *const texts[] = {vllm_v1, vllm_v0, sglang, trtllm};
+  for (size_t t = 0; t < 4; t++)
+    for (int e = IG_ENGINE_VLLM; e <= IG_ENGINE_TRTLLM; e++) check_extract((ig_engine_t)e, texts[t], strlen(texts[t]));
+}
+
+static void test_sim_pages(void **state) {
+  (void)state;
+  /* what the scheduler gets from the simulator's pages (captured with 4 requests running) */
+  size_t len;
+  ig_pod_metrics_t m;
+  char *page = slurp("tests/fuzz/corpus/metrics_prom/sim-vllm.txt", &len);
+  assert_non_null(page);
+  assert_int_equal(ig_metrics_extract(IG_ENGINE_VLLM, page, len, &m), 0);
+  assert_true(m.has_waiting && m.has_running && m.has_kv);
+  assert_true(m.running == 4 && m.waiting == 0 && m.kv_usage > 0 && m.kv_usage < 0.01);
+  assert_int_equal(m.max_lora, 4);
+  assert_int_equal(m.n_running_loras, 2);
+  assert_string_equal(m.running_loras[0], "a");
+  assert_string_equal(m.running_loras[1], "b");
+  assert_int_equal(m.block_size, 16);
+  free(page);
+  page = slurp("tests/fuzz/corpus/metrics_prom/sim-sglang.txt", &len);
+  assert_non_null(page);
+  assert_int_equal(ig_metrics_extract(IG_ENGINE_SGLANG, page, len, &m), 0);
+  assert_true(m.has_waiting && m.has_running && m.has_kv && m.running == 4);
+  free(page);
+  page = slurp("tests/fuzz/corpus/metrics_prom/sim-trtllm.txt", &len);
+  assert_non_null(page);
+  assert_int_equal(ig_metrics_extract(IG_ENGINE_TRTLLM, page, len, &m), 0);
+  assert_true(m.has_waiting && !m.has_running && !m.has_kv);
+  free(page);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vllm_v1),       cmocka_unit_test(test_vllm_v0),
       cmocka_unit_test(test_sglang),        cmocka_unit_test(test_trtllm),
       cmocka_unit_test(test_multi_series),  cmocka_unit_test(test_lora_edge_cases),
       cmocka_unit_test(test_enoent),        cmocka_unit_test(test_engine_names),
+      cmocka_unit_test(test_filter_matches_reference), cmocka_unit_test(test_sim_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * snapshot's pools; a pod has at most one fetch in flight, on its own short-lived connection
  * ("Connection: close"), with a bounded answer and a timeout. The per-pod list lives with the pod
  * (it survives reloads); a pool's index (model name -> pod indexes) is rebuilt lazily when any list
- * changed. */
+ * changed. Pods of a pool with `tls` are asked over TLS with the pool's settings (its client context
+ * and verification, tls.c); a failed handshake or verification fails the fetch like a refused
+ * connection, with a warning at most every TLS_WARN_EVERY_MS, and nothing goes out in plain text. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ struct disc {
   char **ids, **parents; /* parents[i] NULL for a base model */
   size_t n;
   uint64_t ok, failed;
+  uint64_t tls_warn_ms; /* last TLS failure warning (rate limit) */
 };
 
 /* One fetch: a connection that lives until it is closed, detached from its pod when aborted. */
@@ -44,6 +47,8 @@ struct dconn {
   disc_t *d;      /* NULL once detached */
   ig_buf_t req, in;
   int closing;
+  tls_conn_t *tls; /* TLS pods */
+  int sent;        /* the request went out (TLS: after the handshake) */
 };
 
 typedef struct {
@@ -147,6 +152,7 @@ static void on_dconn_close(uv_handle_t *h) {
   endpoint_t *ep = k->ep;
   ig_buf_free(&k->req);
   ig_buf_free(&k->in);
+  tls_conn_free(k->tls);
   free(k);
   ep->conn_refs--;
   endpoint_maybe_free(ep);
@@ -235,21 +241,18 @@ static int answer_complete(dconn_t *k) {
 static void on_dconn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   dconn_t *k = h->data;
   (void)hint;
+  if (k->tls) {
+    static char cipher[16384]; /* decrypted onto k->in at once */
+    *buf = uv_buf_init(cipher, sizeof cipher);
+    return;
+  }
   ig_buf_reserve(&k->in, 16384);
   buf->base = k->in.data + k->in.len;
   buf->len = k->in.cap - k->in.len - 1;
 }
 
-static void on_dconn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  dconn_t *k = st->data;
-  (void)buf;
-  if (k->closing || nread == 0) return;
-  if (nread < 0) {
-    fetch_done(k, nread == UV_EOF);
-    return;
-  }
-  k->in.len += (size_t)nread;
-  k->in.data[k->in.len] = '\0';
+/* New answer bytes are in k->in: ends the fetch when the answer is complete or too large. */
+static void dconn_on_data(dconn_t *k) {
   if (k->in.len > DISC_MAX_BODY + 16384) {
     ig_debug("discovery %s: model list too large", k->ep->name);
     fetch_done(k, 0);
@@ -258,9 +261,94 @@ static void on_dconn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* The TLS handshake with the pod failed (why: the reason): the fetch fails like a refused connection. */
+static void dconn_tls_failed(dconn_t *k, const char *why) {
+  if (k->d && tls_warn_due(&k->d->tls_warn_ms, ig_now_ms()))
+    ig_warn("discovery %s: %s; no models are discovered from it while this lasts (repeats logged at debug "
+            "level)",
+            k->ep->name, why);
+  else
+    ig_debug("discovery %s: %s", k->ep->name, why);
+  fetch_done_ex(k, 0, 1);
+}
+
+static void dconn_send(dconn_t *k);
+static void on_dconn_tls_write(uv_write_t *req, int status);
+
+/* TLS: decrypts ciphertext p[0..n) onto k->in, answers the handshake, sends the request once the
+ * handshake is done. */
+static void dconn_tls_read(dconn_t *k, const char *p, size_t n) {
+  size_t before = k->in.len;
+  int rc = tls_conn_pump(k->tls, (uv_stream_t *)&k->tcp, on_dconn_tls_write, p, n, &k->in);
+  if (k->closing) return;
+  if (!k->sent) {
+    char why[320];
+    if (rc == IG_EIO || rc == IG_ECLOSED) tls_conn_set_error(k->tls, "the connection failed");
+    if (rc < 0) {
+      dconn_tls_failed(k, tls_conn_failure(k->tls, why, sizeof why));
+    } else if (tls_conn_established(k->tls)) {
+      ig_buf_reset(&k->in); /* nothing is expected before the request */
+      dconn_send(k);
+    }
+    return;
+  }
+  if (k->in.len != before) dconn_on_data(k);
+  if (k->closing) return;
+  if (rc == IG_ECLOSED)
+    fetch_done(k, 1); /* close_notify: the answer ends here */
+  else if (rc < 0)
+    fetch_done(k, 0);
+}
+
+static void on_dconn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  dconn_t *k = st->data;
+  if (k->closing || nread == 0) return;
+  if (k->tls && nread > 0) {
+    dconn_tls_read(k, buf->base, (size_t)nread);
+    return;
+  }
+  if (k->tls && !k->sent) {
+    char why[320];
+    tls_conn_set_error(k->tls,
+                       nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
+    dconn_tls_failed(k, tls_conn_failure(k->tls, why, sizeof why));
+    return;
+  }
+  if (nread < 0) {
+    fetch_done(k, nread == UV_EOF);
+    return;
+  }
+  k->in.len += (size_t)nread;
+  k->in.data[k->in.len] = '\0';
+  dconn_on_data(k);
+}
+
 static void on_dconn_write(uv_write_t *req, int status) {
   dconn_t *k = req->data;
   if (status < 0 && !k->closing) fetch_done(k, 0);
+}
+
+/* A queued TLS write (stream_write's request) ended. */
+static void on_dconn_tls_write(uv_write_t *req, int status) {
+  dconn_t *k = req->handle->data;
+  stream_write_done(req);
+  if (status < 0 && !k->closing) fetch_done(k, 0);
+}
+
+/* Sends the GET (encrypted on TLS connections). */
+static void dconn_send(dconn_t *k) {
+  k->sent = 1;
+  ig_buf_printf(&k->req,
+                "GET /v1/models HTTP/1.1\r\nHost: %s\r\nUser-Agent: infergate\r\nAccept: application/json\r\n"
+                "Connection: close\r\n\r\n",
+                k->ep->name);
+  uv_buf_t b = uv_buf_init(k->req.data, (unsigned)k->req.len);
+  if (k->tls) {
+    if (tls_conn_send(k->tls, (uv_stream_t *)&k->tcp, &b, 1, on_dconn_tls_write) != 0) fetch_done(k, 0);
+    return;
+  }
+  k->wreq.data = k;
+  if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_dconn_write) != 0) fetch_done(k, 0);
 }
 
 static void on_dconn_connect(uv_connect_t *req, int status) {
@@ -271,19 +359,20 @@ static void on_dconn_connect(uv_connect_t *req, int status) {
     fetch_done_ex(k, 0, 1);
     return;
   }
-  ig_buf_printf(&k->req,
-                "GET /v1/models HTTP/1.1\r\nHost: %s\r\nUser-Agent: infergate\r\nAccept: application/json\r\n"
-                "Connection: close\r\n\r\n",
-                k->ep->name);
-  uv_buf_t b = uv_buf_init(k->req.data, (unsigned)k->req.len);
-  k->wreq.data = k;
-  if (uv_read_start((uv_stream_t *)&k->tcp, on_dconn_alloc, on_dconn_read) != 0 ||
-      uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_dconn_write) != 0)
+  if (uv_read_start((uv_stream_t *)&k->tcp, on_dconn_alloc, on_dconn_read) != 0) {
     fetch_done(k, 0);
+    return;
+  }
+  if (!k->tls) {
+    dconn_send(k);
+    return;
+  }
+  /* the ClientHello; the request follows the handshake */
+  if (tls_conn_flush(k->tls, (uv_stream_t *)&k->tcp, on_dconn_tls_write) != 0) fetch_done_ex(k, 0, 1);
 }
 
-/* Starts a fetch of ep's model list. */
-static void fetch_start(endpoint_t *ep, disc_t *d, uint64_t now) {
+/* Starts a fetch of ep's model list (over TLS with be's settings when ep is a TLS endpoint). */
+static void fetch_start(const backend_rt_t *be, endpoint_t *ep, disc_t *d, uint64_t now) {
   dconn_t *k = IG_NEW(dconn_t);
   k->ep = ep;
   k->d = d;
@@ -294,6 +383,14 @@ static void fetch_start(endpoint_t *ep, disc_t *d, uint64_t now) {
   list_insert_tail(&fetches, &k->link);
   d->conn = k;
   d->started_ms = now;
+  if (ep->tls_key) {
+    if (be->tls_ctx && be->cfg->tls)
+      k->tls = tls_conn_new_client(be->tls_ctx, ep->host, be->cfg->tls->server_name, ep->name);
+    if (!k->tls) {
+      dconn_tls_failed(k, "cannot set up TLS");
+      return;
+    }
+  }
   if (uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&ep->addr, on_dconn_connect) != 0)
     fetch_done_ex(k, 0, 1);
 }
@@ -301,7 +398,7 @@ static void fetch_start(endpoint_t *ep, disc_t *d, uint64_t now) {
 /* ---------------------------------------------------------------- the timer */
 
 int discovery_enabled(const backend_rt_t *be) {
-  return be->pool && be->cfg->policy == IG_LB_INFERENCE && !be->has_models;
+  return be->cfg->policy == IG_LB_INFERENCE && !be->has_models; /* be->pool is not needed (see proxy.h) */
 }
 
 static unsigned interval_of(const backend_rt_t *be) {
@@ -335,7 +432,7 @@ static void on_tick(uv_timer_t *t) {
       }
       if (!d->started_ms && now >= d->next_ms) {
         d->next_ms = now + iv;
-        fetch_start(ep, d, now);
+        fetch_start(be, ep, d, now);
       }
       if (d->started_ms && d->started_ms + timeout < next) next = d->started_ms + timeout;
       if (d->next_ms < next) next = d->next_ms;

@@ -254,7 +254,8 @@ typedef struct {
   char reqid[72];
   char model[IG_OAI_MODEL_MAX + 1];
   char target[IG_OAI_MODEL_MAX + 1];
-  ig_criticality_t criticality;
+  ig_criticality_t criticality; /* the class of priority (ig_config_priority_band) */
+  int priority;     /* integer priority (issue #5): the model's, the header's, or the objective's */
   int hdr_crit;     /* x-infergate-criticality: -1 none, else an ig_criticality_t */
   char fairness[64]; /* x-gateway-inference-fairness-id */
   char rewrite[IG_OAI_MODEL_MAX + 1]; /* x-gateway-model-name-rewrite: overrides the weighted target */
@@ -365,6 +366,28 @@ const char *tls_conn_verify_error(const tls_conn_t *t);
 const char *tls_conn_last_error(const tls_conn_t *t);
 /* The TLS settings of cfg as a string (endpoint identity); a new string, free it. */
 char *tls_client_key(const ig_upstream_tls_cfg_t *cfg);
+/* Client connections driven over a libuv stream s (the metrics scraper, model discovery). Writes go
+ * through stream_write: cb runs only for a write that had to be queued and must call
+ * stream_write_done. tls_conn_flush writes the pending ciphertext (after tls_conn_new_client: the
+ * ClientHello); tls_conn_send encrypts bufs and writes them; both return 0 or IG_EIO.
+ * tls_conn_pump feeds ciphertext read from s, writes what OpenSSL answers (handshake records, alerts)
+ * and appends the plaintext to plain: 0, IG_ECLOSED (close_notify), IG_EPARSE (TLS failure:
+ * tls_conn_failure says why) or IG_EIO (the answer could not be written). */
+int tls_conn_flush(tls_conn_t *t, uv_stream_t *s, uv_write_cb cb);
+int tls_conn_send(tls_conn_t *t, uv_stream_t *s, const uv_buf_t *bufs, unsigned n, uv_write_cb cb);
+int tls_conn_pump(tls_conn_t *t, uv_stream_t *s, uv_write_cb cb, const char *in, size_t n, ig_buf_t *plain);
+/* Keeps OpenSSL's record buffers between reads (a connection that reads every few ms: no malloc/free
+ * per record); contexts release them by default. */
+void tls_conn_keep_buffers(tls_conn_t *t);
+/* Sets the reason tls_conn_last_error reports (a failure OpenSSL did not see, e.g. a close). */
+void tls_conn_set_error(tls_conn_t *t, const char *why);
+/* Writes "TLS certificate verification failed: REASON" or "TLS handshake failed: REASON" into buf
+ * (n bytes) and returns buf. */
+const char *tls_conn_failure(const tls_conn_t *t, char *buf, size_t n);
+/* Rate limit of a repeated TLS failure warning: returns 1 (and stamps *last_ms) when none was given
+ * in the last TLS_WARN_EVERY_MS (*last_ms 0: never), else 0 (log at debug level instead). */
+#define TLS_WARN_EVERY_MS 30000
+int tls_warn_due(uint64_t *last_ms, uint64_t now_ms);
 
 /* hdrfilter.c: HTTPRoute header filters applied while a head is copied (f not NULL). */
 /* Whether f drops the header name[0..len): it is removed, or set (written anew by hdr_filter_append). */
@@ -421,7 +444,9 @@ void scrape_stop(endpoint_t *ep);
  * it cannot be connected to at all: then it serves nothing until it answers. */
 void discovery_start(void); /* arms the timer on gw.loop (serve) */
 void discovery_stop(void);  /* closes the timer and aborts fetches in flight (stop; idempotent) */
-/* Whether discovery runs for be (an inference pool that no model names). */
+/* Whether discovery runs for be (an inference pool that no model names): decided by be->cfg and
+ * be->has_models alone. Discovery never reads be->pool, so a process without the gateway's pools
+ * (infergate epp) lends it a backend_rt_t with pool NULL (cfg, index, eps, n_eps, has_models set). */
 int discovery_enabled(const backend_rt_t *be);
 /* The pods of be that may serve model (indexes into be->eps): *subset NULL when nothing restricts the
  * choice (discovery off, no model, or no pod known yet). Else the pods listing model, or when none does

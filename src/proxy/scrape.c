@@ -8,7 +8,15 @@
  * all scrapers (it stays in cache, where 100 per-scraper buffers would not) and a response complete in
  * that read is parsed there without a copy; only a response that needs more reads is copied into the
  * scraper's own buffer. The extraction scratch is shared too, and ig_metrics_extract parses only the
- * lines of the metrics it wants. Nothing is allocated per scrape once the buffers have grown. */
+ * lines of the metrics it wants. Nothing is allocated per scrape once the buffers have grown.
+ *
+ * Endpoints of a pool with `tls` are scraped over TLS with the pool's settings (the same client
+ * context and verification as its requests, tls.c): the handshake is done once per connection, and the
+ * kept-alive connection keeps its OpenSSL buffers, so a scrape costs its decryption and no allocation.
+ * The ciphertext lands in the shared read buffer and the first plaintext of a response in a shared
+ * plaintext buffer, parsed there in place like a plain read. A failed handshake or verification fails
+ * the scrape (the pod goes stale; a warning at most every TLS_WARN_EVERY_MS); nothing is ever sent in
+ * plain text to such an endpoint. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +25,7 @@
 #define SCRAPE_MAX_BODY (8u << 20) /* a metrics page larger than this is refused */
 #define SCRAPE_MAX_HDRS 64
 #define SCRAPE_MIN_TIMEOUT_MS 100
+#define SCRAPE_HANDSHAKE_TIMEOUT_MS 2000 /* a scrape that waits for a TLS handshake gets this long */
 
 typedef struct sconn sconn_t;
 
@@ -36,6 +45,7 @@ struct scraper {
   int status, have_head, chunked, keep_alive;
   int64_t content_length;
   ig_chunked_decoder_t dec;
+  uint64_t tls_warn_ms; /* last TLS failure warning (rate limit) */
 };
 
 struct sconn {
@@ -43,22 +53,25 @@ struct sconn {
   uv_connect_t creq;
   uv_write_t wreq;
   endpoint_t *ep;
-  scraper_t *s; /* NULL once the scraper let go of the connection */
-  int connected;
-  ig_buf_t req; /* what uv_try_write left of the request, for a queued write (rare) */
+  scraper_t *s;    /* NULL once the scraper let go of the connection */
+  int connected;   /* requests may be sent: TCP connected and, with TLS, the handshake done */
+  ig_buf_t req;    /* what uv_try_write left of the request, for a queued write (rare) */
+  tls_conn_t *tls; /* TLS endpoints */
 };
 
 static void scrape_send(scraper_t *s);
 
 /* Shared by every scraper: all run on the gateway's one loop thread, and a scrape uses them only
  * inside one callback (a read that leaves a response incomplete copies it out of rbuf). */
-static char rbuf[64 * 1024];  /* where the first read of each response lands */
+static char rbuf[64 * 1024]; /* where the first read of each response lands (TLS: every read) */
+static ig_buf_t tplain;      /* TLS: where the first plaintext of each response lands */
 static ig_pod_metrics_t spm; /* extraction scratch (large: not on the stack) */
 
 static void on_conn_close(uv_handle_t *h) {
   sconn_t *k = h->data;
   endpoint_t *ep = k->ep;
   ig_buf_free(&k->req);
+  tls_conn_free(k->tls);
   free(k);
   ep->conn_refs--;
   endpoint_maybe_free(ep);
@@ -177,7 +190,7 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     return;
   }
   scraper_t *s = k->s;
-  if (s->in.len == 0) {
+  if (s->in.len == 0 || k->tls) {
     *buf = uv_buf_init(rbuf, sizeof rbuf); /* the start of a response: see the top of the file */
     return;
   }
@@ -186,30 +199,9 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   buf->len = s->in.cap - s->in.len - 1;
 }
 
-static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-  sconn_t *k = st->data;
-  scraper_t *s = k->s;
-  if (!s || nread == 0) return;
-  if (!s->started_ms) {
-    conn_drop(s); /* the server closed (or spoke on) the idle connection */
-    return;
-  }
-  if (nread < 0) {
-    int complete = s->have_head && !s->chunked && s->content_length < 0;
-    scrape_done(s, complete, 0, s->in.data, s->in.len);
-    return;
-  }
-  const char *data;
-  size_t len;
-  if (buf->base == rbuf) {
-    data = rbuf; /* nothing of this response was kept yet: parse in place */
-    len = (size_t)nread;
-  } else {
-    s->in.len += (size_t)nread;
-    s->in.data[s->in.len] = '\0';
-    data = s->in.data;
-    len = s->in.len;
-  }
+/* New response bytes: data[0..len) is all of the response so far, either in s->in or (its first
+ * bytes) in a shared buffer, parsed in place and copied into s->in only when incomplete. */
+static void scrape_on_bytes(scraper_t *s, const char *data, size_t len) {
   int rc = scrape_parse(s, &data, &len);
   if (rc < 0) {
     ig_debug("scrape %s: bad or oversized metrics response", s->ep->name);
@@ -225,8 +217,112 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   }
 }
 
+/* The connection closed (or failed) while a scrape was on it: a close-delimited page is complete. */
+static void scrape_on_eof(scraper_t *s) {
+  int complete = s->have_head && !s->chunked && s->content_length < 0;
+  scrape_done(s, complete, 0, s->in.data, s->in.len);
+}
+
+/* Logs a TLS failure of the scraper's connection: a warning at most every TLS_WARN_EVERY_MS. */
+static void scrape_tls_warn(scraper_t *s, const char *why) {
+  if (tls_warn_due(&s->tls_warn_ms, ig_now_ms()))
+    ig_warn("scrape %s: %s; the pod has no metrics while this lasts (repeats logged at debug level)",
+            s->ep->name, why);
+  else
+    ig_debug("scrape %s: %s", s->ep->name, why);
+}
+
+/* The TLS handshake of the scraper's connection failed: the scrape fails (the pod goes stale). */
+static void scrape_tls_failed(scraper_t *s, const char *why) {
+  scrape_tls_warn(s, why);
+  scrape_done(s, 0, 0, NULL, 0);
+}
+
+static void on_tls_write(uv_write_t *req, int status);
+
+/* TLS: ciphertext p[0..n) was read. Decrypts it (into the shared plaintext buffer at the start of a
+ * response, else onto s->in), answers the handshake, sends the waiting scrape once the handshake is
+ * done, and goes on like a plain read with the plaintext. */
+static void scrape_tls_read(sconn_t *k, const char *p, size_t n) {
+  scraper_t *s = k->s;
+  int in_place = s->in.len == 0;
+  ig_buf_t *plain = in_place ? &tplain : &s->in;
+  if (in_place) ig_buf_reset(&tplain);
+  size_t before = plain->len;
+  int rc = tls_conn_pump(k->tls, (uv_stream_t *)&k->tcp, on_tls_write, p, n, plain);
+  if (!k->connected) {
+    if (rc < 0) {
+      char why[320];
+      if (rc == IG_EIO || rc == IG_ECLOSED) tls_conn_set_error(k->tls, "the connection failed");
+      scrape_tls_failed(s, tls_conn_failure(k->tls, why, sizeof why));
+      return;
+    }
+    if (!tls_conn_established(k->tls)) return;
+    k->connected = 1;
+    ig_buf_reset(plain); /* nothing is expected before the request */
+    scrape_send(s);
+    return;
+  }
+  if (!s->started_ms) {
+    /* post-handshake messages (session tickets) are fine on an idle connection; data or a close is not */
+    if (rc < 0 || plain->len != before) conn_drop(s);
+    return;
+  }
+  if (plain->len != before) {
+    if (in_place)
+      scrape_on_bytes(s, tplain.data, tplain.len);
+    else
+      scrape_on_bytes(s, s->in.data, s->in.len);
+  }
+  if (rc < 0 && k->s) {
+    if (s->started_ms)
+      scrape_on_eof(s);
+    else
+      conn_drop(s); /* closed after a complete response */
+  }
+}
+
+static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  sconn_t *k = st->data;
+  scraper_t *s = k->s;
+  if (!s || nread == 0) return;
+  if (k->tls && nread > 0) {
+    scrape_tls_read(k, buf->base, (size_t)nread);
+    return;
+  }
+  if (!s->started_ms) {
+    conn_drop(s); /* the server closed (or spoke on) the idle connection */
+    return;
+  }
+  if (k->tls && !k->connected) {
+    char why[320];
+    tls_conn_set_error(k->tls,
+                       nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
+    scrape_tls_failed(s, tls_conn_failure(k->tls, why, sizeof why));
+    return;
+  }
+  if (nread < 0) {
+    scrape_on_eof(s);
+    return;
+  }
+  if (buf->base == rbuf) {
+    scrape_on_bytes(s, rbuf, (size_t)nread); /* nothing of this response was kept yet: parse in place */
+    return;
+  }
+  s->in.len += (size_t)nread;
+  s->in.data[s->in.len] = '\0';
+  scrape_on_bytes(s, s->in.data, s->in.len);
+}
+
 static void on_conn_write(uv_write_t *req, int status) {
   sconn_t *k = req->handle->data;
+  if (status < 0 && k->s && k->s->started_ms) scrape_done(k->s, 0, 0, NULL, 0);
+}
+
+/* A queued TLS write (stream_write's request) ended. */
+static void on_tls_write(uv_write_t *req, int status) {
+  sconn_t *k = req->handle->data;
+  stream_write_done(req);
   if (status < 0 && k->s && k->s->started_ms) scrape_done(k->s, 0, 0, NULL, 0);
 }
 
@@ -239,9 +335,14 @@ static void on_conn_connect(uv_connect_t *req, int status) {
     scrape_done(s, 0, 0, NULL, 0);
     return;
   }
-  k->connected = 1;
   uv_tcp_nodelay(&k->tcp, 1);
   uv_read_start((uv_stream_t *)&k->tcp, on_conn_alloc, on_conn_read);
+  if (k->tls) {
+    /* the ClientHello; the scrape is sent once the handshake is done */
+    if (tls_conn_flush(k->tls, (uv_stream_t *)&k->tcp, on_tls_write) != 0) scrape_done(s, 0, 0, NULL, 0);
+    return;
+  }
+  k->connected = 1;
   scrape_send(s);
 }
 
@@ -257,6 +358,11 @@ static void scrape_build_req(scraper_t *s) {
 static void scrape_send(scraper_t *s) {
   sconn_t *k = s->conn;
   uv_buf_t b = uv_buf_init(s->req.data, (unsigned)s->req.len);
+  if (k->tls) {
+    if (tls_conn_send(k->tls, (uv_stream_t *)&k->tcp, &b, 1, on_tls_write) != 0)
+      scrape_done(s, 0, 0, NULL, 0);
+    return;
+  }
   int w = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
   if (w == UV_EAGAIN || w == UV_ENOSYS) w = 0;
   if (w < 0) {
@@ -269,6 +375,36 @@ static void scrape_send(scraper_t *s) {
     b = uv_buf_init(k->req.data, (unsigned)k->req.len);
     if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, &b, 1, on_conn_write) != 0) scrape_done(s, 0, 0, NULL, 0);
   }
+}
+
+/* The backend of the current snapshot that reaches ep over TLS (an endpoint's TLS settings are part
+ * of its identity, so every backend naming it has the same ones); NULL when none names it any more. */
+static const backend_rt_t *tls_backend_of(const endpoint_t *ep) {
+  const snapshot_t *snap = gw.snap;
+  for (size_t i = 0; snap && i < snap->n_backends; i++) {
+    const backend_rt_t *be = &snap->backends[i];
+    if (!be->tls_ctx || !be->cfg->tls) continue;
+    for (size_t j = 0; j < be->n_eps; j++)
+      if (be->eps[j] == ep) return be;
+  }
+  return NULL;
+}
+
+/* Sets up the TLS state of a new connection to a TLS endpoint. Returns 0, or IG_ENOENT (logged)
+ * when it cannot: the scrape then fails, nothing is sent in plain text. */
+static int scrape_tls_new(scraper_t *s, sconn_t *k) {
+  const backend_rt_t *be = tls_backend_of(s->ep);
+  if (!be) {
+    ig_debug("scrape %s: no TLS settings in the current configuration", s->ep->name);
+    return IG_ENOENT;
+  }
+  k->tls = tls_conn_new_client(be->tls_ctx, s->ep->host, be->cfg->tls->server_name, s->ep->name);
+  if (!k->tls) {
+    scrape_tls_warn(s, "cannot set up TLS");
+    return IG_ENOENT;
+  }
+  tls_conn_keep_buffers(k->tls); /* the connection reads every scrape interval */
+  return 0;
 }
 
 /* Starts one scrape: on the kept-alive connection, or a new one. */
@@ -292,6 +428,10 @@ static void scrape_begin(scraper_t *s) {
   k->tcp.data = k;
   k->creq.data = k;
   s->conn = k;
+  if (s->ep->tls_key && scrape_tls_new(s, k) != 0) {
+    scrape_done(s, 0, 0, NULL, 0);
+    return;
+  }
   int rc = uv_tcp_connect(&k->creq, &k->tcp, (const struct sockaddr *)&s->ep->addr, on_conn_connect);
   if (rc < 0) scrape_done(s, 0, 0, NULL, 0);
 }
@@ -305,6 +445,9 @@ static void on_tick(uv_timer_t *t) {
   uint64_t now = ig_now_ms();
   if (s->started_ms) {
     unsigned timeout = s->interval_ms > SCRAPE_MIN_TIMEOUT_MS ? s->interval_ms : SCRAPE_MIN_TIMEOUT_MS;
+    /* a TLS handshake (public-key crypto on both sides) may take longer than a scrape */
+    if (s->conn && s->conn->tls && !s->conn->connected && timeout < SCRAPE_HANDSHAKE_TIMEOUT_MS)
+      timeout = SCRAPE_HANDSHAKE_TIMEOUT_MS;
     if (now - s->started_ms < timeout) return; /* never two in flight */
     ig_debug("scrape %s: timed out", s->ep->name);
     scrape_done(s, 0, 0, NULL, 0);

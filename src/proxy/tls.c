@@ -2,7 +2,8 @@
  * SNI, and a per-connection shim over memory BIOs so that client.c keeps reading and writing its libuv
  * stream: ciphertext read from the socket is fed in and plaintext comes out; plaintext to send is
  * encrypted into a memory BIO whose bytes are then written to the socket. TLS 1.2 minimum, server
- * cipher preference, no renegotiation, ALPN "http/1.1". */
+ * cipher preference, no renegotiation, ALPN "http/1.1". The client side also drives the metrics scraper's
+ * and model discovery's connections (tls_conn_pump / tls_conn_send / tls_conn_flush over a libuv stream). */
 #include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -380,4 +381,52 @@ char *tls_client_key(const ig_upstream_tls_cfg_t *cfg) {
   char *s = ig_strdup(b.data);
   ig_buf_free(&b);
   return s;
+}
+
+/* ---------------------------------------------------------------- client I/O over a libuv stream */
+
+void tls_conn_keep_buffers(tls_conn_t *t) {
+  SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+int tls_conn_flush(tls_conn_t *t, uv_stream_t *s, uv_write_cb cb) {
+  char *data;
+  size_t len = tls_conn_pending(t, &data);
+  if (len == 0) return 0;
+  int queued = 0;
+  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
+  int rc = stream_write(s, &iov, 1, cb, &queued);
+  tls_conn_consumed(t); /* stream_write copied what it did not send */
+  return rc < 0 ? IG_EIO : 0;
+}
+
+int tls_conn_send(tls_conn_t *t, uv_stream_t *s, const uv_buf_t *bufs, unsigned n, uv_write_cb cb) {
+  if (tls_conn_encrypt(t, t->name, bufs, n) != 0) return IG_EIO;
+  return tls_conn_flush(t, s, cb);
+}
+
+int tls_conn_pump(tls_conn_t *t, uv_stream_t *s, uv_write_cb cb, const char *in, size_t n, ig_buf_t *plain) {
+  int rc = tls_conn_feed(t, t->name, in, n, plain);
+  /* handshake records and alerts go out whatever the outcome */
+  if (tls_conn_flush(t, s, cb) != 0) return IG_EIO;
+  return rc;
+}
+
+void tls_conn_set_error(tls_conn_t *t, const char *why) {
+  snprintf(t->last_err, sizeof t->last_err, "%s", why);
+}
+
+const char *tls_conn_failure(const tls_conn_t *t, char *buf, size_t n) {
+  const char *verr = tls_conn_verify_error(t);
+  if (verr)
+    snprintf(buf, n, "TLS certificate verification failed: %s", verr);
+  else
+    snprintf(buf, n, "TLS handshake failed: %s", tls_conn_last_error(t));
+  return buf;
+}
+
+int tls_warn_due(uint64_t *last_ms, uint64_t now_ms) {
+  if (*last_ms && now_ms - *last_ms < TLS_WARN_EVERY_MS) return 0;
+  *last_ms = now_ms ? now_ms : 1;
+  return 1;
 }

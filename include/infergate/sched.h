@@ -18,6 +18,16 @@
 typedef enum { IG_SCHED_CRIT_CRITICAL, IG_SCHED_CRIT_STANDARD, IG_SCHED_CRIT_SHEDDABLE } ig_sched_crit_t;
 #define IG_SCHED_N_CRIT 3
 
+/* Integer priority (GIE InferenceObjective `spec.priority`): higher is served first; negative is
+ * sheddable. A criticality stands for a priority: Critical 1, Standard 0, Sheddable -1. */
+#define IG_SCHED_PRIO_CRITICAL 1
+#define IG_SCHED_PRIO_STANDARD 0
+#define IG_SCHED_PRIO_SHEDDABLE (-1)
+/* The priority of a criticality (1 / 0 / -1; 0 for a value out of range). */
+int ig_sched_crit_priority(ig_sched_crit_t crit);
+/* The criticality class of a priority: > 0 Critical, 0 Standard, < 0 Sheddable. */
+ig_sched_crit_t ig_sched_priority_crit(int priority);
+
 /* Same limits as metrics.h's ig_pod_metrics_t, so the glue can copy the adapter lists verbatim. */
 #define IG_SCHED_MAX_LORAS 16
 #define IG_SCHED_LORA_NAME_MAX 64
@@ -112,7 +122,15 @@ typedef struct {
   size_t fairness_id_len;
   const size_t *subset;    /* allowed indexes into pods[] (e.g. Envoy's subset hint); NULL = all */
   size_t n_subset;
+  /* Integer priority (admission, the gie tree): used when has_priority is 1; 0 (a zeroed struct) =
+   * derive it from crit (ig_sched_crit_priority). Callers that set it should set crit to its class
+   * (ig_sched_priority_crit) too. */
+  int priority;
+  int has_priority;
 } ig_sched_request_t;
+
+/* The request's effective priority: req->priority when has_priority, else crit's (1 / 0 / -1). */
+int ig_sched_request_priority(const ig_sched_request_t *req);
 
 /* ---- the scheduler ----------------------------------------------------------------------------- */
 
@@ -193,36 +211,53 @@ typedef enum {
 
 typedef struct ig_sched_queue ig_sched_queue_t;
 
-/* Decides what to do with a new request (only the request's subset counts, when given).
- * Profile "default": PICK when some pod is not saturated and no request of the same or a higher band
- * waits in q (q may be NULL); otherwise SHED a Sheddable request and QUEUE the others.
+/* Decides what to do with a new request (only the request's subset counts, when given), by its
+ * priority (ig_sched_request_priority).
+ * Profile "default": PICK when some pod is not saturated and no request of the same or a higher
+ * priority waits in q (q may be NULL); otherwise SHED a request of negative priority (Sheddable) and
+ * QUEUE the others.
  * Profile "gie" and the baselines never queue: PICK (gie sheds inside ig_sched_pick). */
 ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,
                                 const ig_sched_request_t *req, const ig_sched_queue_t *q);
 
 /* ---- flow-control queue ------------------------------------------------------------------------ */
 
-/* A pure data structure: priority bands Critical > Standard > Sheddable; inside a band, round-robin
- * between fairness ids (one FIFO per id); a deadline per request; a fixed capacity. Times are passed
- * in by the caller (milliseconds on any monotonic clock). */
+/* A pure data structure: one band per distinct integer priority, higher served first (at most
+ * IG_SCHED_QUEUE_MAX_BANDS bands hold requests at a time); inside a band, round-robin between fairness
+ * ids (one FIFO per id); a deadline per request; a fixed capacity. Times are passed in by the caller
+ * (milliseconds on any monotonic clock). The ig_sched_crit_t functions are wrappers: a criticality is
+ * the priority 1 / 0 / -1, and a "crit band" counts the priorities of its class (> 0, 0, < 0). */
 typedef struct ig_sched_qnode ig_sched_qnode_t;
+
+/* Bands (distinct priorities) that may hold requests at once. A request whose priority has no band
+ * while all of them are in use joins the nearest band below its priority (or, when its priority is
+ * below them all, the lowest band): it is served with that band, never ahead of a higher band. */
+#define IG_SCHED_QUEUE_MAX_BANDS 64
 
 /* Creates a queue for at most capacity requests (>= 1). All memory is allocated here. */
 ig_sched_queue_t *ig_sched_queue_new(size_t capacity);
 /* Frees the queue; items still queued are dropped (their data is not touched). */
 void ig_sched_queue_free(ig_sched_queue_t *q);
 
-/* Queues data (the caller's request handle) in its band and flow, to expire at now_ms + ttl_ms.
- * When the queue is full, the newest request of the lowest band below crit is evicted to make room
- * (*evicted = its data: answer it 429); when no lower band holds anything, returns IG_EFULL (answer
- * 429) and nothing changes. *node (may be NULL) receives a handle for ig_sched_queue_cancel, valid
- * until the item leaves the queue. Returns 0, IG_EFULL or IG_EINVAL. */
+/* Queues data (the caller's request handle) in the band of its priority and in its flow, to expire at
+ * now_ms + ttl_ms. When the queue is full, the newest request of the lowest band whose priority is
+ * below `priority` is evicted to make room (*evicted = its data: answer it 429); when no lower band
+ * holds anything, returns IG_EFULL (answer 429) and nothing changes. *node (may be NULL) receives a
+ * handle for ig_sched_queue_cancel, valid until the item leaves the queue. Returns 0, IG_EFULL or
+ * IG_EINVAL. Allocates nothing. */
+int ig_sched_queue_push_prio(ig_sched_queue_t *q, void *data, int priority, const char *fairness_id,
+                             size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
+                             void **evicted);
+/* ig_sched_queue_push_prio with crit's priority (1 / 0 / -1); IG_EINVAL for a crit out of range. */
 int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, const char *fairness_id,
                         size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
                         void **evicted);
-/* Takes the next request: the highest non-empty band, the next flow of that band in round-robin order,
- * that flow's oldest request. Returns 0 with *data set, IG_ETIMEDOUT with *data set when that request
- * had expired (answer 503 and call again), or IG_ENOENT when empty. *crit (may be NULL) gets its band. */
+/* Takes the next request: the highest band, the next flow of that band in round-robin order, that
+ * flow's oldest request. Returns 0 with *data set, IG_ETIMEDOUT with *data set when that request had
+ * expired (answer 503 and call again), or IG_ENOENT when empty. *priority (may be NULL) gets the
+ * priority it was pushed with. */
+int ig_sched_queue_pop_prio(ig_sched_queue_t *q, uint64_t now_ms, void **data, int *priority);
+/* ig_sched_queue_pop_prio; *crit (may be NULL) gets the class of the request's priority. */
 int ig_sched_queue_pop(ig_sched_queue_t *q, uint64_t now_ms, void **data, ig_sched_crit_t *crit);
 /* Removes one expired request (earliest deadline first): 0 with *data set, or IG_ENOENT when none has
  * expired at now_ms. */
@@ -232,7 +267,15 @@ void *ig_sched_queue_cancel(ig_sched_queue_t *q, ig_sched_qnode_t *node);
 /* Earliest deadline of a queued request, or UINT64_MAX when empty (arm a timer for it). */
 uint64_t ig_sched_queue_next_deadline(const ig_sched_queue_t *q);
 size_t ig_sched_queue_len(const ig_sched_queue_t *q);
+/* Queued requests whose priority is of crit's class (> 0 Critical, 0 Standard, < 0 Sheddable). */
 size_t ig_sched_queue_band_len(const ig_sched_queue_t *q, ig_sched_crit_t crit);
+/* Queued requests in the band of exactly this priority (0 when it has no band). */
+size_t ig_sched_queue_prio_len(const ig_sched_queue_t *q, int priority);
+/* Writes the bands that hold requests, highest priority first, to prio[0..max) and len[0..max) (len
+ * may be NULL). Returns the number of such bands (at most IG_SCHED_QUEUE_MAX_BANDS; may exceed max). */
+size_t ig_sched_queue_bands(const ig_sched_queue_t *q, int *prio, size_t *len, size_t max);
+/* The highest priority with a band holding requests: 0 with *priority set, IG_ENOENT when empty. */
+int ig_sched_queue_top_priority(const ig_sched_queue_t *q, int *priority);
 size_t ig_sched_queue_capacity(const ig_sched_queue_t *q);
 
 #endif

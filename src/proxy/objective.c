@@ -1,6 +1,7 @@
 /* InferenceObjective selection (GIE): a request names its objective in the header
- * x-gateway-inference-objective; the objective's integer priority then decides its band in admission
- * and the flow-control queue (pool.c maps it with ig_config_priority_band). The header is read from
+ * x-gateway-inference-objective; the objective's integer priority is then the request's priority in
+ * admission and the flow-control queue, one band per distinct priority (pool.c passes it to the
+ * scheduler as is; only its sign decides shedding). The header is read from
  * the forwarded head that client.c already built, so the request head needs no second parse. */
 #include <string.h>
 #include <strings.h>

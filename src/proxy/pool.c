@@ -1,5 +1,5 @@
 /* Inference pools: model-aware routing (the body's "model" picks an InferenceModel, a weighted target
- * and the criticality; the body is rewritten when the target differs), admission and the flow-control
+ * and the integer priority; the body is rewritten when the target differs), admission and the flow-control
  * queue, and the one place where an endpoint of a pool is chosen (the scheduler, include/infergate/
  * sched.h). One ig_sched_t and one ig_sched_queue_t per pool of a snapshot; the per-endpoint state
  * (scraped metrics, prefix index) lives with the endpoint so that it survives reloads. */
@@ -98,13 +98,20 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   return ready;
 }
 
+/* The request's integer priority (and its class) for the scheduler. */
+static void sched_priority(const req_t *q, ig_sched_request_t *sr) {
+  sr->priority = q->priority;
+  sr->has_priority = 1;
+  sr->crit = ig_sched_priority_crit(q->priority);
+}
+
 /* The scheduler's request for c (the prompt only when the profile scores prefixes). */
 static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
   req_t *q = &c->req;
   memset(sr, 0, sizeof *sr);
   sr->model = q->target[0] ? q->target : NULL;
   discovery_subset(p->be, sr->model, &sr->subset, &sr->n_subset); /* pods serving the model */
-  sr->crit = (ig_sched_crit_t)q->criticality;
+  sched_priority(q, sr);
   if (q->fairness[0]) {
     sr->fairness_id = q->fairness;
     sr->fairness_id_len = strlen(q->fairness);
@@ -243,8 +250,8 @@ static void queue_push(pool_t *p, client_t *c) {
   if (q->deadline_ms) ttl = q->deadline_ms > now ? q->deadline_ms - now : 1;
   void *evicted = NULL;
   ig_sched_qnode_t *node = NULL;
-  int rc = ig_sched_queue_push(p->queue, c, (ig_sched_crit_t)q->criticality, q->fairness[0] ? q->fairness : NULL,
-                               strlen(q->fairness), now, ttl, &node, &evicted);
+  int rc = ig_sched_queue_push_prio(p->queue, c, q->priority, q->fairness[0] ? q->fairness : NULL,
+                                    strlen(q->fairness), now, ttl, &node, &evicted);
   if (rc < 0) {
     send_shed(c, "queue_full", "the pool is saturated and its queue is full; retry later");
     return;
@@ -327,16 +334,16 @@ int pool_prepare(client_t *c) {
   if (m && m->pool_index != be->index) m = NULL;
   const char *target = q->model;
   int prio;
-  q->criticality = IG_CRIT_STANDARD;
+  q->priority = 0; /* Standard */
   q->stream = scan.stream == 1;
   if (m) {
-    q->criticality = m->criticality;
+    q->priority = m->priority; /* set from `priority` or `criticality` alike */
     target = ig_config_pick_target(m, &gw.rng);
   } else if (q->hdr_crit >= 0) {
-    q->criticality = (ig_criticality_t)q->hdr_crit; /* no InferenceModel: the client's header */
+    q->priority = ig_config_criticality_priority((ig_criticality_t)q->hdr_crit); /* the client's header */
   }
-  if (objective_priority(c, &prio) == 0)
-    q->criticality = ig_config_priority_band(prio); /* x-gateway-inference-objective: its band */
+  if (objective_priority(c, &prio) == 0) q->priority = prio; /* x-gateway-inference-objective */
+  q->criticality = ig_config_priority_band(q->priority);
   /* no InferenceModel: with discovery, the model (after the rewrite header) must be served by a pod */
   if (!m && (be->has_models ||
              discovery_subset(be, q->rewrite[0] ? q->rewrite : q->model, &sub, &n_sub) == IG_ENOENT)) {
@@ -373,7 +380,7 @@ int pool_admit(client_t *c) {
     memset(&sr, 0, sizeof sr);
     sr.model = q->target[0] ? q->target : NULL;
     discovery_subset(p->be, sr.model, &sr.subset, &sr.n_subset);
-    sr.crit = (ig_sched_crit_t)q->criticality;
+    sched_priority(q, &sr);
     if (usable_subset(p, &sr.subset, &sr.n_subset, ig_now_ms()) < 0) goto pick; /* pool_do_pick says why */
     switch (ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, p->queue)) {
     case IG_SCHED_ADMIT_SHED:
@@ -521,6 +528,16 @@ static void json_names(ig_buf_t *out, const char (*names)[IG_SCHED_LORA_NAME_MAX
   ig_buf_puts(out, "]");
 }
 
+/* ,"queue_by_priority":{"5":2,"0":1} - requests queued per priority band, highest first. */
+static void queue_by_priority(const ig_sched_queue_t *q, ig_buf_t *out) {
+  int prio[IG_SCHED_QUEUE_MAX_BANDS];
+  size_t len[IG_SCHED_QUEUE_MAX_BANDS];
+  size_t n = ig_sched_queue_bands(q, prio, len, IG_SCHED_QUEUE_MAX_BANDS);
+  ig_buf_puts(out, ",\"queue_by_priority\":{");
+  for (size_t i = 0; i < n; i++) ig_buf_printf(out, "%s\"%d\":%zu", i ? "," : "", prio[i], len[i]);
+  ig_buf_puts(out, "}");
+}
+
 /* {"pools":[{"name","scheduler","engine","queue","pods":[{...}]}]} for the current snapshot. */
 void pools_debug_json(ig_buf_t *out) {
   uint64_t now = ig_now_ms();
@@ -540,9 +557,11 @@ void pools_debug_json(ig_buf_t *out) {
     json_str(out, ig_metrics_engine_name(be->cfg->engine));
     ig_buf_printf(out, ",\"max_streams_per_endpoint\":%u", be->cfg->max_streams_per_endpoint);
     ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue\":%zu,\"queue_by_criticality\":{\"Critical\":%zu,"
-                  "\"Standard\":%zu,\"Sheddable\":%zu},\"pods\":[",
+                  "\"Standard\":%zu,\"Sheddable\":%zu}",
                   be->cfg->scrape_interval_ms, pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),
                   pool_queue_len(be, IG_CRIT_STANDARD), pool_queue_len(be, IG_CRIT_SHEDDABLE));
+    queue_by_priority(be->pool->queue, out);
+    ig_buf_puts(out, ",\"pods\":[");
     for (size_t j = 0; j < be->n_eps; j++) {
       endpoint_t *ep = be->eps[j];
       const pod_t *pod = ep->pod;

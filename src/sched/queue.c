@@ -1,6 +1,8 @@
-/* Flow-control queue: priority bands, round-robin between fairness flows inside a band, per-request
+/* Flow-control queue: one band per distinct integer priority (higher first, at most
+ * IG_SCHED_QUEUE_MAX_BANDS at a time), round-robin between fairness flows inside a band, per-request
  * deadlines and a fixed capacity with eviction of the lowest band. All memory is allocated at creation:
- * a node pool, a flow pool, a flow hash table and a deadline heap, each sized by the capacity. */
+ * a node pool, a flow pool, a flow hash table, a deadline heap (each sized by the capacity) and the band
+ * slots; a push allocates nothing. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,20 +17,24 @@ struct ig_sched_qnode {
   flow_t *flow;
   ig_sched_qnode_t *prev, *next; /* FIFO inside the flow; next also links the free list */
   size_t heap_i;
+  int prio; /* the priority it was pushed with (its band's, unless the bands ran out) */
   int live;
 };
 
 struct flow {
   uint64_t key; /* hash of the fairness id */
-  int band;
+  int band; /* slot in q->bands */
   ig_sched_qnode_t *head, *tail;
   flow_t *prev, *next; /* ring of the band's active flows; next also links the free list */
 };
 
 typedef struct {
   flow_t *cursor; /* flow served next; NULL when the band is empty */
-  size_t n;       /* queued requests */
+  size_t n;       /* queued requests; a band is live (in q->order) while n > 0 */
+  int prio;
 } band_t;
+
+#define MAX_BANDS IG_SCHED_QUEUE_MAX_BANDS
 
 struct ig_sched_queue {
   size_t cap, n;
@@ -38,9 +44,79 @@ struct ig_sched_queue {
   size_t tmask;
   ig_sched_qnode_t **heap; /* min-heap on (deadline, seq) */
   size_t heap_n;
-  band_t bands[IG_SCHED_N_CRIT];
+  band_t bands[MAX_BANDS];
+  unsigned char order[MAX_BANDS]; /* slots of the live bands, highest priority first */
+  size_t n_live;
+  unsigned char free_slots[MAX_BANDS]; /* a stack of the other slots */
+  size_t n_free;
+  size_t n_class[IG_SCHED_N_CRIT]; /* queued requests per class of their priority */
   uint64_t seq;
 };
+
+/* ---- priorities ---- */
+
+int ig_sched_crit_priority(ig_sched_crit_t crit) {
+  switch (crit) {
+  case IG_SCHED_CRIT_CRITICAL: return IG_SCHED_PRIO_CRITICAL;
+  case IG_SCHED_CRIT_SHEDDABLE: return IG_SCHED_PRIO_SHEDDABLE;
+  default: return IG_SCHED_PRIO_STANDARD;
+  }
+}
+
+ig_sched_crit_t ig_sched_priority_crit(int priority) {
+  return priority > 0 ? IG_SCHED_CRIT_CRITICAL : priority < 0 ? IG_SCHED_CRIT_SHEDDABLE : IG_SCHED_CRIT_STANDARD;
+}
+
+int ig_sched_request_priority(const ig_sched_request_t *req) {
+  return req->has_priority ? req->priority : ig_sched_crit_priority(req->crit);
+}
+
+/* ---- bands ---- */
+
+/* Position in q->order of the live band of priority prio, or -1 with *pos set to where it would go
+ * (the first live band of a lower priority). Binary search: order is sorted by priority, descending. */
+static int band_find(const ig_sched_queue_t *q, int prio, size_t *pos) {
+  size_t lo = 0, hi = q->n_live;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int p = q->bands[q->order[mid]].prio;
+    if (p == prio) return (int)mid;
+    if (p > prio)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (pos) *pos = lo;
+  return -1;
+}
+
+/* The slot of the band a request of priority prio joins: its own (made live when new) or, when every
+ * slot is live, the nearest band below it, else the lowest band. */
+static int band_for(ig_sched_queue_t *q, int prio) {
+  size_t pos = 0;
+  int i = band_find(q, prio, &pos);
+  if (i >= 0) return q->order[i];
+  if (!q->n_free) return q->order[pos < q->n_live ? pos : q->n_live - 1];
+  unsigned char slot = q->free_slots[--q->n_free];
+  band_t *b = &q->bands[slot];
+  b->cursor = NULL;
+  b->n = 0;
+  b->prio = prio;
+  memmove(&q->order[pos + 1], &q->order[pos], q->n_live - pos);
+  q->order[pos] = slot;
+  q->n_live++;
+  return slot;
+}
+
+/* Takes an emptied band out of the order and back to the free slots. */
+static void band_release(ig_sched_queue_t *q, int slot) {
+  int i = band_find(q, q->bands[slot].prio, NULL);
+  if (i < 0) return; /* cannot happen: a band with requests is live */
+  size_t at = (size_t)i;
+  memmove(&q->order[at], &q->order[at + 1], q->n_live - at - 1);
+  q->n_live--;
+  q->free_slots[q->n_free++] = (unsigned char)slot;
+}
 
 /* ---- flow table ---- */
 
@@ -137,6 +213,7 @@ ig_sched_queue_t *ig_sched_queue_new(size_t capacity) {
   q->table = ig_calloc(ts, sizeof *q->table);
   q->tmask = ts - 1;
   q->heap = ig_calloc(capacity, sizeof *q->heap);
+  for (size_t i = MAX_BANDS; i-- > 0;) q->free_slots[q->n_free++] = (unsigned char)i;
   return q;
 }
 
@@ -154,7 +231,27 @@ size_t ig_sched_queue_capacity(const ig_sched_queue_t *q) { return q->cap; }
 
 size_t ig_sched_queue_band_len(const ig_sched_queue_t *q, ig_sched_crit_t crit) {
   if ((unsigned)crit >= IG_SCHED_N_CRIT) return 0;
-  return q->bands[crit].n;
+  return q->n_class[crit];
+}
+
+size_t ig_sched_queue_prio_len(const ig_sched_queue_t *q, int priority) {
+  int i = band_find(q, priority, NULL);
+  return i < 0 ? 0 : q->bands[q->order[i]].n;
+}
+
+size_t ig_sched_queue_bands(const ig_sched_queue_t *q, int *prio, size_t *len, size_t max) {
+  for (size_t i = 0; i < q->n_live && i < max; i++) {
+    const band_t *b = &q->bands[q->order[i]];
+    if (prio) prio[i] = b->prio;
+    if (len) len[i] = b->n;
+  }
+  return q->n_live;
+}
+
+int ig_sched_queue_top_priority(const ig_sched_queue_t *q, int *priority) {
+  if (!q || !q->n_live) return IG_ENOENT;
+  *priority = q->bands[q->order[0]].prio;
+  return 0;
 }
 
 uint64_t ig_sched_queue_next_deadline(const ig_sched_queue_t *q) {
@@ -189,7 +286,8 @@ static void *node_remove(ig_sched_queue_t *q, ig_sched_qnode_t *x) {
     f->tail = x->prev;
   if (!f->head) flow_release(q, f);
   heap_remove(q, x);
-  q->bands[f->band].n--;
+  if (--q->bands[f->band].n == 0) band_release(q, f->band);
+  q->n_class[ig_sched_priority_crit(x->prio)]--;
   q->n--;
   void *data = x->data;
   x->live = 0;
@@ -213,25 +311,21 @@ static ig_sched_qnode_t *band_newest(const ig_sched_queue_t *q, int band) {
   return best;
 }
 
-/* Queues a request; see sched.h. */
-int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, const char *fairness_id,
-                        size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
-                        void **evicted) {
+/* Queues a request by priority; see sched.h. */
+int ig_sched_queue_push_prio(ig_sched_queue_t *q, void *data, int priority, const char *fairness_id,
+                             size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
+                             void **evicted) {
   if (node) *node = NULL;
   if (evicted) *evicted = NULL;
-  if (!q || (unsigned)crit >= IG_SCHED_N_CRIT || (!fairness_id && fairness_id_len)) return IG_EINVAL;
-  int band = (int)crit;
+  if (!q || (!fairness_id && fairness_id_len)) return IG_EINVAL;
   if (q->n >= q->cap) {
-    int low = -1;
-    for (int b = IG_SCHED_N_CRIT - 1; b > band; b--)
-      if (q->bands[b].n) {
-        low = b;
-        break;
-      }
-    if (low < 0) return IG_EFULL;
+    /* full, so some band is live: the lowest one gives way when it is below the newcomer */
+    int low = q->order[q->n_live - 1];
+    if (q->bands[low].prio >= priority) return IG_EFULL;
     void *ev = node_remove(q, band_newest(q, low));
     if (evicted) *evicted = ev;
   }
+  int band = band_for(q, priority); /* after the eviction, which may have freed a slot */
   uint64_t key = ig_hash64(fairness_id ? fairness_id : "", fairness_id_len, IG_HASH_SEED);
   flow_t **slot = table_find(q, key, band);
   flow_t *f = *slot;
@@ -262,6 +356,7 @@ int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, c
   x->deadline = ttl_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + ttl_ms;
   x->seq = ++q->seq;
   x->flow = f;
+  x->prio = priority;
   x->live = 1;
   x->prev = f->tail;
   if (f->tail)
@@ -273,26 +368,42 @@ int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, c
   x->heap_i = q->heap_n++;
   heap_up(q, x->heap_i);
   q->bands[band].n++;
+  q->n_class[ig_sched_priority_crit(priority)]++;
   q->n++;
   if (node) *node = x;
   return 0;
 }
 
+/* Queues a request by criticality; see sched.h. */
+int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, const char *fairness_id,
+                        size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
+                        void **evicted) {
+  if (node) *node = NULL;
+  if (evicted) *evicted = NULL;
+  if ((unsigned)crit >= IG_SCHED_N_CRIT) return IG_EINVAL;
+  return ig_sched_queue_push_prio(q, data, ig_sched_crit_priority(crit), fairness_id, fairness_id_len, now_ms,
+                                  ttl_ms, node, evicted);
+}
+
 /* Takes the next request by band, then flow round-robin; see sched.h. */
-int ig_sched_queue_pop(ig_sched_queue_t *q, uint64_t now_ms, void **data, ig_sched_crit_t *crit) {
+int ig_sched_queue_pop_prio(ig_sched_queue_t *q, uint64_t now_ms, void **data, int *priority) {
   *data = NULL;
-  for (int b = 0; b < IG_SCHED_N_CRIT; b++) {
-    band_t *band = &q->bands[b];
-    if (!band->cursor) continue;
-    flow_t *f = band->cursor;
-    band->cursor = f->next; /* the next pop in this band serves the next flow */
-    ig_sched_qnode_t *x = f->head;
-    int expired = x->deadline <= now_ms;
-    if (crit) *crit = (ig_sched_crit_t)b;
-    *data = node_remove(q, x);
-    return expired ? IG_ETIMEDOUT : 0;
-  }
-  return IG_ENOENT;
+  if (!q->n_live) return IG_ENOENT;
+  band_t *band = &q->bands[q->order[0]];
+  flow_t *f = band->cursor;
+  band->cursor = f->next; /* the next pop in this band serves the next flow */
+  ig_sched_qnode_t *x = f->head;
+  int expired = x->deadline <= now_ms;
+  if (priority) *priority = x->prio;
+  *data = node_remove(q, x);
+  return expired ? IG_ETIMEDOUT : 0;
+}
+
+int ig_sched_queue_pop(ig_sched_queue_t *q, uint64_t now_ms, void **data, ig_sched_crit_t *crit) {
+  int prio = 0;
+  int rc = ig_sched_queue_pop_prio(q, now_ms, data, &prio);
+  if (crit && rc != IG_ENOENT) *crit = ig_sched_priority_crit(prio);
+  return rc;
 }
 
 /* Removes the request with the earliest deadline when it has passed; see sched.h. */

@@ -154,11 +154,10 @@ ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods,
   } else {
     saturated = ig_sched_pool_saturated(s, pods, n);
   }
-  if (saturated) return req->crit == IG_SCHED_CRIT_SHEDDABLE ? IG_SCHED_ADMIT_SHED : IG_SCHED_ADMIT_QUEUE;
-  /* Capacity is free, but do not overtake requests of the same or a higher band already waiting. */
-  if (q && (unsigned)req->crit < IG_SCHED_N_CRIT)
-    for (int b = 0; b <= (int)req->crit; b++)
-      if (ig_sched_queue_band_len(q, (ig_sched_crit_t)b)) return IG_SCHED_ADMIT_QUEUE;
+  int prio = ig_sched_request_priority(req), top;
+  if (saturated) return prio < 0 ? IG_SCHED_ADMIT_SHED : IG_SCHED_ADMIT_QUEUE;
+  /* Capacity is free, but do not overtake requests of the same or a higher priority already waiting. */
+  if (q && ig_sched_queue_top_priority(q, &top) == 0 && top >= prio) return IG_SCHED_ADMIT_QUEUE;
   return IG_SCHED_ADMIT_PICK;
 }
 

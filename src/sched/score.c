@@ -232,14 +232,14 @@ static void step(ig_sched_ctx_t *ctx, filter_fn f, size_t **cur, size_t **spare,
 size_t ig_sched_gie_tree(ig_sched_ctx_t *ctx, const size_t *in, size_t n, size_t *out, size_t *tmp) {
   if (!n) return 0;
   size_t *cur = out, *spare = tmp, m;
-  int crit = ctx->req->crit == IG_SCHED_CRIT_CRITICAL;
+  int prio = ig_sched_request_priority(ctx->req), crit = prio > 0; /* classes: > 0 Critical, < 0 Sheddable */
   m = crit ? gie_low_queue(ctx, in, n, out) : gie_has_capacity(ctx, in, n, out);
   if (m && crit) {
     step(ctx, gie_lora_affinity, &cur, &spare, &m);
     step(ctx, gie_least_queue, &cur, &spare, &m);
   } else {
     if (!m) {
-      if (ctx->req->crit == IG_SCHED_CRIT_SHEDDABLE) return 0;
+      if (prio < 0) return 0;
       memcpy(out, in, n * sizeof *in);
       m = n;
     }

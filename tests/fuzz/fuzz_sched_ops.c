@@ -1,7 +1,8 @@
 /* libFuzzer driver for the scheduler: the input is a program of operations on a flow-control queue
  * (push, pop, expire, cancel) checked against a simple model, and of picks over a small pool whose
- * metrics, LoRA state and prompts come from the input, under every profile. Invariants: queue counts
- * match the model, pops respect band priority, picks return distinct in-range indexes. */
+ * metrics, LoRA state and prompts come from the input, under every profile. Pushes and picks use
+ * criticalities or integer priorities. Invariants: queue counts match the model, pops take from the
+ * highest band, bands are sorted and add up, picks return distinct in-range indexes. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (nodes[id]) continue;
       void *ev = NULL;
       ig_sched_qnode_t *node;
-      int rc = ig_sched_queue_push(q, &slots[id], (ig_sched_crit_t)(a % 3), names[b % 4], strlen(names[b % 4]),
-                                   now, a % 16, &node, &ev);
+      int rc = a & 0x80 ? ig_sched_queue_push_prio(q, &slots[id], (int)((a >> 2) % 11) - 5, names[b % 4],
+                                                   strlen(names[b % 4]), now, a % 16, &node, &ev)
+                        : ig_sched_queue_push(q, &slots[id], (ig_sched_crit_t)(a % 3), names[b % 4],
+                                              strlen(names[b % 4]), now, a % 16, &node, &ev);
       CHECK(rc == 0 || rc == IG_EFULL);
       if (rc == 0) {
         nodes[id] = node;
@@ -63,8 +66,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       }
     } else if (op == 1) { /* pop */
       void *d;
-      ig_sched_crit_t c;
-      int rc = ig_sched_queue_pop(q, now, &d, &c);
+      ig_sched_crit_t c = IG_SCHED_CRIT_STANDARD;
+      int top = 0, p = 0, had = ig_sched_queue_top_priority(q, &top) == 0;
+      size_t top_len = had ? ig_sched_queue_prio_len(q, top) : 0;
+      int rc = a & 1 ? ig_sched_queue_pop_prio(q, now, &d, &p) : ig_sched_queue_pop(q, now, &d, &c);
+      if (a & 1) c = ig_sched_priority_crit(p);
+      CHECK((rc == IG_ENOENT) == !had);
       if (rc == IG_ENOENT) {
         CHECK(len == 0);
       } else {
@@ -72,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         nodes[(int *)d - slots] = NULL;
         len--;
         for (int band = 0; band < (int)c; band++) CHECK(ig_sched_queue_band_len(q, (ig_sched_crit_t)band) == 0);
+        CHECK(ig_sched_queue_prio_len(q, top) == top_len - 1); /* from the highest band */
       }
     } else if (op == 2) { /* expire / cancel */
       void *d;
@@ -109,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       const char *prompt = (const char *)in.p;
       size_t plen = in.n < (size_t)b * 4 ? in.n : (size_t)b * 4;
       ig_sched_request_t r = {.model = names[a % 4], .crit = (ig_sched_crit_t)(b % 3), .prompt = prompt,
-                              .prompt_len = plen};
+                              .prompt_len = plen, .priority = (int)(a % 7) - 3, .has_priority = (b & 0x40) != 0};
       if (op == 5) {
         for (int i = 0; i < 4; i++) sub[i] = byte(&in) % (NPODS + 3);
         r.subset = sub;
@@ -130,6 +138,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       }
     }
     CHECK(ig_sched_queue_len(q) == len);
+    int bp[IG_SCHED_QUEUE_MAX_BANDS];
+    size_t bl[IG_SCHED_QUEUE_MAX_BANDS], nb = ig_sched_queue_bands(q, bp, bl, IG_SCHED_QUEUE_MAX_BANDS), sum = 0;
+    for (size_t i = 0; i < nb; i++) {
+      CHECK(bl[i] > 0 && (i == 0 || bp[i] < bp[i - 1]));
+      sum += bl[i];
+    }
+    CHECK(sum == len);
   }
   for (int i = 0; i < NPODS; i++) ig_sched_prefix_free(pods[i].prefix);
   ig_sched_queue_free(q);

@@ -1,4 +1,5 @@
-/* Unit tests for admission and the flow-control queue: bands, fairness, TTL, capacity and eviction. */
+/* Unit tests for admission and the flow-control queue: bands (criticalities and integer priorities),
+ * fairness, TTL, capacity and eviction, the band bound, and the criticality wrappers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +12,7 @@
 
 #include "infergate/sched.h"
 
-static int items[64];
+static int items[512];
 #define ITEM(i) ((void *)&items[(i)])
 #define ID(p) ((int)((int *)(p)-items))
 
@@ -238,12 +239,315 @@ static void test_admit(void **state) {
   ig_sched_free(s);
 }
 
+static int pushp(ig_sched_queue_t *q, int i, int prio, const char *fid, uint64_t now, void **ev) {
+  return ig_sched_queue_push_prio(q, ITEM(i), prio, fid, fid ? strlen(fid) : 0, now, 1000, NULL, ev);
+}
+
+static int popp(ig_sched_queue_t *q, int *prio) {
+  void *d;
+  int rc = ig_sched_queue_pop_prio(q, 1, &d, prio);
+  assert_true(rc == 0 || rc == IG_ENOENT);
+  return d ? ID(d) : -1;
+}
+
+/* Distinct integer priorities are distinct bands, served highest first (10, 5, 0, -1, -7). */
+static void test_priority_order(void **state) {
+  (void)state;
+  ig_sched_queue_t *q = ig_sched_queue_new(16);
+  int prios[] = {0, -7, 5, -1, 10, 5, 0, 10, -7, 1};
+  for (int i = 0; i < 10; i++) assert_int_equal(pushp(q, i, prios[i], NULL, (uint64_t)i, NULL), 0);
+  assert_int_equal(ig_sched_queue_len(q), 10);
+  int bp[8];
+  size_t bl[8];
+  assert_int_equal(ig_sched_queue_bands(q, bp, bl, 8), 6);
+  int want_bp[] = {10, 5, 1, 0, -1, -7};
+  size_t want_bl[] = {2, 2, 1, 2, 1, 2};
+  for (int i = 0; i < 6; i++) {
+    assert_int_equal(bp[i], want_bp[i]);
+    assert_int_equal(bl[i], want_bl[i]);
+  }
+  assert_int_equal(ig_sched_queue_bands(q, bp, NULL, 2), 6); /* max bounds the writes, not the count */
+  assert_int_equal(ig_sched_queue_prio_len(q, 5), 2);
+  assert_int_equal(ig_sched_queue_prio_len(q, 4), 0);
+  /* the crit view counts classes: > 0, 0, < 0 */
+  assert_int_equal(ig_sched_queue_band_len(q, IG_SCHED_CRIT_CRITICAL), 5);
+  assert_int_equal(ig_sched_queue_band_len(q, IG_SCHED_CRIT_STANDARD), 2);
+  assert_int_equal(ig_sched_queue_band_len(q, IG_SCHED_CRIT_SHEDDABLE), 3);
+  int top = 99;
+  assert_int_equal(ig_sched_queue_top_priority(q, &top), 0);
+  assert_int_equal(top, 10);
+  int want[] = {4, 7, 2, 5, 9, 0, 6, 3, 1, 8};
+  int wantp[] = {10, 10, 5, 5, 1, 0, 0, -1, -7, -7};
+  for (int i = 0; i < 10; i++) {
+    int p = 99;
+    assert_int_equal(popp(q, &p), want[i]);
+    assert_int_equal(p, wantp[i]);
+  }
+  assert_int_equal(popp(q, NULL), -1);
+  assert_int_equal(ig_sched_queue_top_priority(q, &top), IG_ENOENT);
+  assert_int_equal(ig_sched_queue_bands(q, bp, bl, 8), 0);
+  /* extreme priorities are fine */
+  pushp(q, 0, INT32_MIN, NULL, 0, NULL);
+  pushp(q, 1, INT32_MAX, NULL, 0, NULL);
+  assert_int_equal(popp(q, NULL), 1);
+  assert_int_equal(popp(q, NULL), 0);
+  ig_sched_queue_free(q);
+}
+
+/* Fairness inside an integer band: flows alternate; the same id in another priority is another flow. */
+static void test_priority_fairness(void **state) {
+  (void)state;
+  ig_sched_queue_t *q = ig_sched_queue_new(32);
+  for (int i = 0; i < 4; i++) pushp(q, i, 5, "a", 0, NULL);
+  pushp(q, 10, 5, "b", 0, NULL);
+  pushp(q, 11, 5, "b", 0, NULL);
+  pushp(q, 20, 7, "a", 0, NULL);
+  pushp(q, 30, 3, "b", 0, NULL);
+  int want[] = {20, 0, 10, 1, 11, 2, 3, 30};
+  for (int i = 0; i < 8; i++) assert_int_equal(popp(q, NULL), want[i]);
+  ig_sched_queue_free(q);
+}
+
+/* When full, the newest request of the lowest band below the newcomer's priority is evicted. */
+static void test_priority_eviction(void **state) {
+  (void)state;
+  ig_sched_queue_t *q = ig_sched_queue_new(5);
+  void *ev;
+  pushp(q, 0, 3, NULL, 0, NULL);
+  pushp(q, 1, -7, "a", 1, NULL);
+  pushp(q, 2, -1, NULL, 2, NULL);
+  pushp(q, 3, -7, "b", 3, NULL);
+  pushp(q, 4, 0, NULL, 4, NULL);
+  /* below or equal to the lowest band: rejected, nothing changes */
+  assert_int_equal(pushp(q, 5, -8, NULL, 5, &ev), IG_EFULL);
+  assert_null(ev);
+  assert_int_equal(pushp(q, 5, -7, NULL, 5, &ev), IG_EFULL);
+  assert_int_equal(ig_sched_queue_len(q), 5);
+  /* -3 beats -7: the newest -7 goes (3, then 1) */
+  assert_int_equal(pushp(q, 6, -3, NULL, 6, &ev), 0);
+  assert_int_equal(ID(ev), 3);
+  assert_int_equal(pushp(q, 7, 1, NULL, 7, &ev), 0);
+  assert_int_equal(ID(ev), 1);
+  assert_int_equal(ig_sched_queue_prio_len(q, -7), 0);
+  /* now the lowest band is -3 (item 6), then -1 (2), then 0 (4) */
+  assert_int_equal(pushp(q, 8, -2, NULL, 8, &ev), 0);
+  assert_int_equal(ID(ev), 6);
+  assert_int_equal(pushp(q, 9, -2, NULL, 9, &ev), IG_EFULL); /* -2 is now the lowest band */
+  assert_int_equal(pushp(q, 9, 2, NULL, 9, &ev), 0);
+  assert_int_equal(ID(ev), 8);
+  int want[] = {0, 9, 7, 4, 2};
+  for (int i = 0; i < 5; i++) assert_int_equal(popp(q, NULL), want[i]);
+  ig_sched_queue_free(q);
+}
+
+/* At most IG_SCHED_QUEUE_MAX_BANDS bands: a further priority joins the nearest band below it (or the
+ * lowest), is never served before a higher band, and released bands are reused. */
+static void test_band_bound(void **state) {
+  (void)state;
+  const int nb = IG_SCHED_QUEUE_MAX_BANDS;
+  ig_sched_queue_t *q = ig_sched_queue_new(400);
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < nb; i++) assert_int_equal(pushp(q, i, 2 * i + round, NULL, 0, NULL), 0);
+    int bp[IG_SCHED_QUEUE_MAX_BANDS + 1];
+    assert_int_equal(ig_sched_queue_bands(q, bp, NULL, (size_t)nb + 1), (size_t)nb);
+    /* 7 + round has no band: it joins 6 + round; -5 is below all: it joins the lowest (round) */
+    assert_int_equal(pushp(q, 200, 7 + round, NULL, 0, NULL), 0);
+    assert_int_equal(pushp(q, 201, -5, NULL, 0, NULL), 0);
+    assert_int_equal(ig_sched_queue_bands(q, bp, NULL, (size_t)nb + 1), (size_t)nb);
+    assert_int_equal(ig_sched_queue_prio_len(q, 6 + round), 2);
+    assert_int_equal(ig_sched_queue_prio_len(q, 7 + round), 0);
+    assert_int_equal(ig_sched_queue_prio_len(q, round), 2);
+    assert_int_equal(ig_sched_queue_band_len(q, IG_SCHED_CRIT_SHEDDABLE), 1);
+    /* highest first; the guests come right after their hosts and report their own priority */
+    int prev = INT32_MAX;
+    for (int i = 0; i < nb + 2; i++) {
+      int p = 0, id = popp(q, &p);
+      assert_true(id >= 0);
+      if (id == 200) {
+        assert_int_equal(p, 7 + round);
+        assert_int_equal(prev, 6 + round); /* its host band, after the host's own request */
+        continue;
+      }
+      if (id == 201) {
+        assert_int_equal(p, -5);
+        assert_int_equal(prev, round);
+        continue;
+      }
+      assert_int_equal(p, 2 * id + round);
+      assert_true(p < prev);
+      prev = p;
+    }
+    assert_int_equal(ig_sched_queue_len(q), 0);
+    assert_int_equal(ig_sched_queue_bands(q, NULL, NULL, 0), 0);
+  }
+  ig_sched_queue_free(q);
+}
+
+/* The crit functions are the priorities 1 / 0 / -1: the same operations give the same results. */
+static void test_crit_wrappers(void **state) {
+  (void)state;
+  assert_int_equal(ig_sched_crit_priority(IG_SCHED_CRIT_CRITICAL), 1);
+  assert_int_equal(ig_sched_crit_priority(IG_SCHED_CRIT_STANDARD), 0);
+  assert_int_equal(ig_sched_crit_priority(IG_SCHED_CRIT_SHEDDABLE), -1);
+  assert_int_equal(ig_sched_priority_crit(5), IG_SCHED_CRIT_CRITICAL);
+  assert_int_equal(ig_sched_priority_crit(0), IG_SCHED_CRIT_STANDARD);
+  assert_int_equal(ig_sched_priority_crit(-7), IG_SCHED_CRIT_SHEDDABLE);
+  ig_sched_request_t r = {.crit = IG_SCHED_CRIT_SHEDDABLE};
+  assert_int_equal(ig_sched_request_priority(&r), -1);
+  r.priority = 9; /* ignored without has_priority */
+  assert_int_equal(ig_sched_request_priority(&r), -1);
+  r.has_priority = 1;
+  assert_int_equal(ig_sched_request_priority(&r), 9);
+  ig_sched_queue_t *a = ig_sched_queue_new(12), *b = ig_sched_queue_new(12);
+  ig_rng_t rng;
+  ig_rng_seed(&rng, 11);
+  for (int i = 0; i < 20000; i++) {
+    int op = (int)(ig_rng_next(&rng) % 4);
+    uint64_t now = (uint64_t)i;
+    if (op <= 1) {
+      char fid[2] = {(char)('a' + ig_rng_next(&rng) % 3), 0};
+      ig_sched_crit_t c = (ig_sched_crit_t)(ig_rng_next(&rng) % 3);
+      uint64_t ttl = ig_rng_next(&rng) % 40;
+      void *ea, *eb;
+      int ra = ig_sched_queue_push(a, ITEM(i % 64), c, fid, 1, now, ttl, NULL, &ea);
+      int rb = ig_sched_queue_push_prio(b, ITEM(i % 64), ig_sched_crit_priority(c), fid, 1, now, ttl, NULL, &eb);
+      assert_int_equal(ra, rb);
+      assert_ptr_equal(ea, eb);
+    } else if (op == 2) {
+      void *da, *db;
+      ig_sched_crit_t c = IG_SCHED_CRIT_STANDARD;
+      int p = 0;
+      assert_int_equal(ig_sched_queue_pop(a, now, &da, &c), ig_sched_queue_pop_prio(b, now, &db, &p));
+      assert_ptr_equal(da, db);
+      if (da) assert_int_equal(ig_sched_crit_priority(c), p);
+    } else {
+      void *da, *db;
+      assert_int_equal(ig_sched_queue_expire(a, now, &da), ig_sched_queue_expire(b, now, &db));
+      assert_ptr_equal(da, db);
+    }
+    for (int c = 0; c < IG_SCHED_N_CRIT; c++)
+      assert_int_equal(ig_sched_queue_band_len(a, (ig_sched_crit_t)c),
+                       ig_sched_queue_prio_len(b, ig_sched_crit_priority((ig_sched_crit_t)c)));
+  }
+  assert_int_equal(ig_sched_queue_push(a, ITEM(0), (ig_sched_crit_t)9, NULL, 0, 0, 1, NULL, NULL), IG_EINVAL);
+  assert_int_equal(ig_sched_queue_push_prio(b, ITEM(0), 0, NULL, 3, 0, 1, NULL, NULL), IG_EINVAL);
+  ig_sched_queue_free(a);
+  ig_sched_queue_free(b);
+}
+
+/* Random operations over many priorities (more than the band bound): bands stay sorted and bounded,
+ * their lengths add up, and a pop never leaves a higher band behind. */
+static void test_priority_random(void **state) {
+  (void)state;
+  ig_sched_queue_t *q = ig_sched_queue_new(300);
+  ig_sched_qnode_t *nodes[512] = {0};
+  ig_rng_t rng;
+  ig_rng_seed(&rng, 3);
+  size_t len = 0, max_nb = 0;
+  for (int i = 0; i < 30000; i++) {
+    int op = (int)(ig_rng_next(&rng) % 5);
+    uint64_t now = (uint64_t)i;
+    void *d;
+    if (op <= 2) {
+      char fid[2] = {(char)('a' + ig_rng_next(&rng) % 4), 0};
+      int prio = (int)(ig_rng_next(&rng) % 100) - 50;
+      int slot = i % 512;
+      void *ev;
+      if (nodes[slot]) { /* reuse the handle slot: cancel the old one first */
+        ig_sched_queue_cancel(q, nodes[slot]);
+        nodes[slot] = NULL;
+        len--;
+      }
+      int rc = ig_sched_queue_push_prio(q, ITEM(slot), prio, fid, 1, now, 200 + ig_rng_next(&rng) % 400,
+                                        &nodes[slot], &ev);
+      if (ev) nodes[ID(ev)] = NULL;
+      if (rc == 0 && !ev) len++;
+    } else if (op == 3) {
+      int p = 0, top = 0;
+      int had = ig_sched_queue_top_priority(q, &top) == 0;
+      size_t top_len = had ? ig_sched_queue_prio_len(q, top) : 0;
+      int rc = ig_sched_queue_pop_prio(q, now, &d, &p);
+      assert_int_equal(rc == IG_ENOENT, !had);
+      if (rc != IG_ENOENT) {
+        nodes[ID(d)] = NULL;
+        len--;
+        assert_int_equal(ig_sched_queue_prio_len(q, top), top_len - 1); /* it came from the top band */
+      }
+    } else {
+      while (ig_sched_queue_expire(q, now, &d) == 0) {
+        nodes[ID(d)] = NULL;
+        len--;
+      }
+    }
+    int bp[IG_SCHED_QUEUE_MAX_BANDS];
+    size_t bl[IG_SCHED_QUEUE_MAX_BANDS], sum = 0;
+    size_t nb = ig_sched_queue_bands(q, bp, bl, IG_SCHED_QUEUE_MAX_BANDS);
+    assert_true(nb <= IG_SCHED_QUEUE_MAX_BANDS);
+    if (nb > max_nb) max_nb = nb;
+    for (size_t b = 0; b < nb; b++) {
+      assert_true(bl[b] > 0);
+      if (b) assert_true(bp[b] < bp[b - 1]);
+      sum += bl[b];
+    }
+    assert_int_equal(sum, len);
+    assert_int_equal(ig_sched_queue_len(q), len);
+    assert_int_equal(ig_sched_queue_band_len(q, 0) + ig_sched_queue_band_len(q, 1) + ig_sched_queue_band_len(q, 2),
+                     len);
+  }
+  assert_int_equal(max_nb, IG_SCHED_QUEUE_MAX_BANDS); /* the bound was reached and held */
+  ig_sched_queue_free(q);
+}
+
+/* Admission by integer priority: the sign decides shedding; queued requests of the same or a higher
+ * priority are not overtaken, lower ones are. */
+static void test_admit_priority(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t pods[1];
+  pod_set(&pods[0], 9, 0.1); /* saturated */
+  ig_sched_request_t r = {.has_priority = 1};
+  int shed[] = {-1, -7, INT32_MIN}, queue[] = {0, 1, 5};
+  for (int i = 0; i < 3; i++) {
+    r.priority = shed[i];
+    assert_int_equal(ig_sched_admit(s, pods, 1, &r, NULL), IG_SCHED_ADMIT_SHED);
+    r.priority = queue[i];
+    assert_int_equal(ig_sched_admit(s, pods, 1, &r, NULL), IG_SCHED_ADMIT_QUEUE);
+  }
+  pod_set(&pods[0], 0, 0.1); /* room */
+  ig_sched_queue_t *q = ig_sched_queue_new(4);
+  pushp(q, 0, 5, NULL, 0, NULL);
+  r.priority = 5;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &r, q), IG_SCHED_ADMIT_QUEUE);
+  r.priority = 1;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &r, q), IG_SCHED_ADMIT_QUEUE);
+  r.priority = 6;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &r, q), IG_SCHED_ADMIT_PICK);
+  /* a Critical (1) wrapper request queues behind a waiting priority 5 */
+  ig_sched_request_t crit = {.crit = IG_SCHED_CRIT_CRITICAL};
+  assert_int_equal(ig_sched_admit(s, pods, 1, &crit, q), IG_SCHED_ADMIT_QUEUE);
+  ig_sched_queue_free(q);
+  ig_sched_free(s);
+  /* gie: a negative priority is shed when no pod has capacity, a positive one keeps the Critical path */
+  s = ig_sched_new("gie", 1);
+  pod_set(&pods[0], 9, 0.1);
+  size_t order[1], n = 1;
+  r.priority = -3;
+  assert_int_equal(ig_sched_pick(s, pods, 1, &r, order, &n), IG_EFULL);
+  r.priority = 4;
+  n = 1;
+  assert_int_equal(ig_sched_pick(s, pods, 1, &r, order, &n), 0);
+  ig_sched_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bands),     cmocka_unit_test(test_fairness),
       cmocka_unit_test(test_ttl),       cmocka_unit_test(test_capacity_eviction),
       cmocka_unit_test(test_cancel),    cmocka_unit_test(test_random_ops),
-      cmocka_unit_test(test_admit),
+      cmocka_unit_test(test_admit),     cmocka_unit_test(test_priority_order),
+      cmocka_unit_test(test_priority_fairness), cmocka_unit_test(test_priority_eviction),
+      cmocka_unit_test(test_band_bound), cmocka_unit_test(test_crit_wrappers),
+      cmocka_unit_test(test_priority_random), cmocka_unit_test(test_admit_priority),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,4 +51,10 @@ size_t ig_oai_count_tokens(const char *text, size_t len);
  * "text" of content parts) joined by "\n". Used for token counting and prefix hashing. */
 int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, ig_buf_t *out);
 
+/* Same as ig_oai_prompt_text, but appends at most max bytes: exactly the first min(max, L) bytes of
+ * what ig_oai_prompt_text appends (L bytes), cut at byte max even inside a UTF-8 sequence. Only the
+ * part of the prompt that this needs is read, so scan must come from a successful ig_oai_scan of the
+ * same body (the prompt is not validated again). For prefix hashing of long prompts. */
+int ig_oai_prompt_text_max(const char *body, size_t len, const ig_oai_req_t *scan, size_t max, ig_buf_t *out);
+
 #endif

@@ -4,7 +4,9 @@
  * model that no pod lists gets 404 (pods never reached so far do not count; while no pod has
  * answered, any model is accepted). discovery.c walks the gateway's current snapshot: the picker
  * lends it a snapshot of its own, one backend over the picker's scraped endpoints (same indexes as
- * epp_t.eps), rebuilt on every reconfigure. Only in a process where no gateway runs (gw.snap unset). */
+ * epp_t.eps), rebuilt on every reconfigure. The backend has no gateway pool (pool NULL): discovery
+ * decides from the pool's configuration and has_models alone (discovery_enabled). Only in a process
+ * where no gateway runs (gw.snap unset). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,10 +20,6 @@ static struct {
   int started; /* discovery_start ran */
   int lent;    /* gw.snap points at snap */
 } dsc;
-
-/* discovery.c only checks that an inference backend has a pool (runtime scheduler state of the
- * gateway); the picker has none, so a marker stands for it and is never dereferenced. */
-static char pool_marker;
 
 void epp_disc_sync(epp_t *e) {
   if (!e->loop) return;
@@ -39,8 +37,7 @@ void epp_disc_sync(epp_t *e) {
   dsc.be.index = e->pool_index;
   dsc.be.eps = dsc.eps;
   dsc.be.n_eps = k == e->n_eps ? k : 0; /* indexes must match epp_t.eps */
-  dsc.be.has_models = e->pool_has_models;
-  dsc.be.pool = want ? (pool_t *)(void *)&pool_marker : NULL;
+  dsc.be.has_models = e->pool_has_models; /* with cfg: discovery_enabled(&dsc.be) == want */
   dsc.snap.refs = 1;
   dsc.snap.cfg = e->cfg;
   dsc.snap.backends = &dsc.be;
@@ -58,7 +55,7 @@ void epp_disc_sync(epp_t *e) {
 int epp_disc_subset(epp_t *e, const char *model, const size_t **subset, size_t *n) {
   *subset = NULL;
   *n = 0;
-  if (!dsc.started || !dsc.be.pool || !model || !model[0]) return 0;
+  if (!dsc.started || !model || !model[0]) return 0; /* discovery_subset checks discovery_enabled */
   return discovery_subset(&dsc.be, model, subset, n);
 }
 

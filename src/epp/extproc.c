@@ -250,17 +250,16 @@ static void send_immediate(epp_t *e, epp_stream_t *s, ig_buf_t *out, int status,
   ig_arena_free(&a);
 }
 
-/* Resolves the model of the buffered body like the gateway does (InferenceModel, weighted target,
- * default model). Fills s->model/target, *crit, and *rewritten (the new body, when it changed).
- * Returns 0, or an HTTP status with an immediate response already sent. */
-static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticality_t *crit, ig_buf_t *rewritten,
-                         int *changed) {
+/* Resolves the model of the request body body[0..len) like the gateway does (InferenceModel, weighted
+ * target, default model). scan/rc: the result of the one ig_oai_scan of the body (finish_request).
+ * Fills s->model/target, *crit, and *rewritten (the new body, when it changed). Returns 0, or an HTTP
+ * status with an immediate response already sent. */
+static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char *body, size_t len,
+                         const ig_oai_req_t *sc, int rc, ig_criticality_t *crit, ig_buf_t *rewritten, int *changed) {
   const ig_config_t *cfg = e->cfg;
   *crit = IG_CRIT_STANDARD;
   *changed = 0;
-  if (s->body.len == 0) return 0; /* e.g. GET /v1/models: nothing to resolve */
-  ig_oai_req_t scan;
-  int rc = ig_oai_scan(s->body.data, s->body.len, &scan);
+  if (len == 0) return 0; /* e.g. GET /v1/models: nothing to resolve */
   if (rc == IG_ETOOBIG) {
     send_immediate(e, s, out, 400, "invalid_model", "the model name is too long");
     return 400;
@@ -270,8 +269,8 @@ static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticalit
     return 400;
   }
   const char *model;
-  if (scan.has_model)
-    model = scan.model;
+  if (sc->has_model)
+    model = sc->model;
   else if (cfg->default_model)
     model = cfg->default_model;
   else {
@@ -295,9 +294,9 @@ static int resolve_model(epp_t *e, epp_stream_t *s, ig_buf_t *out, ig_criticalit
     return 404;
   }
   snprintf(s->target, sizeof s->target, "%s", target);
-  if (scan.has_model && strcmp(s->target, scan.model) == 0) return 0;
-  rc = scan.has_model ? ig_oai_rewrite_model(s->body.data, s->body.len, &scan, s->target, rewritten)
-                      : ig_oai_insert_model(s->body.data, s->body.len, s->target, rewritten);
+  if (sc->has_model && strcmp(s->target, sc->model) == 0) return 0;
+  rc = sc->has_model ? ig_oai_rewrite_model(body, len, sc, s->target, rewritten)
+                     : ig_oai_insert_model(body, len, s->target, rewritten);
   if (rc < 0) {
     send_immediate(e, s, out, 400, "invalid_json", "cannot rewrite the model of this request body");
     return 400;
@@ -366,9 +365,12 @@ static int is_duplex(int mode) {
   return mode == EPP_MODE_FULL_DUPLEX;
 }
 
-/* The end of the request: resolve the model, pick, and answer. has_body: a body phase happened (so in
+/* The end of the request: resolve the model, pick, and answer. The request body is bd[0..bl): the
+ * accumulated s->body, or the only body message itself (not copied). The body is scanned once; the
+ * scan serves the model resolution and the prompt spans. has_body: a body phase happened (so in
  * full-duplex mode the body is streamed back); eos: the body ends the request (no trailers follow). */
-static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_body, int eos) {
+static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char *bd, size_t bl, int has_body,
+                           int eos) {
   s->body_done = 1;
   uint64_t t0 = ig_now_us();
   ig_criticality_t crit;
@@ -377,7 +379,9 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
   int changed = 0;
   ig_arena_t a;
   ig_arena_init(&a, 4096);
-  if (resolve_model(e, s, out, &crit, &nb, &changed) != 0) goto out;
+  ig_oai_req_t scan;
+  int scan_rc = bl ? ig_oai_scan(bd, bl, &scan) : IG_EINVAL;
+  if (resolve_model(e, s, out, bd, bl, &scan, scan_rc, &crit, &nb, &changed) != 0) goto out;
 
   epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = crit, .has_subset = s->has_subset,
                        .subset = s->subset, .n_subset = s->n_subset};
@@ -392,11 +396,13 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
   }
   ig_buf_t prompt;
   ig_buf_init(&prompt);
-  if (e->uses_prefix && s->body.len) {
-    /* the prompt text for the scheduler's prefix affinity (the body was valid JSON: resolved above) */
-    ig_oai_req_t scan;
-    if (ig_oai_scan(s->body.data, s->body.len, &scan) == 0 && scan.prompt_kind != IG_OAI_PROMPT_NONE &&
-        ig_oai_prompt_text(s->body.data, s->body.len, &scan, &prompt) == 0) {
+  if (e->uses_prefix && e->sched && bl && scan_rc == 0 && scan.prompt_kind != IG_OAI_PROMPT_NONE) {
+    /* The prompt text for the scheduler's prefix affinity: decoded like the gateway's (src/proxy/pool.c
+     * hashes the decoded text cut to what the prefix index uses), so the same request hashes to the
+     * same blocks in both; only that leading part is decoded (the scan above validated the body). */
+    const ig_sched_opts_t *o = ig_sched_opts(e->sched);
+    size_t cap = o->prefix_block_chars * o->prefix_max_blocks;
+    if (ig_oai_prompt_text_max(bd, bl, &scan, cap, &prompt) == 0) {
       rq.prompt = prompt.data;
       rq.prompt_len = prompt.len;
     }
@@ -441,8 +447,8 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
   for (size_t i = 0; i < pk.n; i++)
     ig_buf_printf(&list, "%s%s", i ? "," : "", e->eps[pk.order[i]].addr);
   char clen[32];
-  const char *body = changed ? nb.data : s->body.data;
-  size_t blen = changed ? nb.len : s->body.len;
+  const char *body = changed ? nb.data : bd;
+  size_t blen = changed ? nb.len : bl;
   snprintf(clen, sizeof clen, "%zu", blen);
   epp_hmut_t *hm = hmut_new(&a, 2);
   hmut_set(&a, hm, EPP_HDR_DEST, e->eps[s->ep].addr);
@@ -458,7 +464,11 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, int has_bod
       emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_HEADERS,
                 headers_resp(&a, c), meta);
       s->headers_answered = 1;
-      if (has_body && is_duplex(s->req_mode)) emit_streamed_body(&a, out, body, blen, eos);
+      if (has_body && is_duplex(s->req_mode)) {
+        /* one allocation for every chunk's frame (5 + message overhead each) */
+        ig_buf_reserve(out, blen + (blen / EPP_CHUNK_MAX + 1) * 64);
+        emit_streamed_body(&a, out, body, blen, eos);
+      }
     } else if (has_body) {
       if (changed) {
         body_mut_t *bm = zalloc(&a, sizeof *bm);
@@ -494,7 +504,7 @@ static void on_request_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *h
   s->got_headers = 1;
   read_headers(s, h);
   if ((h && h->end_of_stream) || s->req_mode == EPP_MODE_NONE) {
-    finish_request(e, s, out, 0, 1);
+    finish_request(e, s, out, NULL, 0, 0, 1);
     return;
   }
   if (is_duplex(s->req_mode)) return; /* answered with the pick once the body is complete */
@@ -507,6 +517,24 @@ static void on_request_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *h
   ig_arena_free(&a);
 }
 
+/* Sizes the body buffer once before the first chunk is stored: content-length when the request
+ * headers had one (bounded by max_body_bytes), else room for a few chunks; the buffer then grows by
+ * doubling, so chunks are appended without moving the body more than about once. */
+static void body_reserve(epp_t *e, epp_stream_t *s, size_t first) {
+  size_t want = 0;
+  for (size_t i = 0; i < s->n_hdrs; i++) {
+    const ig_http_header_t *h = &s->hdrs[i];
+    if (h->name_len != 14 || memcmp(h->name, "content-length", 14) != 0) continue;
+    size_t v = 0, k = 0;
+    while (k < h->value_len && h->value[k] >= '0' && h->value[k] <= '9' && v <= e->max_body)
+      v = v * 10 + (size_t)(h->value[k++] - '0');
+    if (k == h->value_len && k > 0) want = v;
+    break;
+  }
+  if (want < first || want > e->max_body) want = first * 4 < e->max_body ? first * 4 : e->max_body;
+  ig_buf_reserve(&s->body, want);
+}
+
 static void on_request_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_buf_t *out) {
   s->got_headers = 1;
   if (s->done || s->body_done) return; /* after a local reply or the pick: nothing to add */
@@ -516,10 +544,18 @@ static void on_request_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_b
     ig_buf_free(&s->body);
     return;
   }
-  if (n) ig_buf_append(&s->body, b->body.data, n);
   s->n_chunks++;
+  if (b && b->end_of_stream && s->body.len == 0) {
+    /* the whole body in one message (Envoy's usual case): used where it is, never copied */
+    finish_request(e, s, out, n ? (const char *)b->body.data : NULL, n, 1, 1);
+    return;
+  }
+  if (n) {
+    if (!s->body.cap) body_reserve(e, s, n);
+    ig_buf_append(&s->body, b->body.data, n);
+  }
   if (b && b->end_of_stream) {
-    finish_request(e, s, out, 1, 1);
+    finish_request(e, s, out, s->body.data, s->body.len, 1, 1);
     return;
   }
   /* More chunks to come. Non-duplex streamed modes want an answer per chunk (the body goes on
@@ -534,7 +570,8 @@ static void on_request_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_b
 }
 
 static void on_request_trailers(epp_t *e, epp_stream_t *s, ig_buf_t *out) {
-  if (!s->done && !s->body_done) finish_request(e, s, out, s->n_chunks > 0 || is_duplex(s->req_mode), 0);
+  if (!s->done && !s->body_done)
+    finish_request(e, s, out, s->body.data, s->body.len, s->n_chunks > 0 || is_duplex(s->req_mode), 0);
   if (s->done || s->observe) return;
   ig_arena_t a;
   ig_arena_init(&a, 512);

@@ -245,32 +245,63 @@ static void on_message(gstream_t *s, const uint8_t *msg, size_t len) {
   }
 }
 
-/* Deframes and handles every complete message in s->in. */
-static void process_input(gstream_t *s) {
+/* Deframes and handles every complete message in buf[0..len). Returns the bytes consumed (whole
+ * messages), or -1 when the call failed (its input is dropped). */
+static ssize_t deframe(gstream_t *s, const uint8_t *buf, size_t len) {
   size_t off = 0;
   while (!s->failed && !s->closing) {
     size_t mlen = 0;
-    int rc = epp_grpc_next((const uint8_t *)s->in.data + off, s->in.len - off, EPP_MSG_MAX, &mlen);
+    int rc = epp_grpc_next(buf + off, len - off, EPP_MSG_MAX, &mlen);
     if (rc == 0) break;
     if (rc == IG_ENOTSUP) {
       fail(s, GS_UNIMPLEMENTED, "compressed", "compressed messages are not supported");
-      return;
+      return -1;
     }
     if (rc == IG_ETOOBIG) {
       fail(s, GS_RESOURCE_EXHAUSTED, "too_large", "message larger than 4 MiB");
-      return;
+      return -1;
     }
     if (rc < 0) {
       fail(s, GS_INTERNAL, "bad_frame", "bad message frame");
-      return;
+      return -1;
     }
-    on_message(s, (const uint8_t *)s->in.data + off + 5, mlen);
+    on_message(s, buf + off + 5, mlen);
     off += 5 + mlen;
   }
-  if (!s->failed) {
-    s->c->in_bytes -= off;
-    ig_buf_consume(&s->in, off);
+  return s->failed ? -1 : (ssize_t)off;
+}
+
+/* Keeps the incomplete tail data[0..len) of the input in s->in. Once a message's length prefix is
+ * there, the buffer is sized for the whole message, so its DATA frames are appended without moving
+ * it again; a large announced length is believed only up to 4 times what arrived (or 256 KiB), so
+ * a peer cannot make us reserve much more than it sent. */
+static void keep_input(gstream_t *s, const uint8_t *data, size_t len) {
+  ig_buf_append(&s->in, data, len);
+  s->c->in_bytes += len;
+  size_t mlen = 0;
+  if (s->in.len >= 5 && epp_grpc_next((const uint8_t *)s->in.data, s->in.len, EPP_MSG_MAX, &mlen) == 0) {
+    const uint8_t *h = (const uint8_t *)s->in.data;
+    size_t want = 5 + (((size_t)h[1] << 24) | ((size_t)h[2] << 16) | ((size_t)h[3] << 8) | h[4]);
+    size_t limit = 4 * s->in.len > (256u << 10) ? 4 * s->in.len : (256u << 10);
+    if (want > limit) want = limit;
+    if (want > s->in.len) ig_buf_reserve(&s->in, want - s->in.len);
   }
+}
+
+/* Handles a DATA chunk of the call: complete messages are handled where they are (not copied) when
+ * nothing is pending; what is left of an incomplete message waits in s->in. */
+static void process_input(gstream_t *s, const uint8_t *data, size_t len) {
+  if (!s->in.len) {
+    ssize_t used = deframe(s, data, len);
+    if (used < 0 || s->closing) return;
+    if ((size_t)used < len) keep_input(s, data + used, len - (size_t)used);
+    return;
+  }
+  keep_input(s, data, len);
+  ssize_t used = deframe(s, (const uint8_t *)s->in.data, s->in.len);
+  if (used <= 0) return;
+  s->c->in_bytes -= (size_t)used;
+  ig_buf_consume(&s->in, (size_t)used);
 }
 
 /* The client ended its side of the call. */
@@ -367,9 +398,7 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
     fail(s, GS_RESOURCE_EXHAUSTED, "conn_memory", "too much unprocessed input on this connection");
     return 0;
   }
-  ig_buf_append(&s->in, data, len);
-  s->c->in_bytes += len;
-  process_input(s);
+  process_input(s, data, len);
   return 0;
 }
 
@@ -422,11 +451,27 @@ static void on_write(uv_write_t *req, int status) {
   maybe_done(c);
 }
 
-/* Serializes what nghttp2 has to send and writes it. */
+/* What one flush of c will write, about: the streams' queued output (no more than the peer's
+ * connection window lets through) plus DATA frame heads and room for headers and control frames. */
+static size_t flush_estimate(conn_t *c) {
+  size_t n = 0;
+  for (epp_link_t *k = c->streams.next; k != &c->streams; k = k->next) {
+    gstream_t *s = epp_container_of(k, gstream_t, link);
+    n += s->out.len - s->out_off;
+  }
+  int32_t win = nghttp2_session_get_remote_window_size(c->sess);
+  if (win >= 0 && n > (size_t)win) n = (size_t)win;
+  if (n > WRITE_HIGH) n = WRITE_HIGH;
+  return n + n / 16384 * 9 + 1024;
+}
+
+/* Serializes what nghttp2 has to send and writes it. The buffer is sized once from the queued
+ * output, so large bodies are not moved by repeated growth. */
 static void conn_flush(conn_t *c) {
   if (c->closing) return;
   ig_buf_t out;
   ig_buf_init(&out);
+  ig_buf_reserve(&out, flush_estimate(c));
   for (;;) {
     const uint8_t *data;
     ssize_t n = nghttp2_session_mem_send(c->sess, &data);

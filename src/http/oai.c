@@ -252,10 +252,55 @@ static size_t put_utf8(unsigned long cp, char *o) {
   return 4;
 }
 
+/* Decodes the escape sequence at s[0..n) (s[0] == '\\') into tmp (up to 4 bytes). Returns the
+ * number of bytes written to tmp and sets *used to the raw bytes consumed. Surrogate pairs become one
+ * 4-byte UTF-8 sequence; a lone surrogate becomes U+FFFD; malformed escapes (impossible after
+ * skip_string) are copied through. Never reads outside s[0..n). */
+static inline size_t decode_escape(const char *s, size_t n, char tmp[4], size_t *used) {
+  if (n < 2) {
+    tmp[0] = '\\';
+    *used = 1;
+    return 1;
+  }
+  char c = s[1];
+  size_t i = 2;
+  size_t clen = 1;
+  switch (c) {
+  case 'b': tmp[0] = '\b'; break;
+  case 'f': tmp[0] = '\f'; break;
+  case 'n': tmp[0] = '\n'; break;
+  case 'r': tmp[0] = '\r'; break;
+  case 't': tmp[0] = '\t'; break;
+  case 'u': {
+    long cp = n - i >= 4 ? hex4(s + i) : -1;
+    if (cp < 0) {
+      tmp[0] = 'u';
+      break;
+    }
+    i += 4;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      long lo = (n - i >= 6 && s[i] == '\\' && s[i + 1] == 'u') ? hex4(s + i + 2) : -1;
+      if (lo >= 0xDC00 && lo <= 0xDFFF) {
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        i += 6;
+      } else {
+        cp = 0xFFFD;
+      }
+    } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+      cp = 0xFFFD;
+    }
+    clen = put_utf8((unsigned long)cp, tmp);
+    break;
+  }
+  default: tmp[0] = c; break; /* '"', '\\', '/' */
+  }
+  *used = i;
+  return clen;
+}
+
 /* Decodes the raw contents s[0..n) of a JSON string (between the quotes) into out, writing at most
- * cap bytes, and returns the full decoded length (which is never more than n). Surrogate pairs
- * become one 4-byte UTF-8 sequence; a lone surrogate becomes U+FFFD. Never reads outside s[0..n);
- * malformed escapes (impossible after skip_string) are copied through. */
+ * cap bytes, and returns the full decoded length (which is never more than n). Escapes as in
+ * decode_escape. Never reads outside s[0..n). */
 static size_t json_unescape(const char *s, size_t n, char *out, size_t cap) {
   size_t o = 0, i = 0;
   char tmp[4];
@@ -269,47 +314,55 @@ static size_t json_unescape(const char *s, size_t n, char *out, size_t cap) {
       if (i >= n) break;
     }
     /* s[i] == '\\' */
-    const char *chunk = tmp;
-    size_t clen = 1;
-    if (i + 1 >= n) {
-      tmp[0] = '\\';
-      i++;
-    } else {
-      char c = s[i + 1];
-      i += 2;
-      switch (c) {
-      case 'b': tmp[0] = '\b'; break;
-      case 'f': tmp[0] = '\f'; break;
-      case 'n': tmp[0] = '\n'; break;
-      case 'r': tmp[0] = '\r'; break;
-      case 't': tmp[0] = '\t'; break;
-      case 'u': {
-        long cp = n - i >= 4 ? hex4(s + i) : -1;
-        if (cp < 0) {
-          tmp[0] = 'u';
-          break;
-        }
-        i += 4;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          long lo = (n - i >= 6 && s[i] == '\\' && s[i + 1] == 'u') ? hex4(s + i + 2) : -1;
-          if (lo >= 0xDC00 && lo <= 0xDFFF) {
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            i += 6;
-          } else {
-            cp = 0xFFFD;
-          }
-        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          cp = 0xFFFD;
-        }
-        clen = put_utf8((unsigned long)cp, tmp);
-        break;
-      }
-      default: tmp[0] = c; break; /* '"', '\\', '/' */
-      }
-    }
+    size_t used;
+    size_t clen = decode_escape(s + i, n - i, tmp, &used);
+    i += used;
     for (size_t k = 0; k < clen; k++, o++)
-      if (o < cap) out[o] = chunk[k];
+      if (o < cap) out[o] = tmp[k];
   }
+  return o;
+}
+
+/* True when one of the 8 bytes at p is '"' or '\\' (SWAR zero-byte test, exact as a whole). */
+static inline int quote_or_bs8(const unsigned char *p) {
+  uint64_t x;
+  memcpy(&x, p, 8);
+  uint64_t q = x ^ (ONES * '"');
+  uint64_t b = x ^ (ONES * '\\');
+  return ((((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS) != 0;
+}
+
+/* Decodes the JSON string whose raw contents start at *pp (just after the opening quote; the string
+ * was validated by skip_string and closes before end) into out, at most cap bytes. Stops at the
+ * closing quote (*closed = 1, *pp after it) or once cap bytes are written (*closed = 0; the last
+ * escape may be cut inside its UTF-8 bytes, exactly where a truncation of the full decoding would
+ * cut). Returns the bytes written. Only the part of the string that is decoded is read. */
+static size_t unescape_prefix(const char **pp, const char *end, char *out, size_t cap, int *closed) {
+  const char *p = *pp;
+  size_t o = 0;
+  char tmp[4];
+  *closed = 0;
+  while (o < cap && p < end) {
+    size_t room = cap - o;
+    const char *q = p, *lim = (size_t)(end - p) < room ? end : p + room;
+    while (lim - q >= 8 && !quote_or_bs8((const unsigned char *)q)) q += 8;
+    while (q < lim && *q != '"' && *q != '\\') q++;
+    memcpy(out + o, p, (size_t)(q - p));
+    o += (size_t)(q - p);
+    p = q;
+    if (o == cap || p >= end) break;
+    if (*p == '"') {
+      *closed = 1;
+      p++;
+      break;
+    }
+    size_t used;
+    size_t clen = decode_escape(p, (size_t)(end - p), tmp, &used);
+    p += used;
+    for (size_t k = 0; k < clen && o < cap; k++)
+      out[o++] = tmp[k];
+  }
+  *pp = p;
   return o;
 }
 
@@ -589,11 +642,34 @@ size_t ig_oai_count_tokens(const char *text, size_t len) {
 typedef struct {
   ig_buf_t *out;
   int pieces;
+  int limited; /* at most `left` more bytes are appended */
+  size_t left;
 } text_sink_t;
 
-/* Appends one JSON string (it->p at the opening quote) as a text piece, "\n"-separated. */
+#define TEXT_FULL 1 /* the limit was reached: stop walking (not an error) */
+
+/* Appends one JSON string (*pp at the opening quote) as a text piece, "\n"-separated. With a limit,
+ * decodes only what fits and returns TEXT_FULL once the limit is reached. */
 static int append_piece(text_sink_t *ts, const char **pp, const char *end) {
   const char *s = *pp;
+  if (ts->limited) {
+    if (ts->pieces++) {
+      if (!ts->left) return TEXT_FULL;
+      ig_buf_append(ts->out, "\n", 1);
+      ts->left--;
+    }
+    if (!ts->left) return TEXT_FULL;
+    size_t room = (size_t)(end - s) < ts->left ? (size_t)(end - s) : ts->left; /* decoded <= raw */
+    ig_buf_reserve(ts->out, room);
+    int closed;
+    *pp = s + 1;
+    size_t n = unescape_prefix(pp, end, ts->out->data + ts->out->len, room, &closed);
+    ts->out->len += n;
+    ts->out->data[ts->out->len] = '\0';
+    ts->left -= n;
+    if (closed) return 0;
+    return ts->left ? IG_EPARSE : TEXT_FULL;
+  }
   int rc = skip_string(pp, end);
   if (rc) return rc;
   if (ts->pieces++) ig_buf_append(ts->out, "\n", 1);
@@ -633,25 +709,26 @@ static int append_content_parts(text_sink_t *ts, const char **pp, const char *en
   return 0;
 }
 
-int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, ig_buf_t *out) {
+/* The walk behind ig_oai_prompt_text and ig_oai_prompt_text_max (ts carries the limit). Returns 0,
+ * TEXT_FULL or a negative code. */
+static int prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, text_sink_t *ts) {
   if (!scan) return IG_EINVAL;
   if (scan->prompt_kind == IG_OAI_PROMPT_NONE) return 0;
   if (scan->prompt_off > len || scan->prompt_len > len - scan->prompt_off || scan->prompt_len == 0)
     return IG_EINVAL;
   const char *p = body + scan->prompt_off, *end = p + scan->prompt_len;
-  text_sink_t ts = {out, 0};
   jiter_t arr, obj;
   const char *k = NULL;
   size_t kn = 0;
   int rc;
 
-  if (scan->prompt_kind == IG_OAI_PROMPT_TEXT && *p == '"') return append_piece(&ts, &p, end);
+  if (scan->prompt_kind == IG_OAI_PROMPT_TEXT && *p == '"') return append_piece(ts, &p, end);
   if ((rc = iter_open(&arr, p, end))) return rc;
   while ((rc = iter_next(&arr, &k, &kn)) == 1) {
     if (scan->prompt_kind == IG_OAI_PROMPT_TEXT) {
       /* prompt array: strings are prompts; token-id arrays carry no text */
       if (*arr.p == '"')
-        rc = append_piece(&ts, &arr.p, end);
+        rc = append_piece(ts, &arr.p, end);
       else
         rc = skip_value(&arr.p, end, 2);
       if (rc) return rc;
@@ -667,11 +744,11 @@ int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, i
       if (!seen && key_is(k, kn, "content")) {
         seen = 1;
         if (*obj.p == '"') {
-          if ((rc = append_piece(&ts, &obj.p, end))) return rc;
+          if ((rc = append_piece(ts, &obj.p, end))) return rc;
           continue;
         }
         if (*obj.p == '[') {
-          if ((rc = append_content_parts(&ts, &obj.p, end))) return rc;
+          if ((rc = append_content_parts(ts, &obj.p, end))) return rc;
           continue;
         }
       }
@@ -681,6 +758,17 @@ int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, i
     arr.p = obj.p;
   }
   return rc < 0 ? rc : 0;
+}
+
+int ig_oai_prompt_text(const char *body, size_t len, const ig_oai_req_t *scan, ig_buf_t *out) {
+  text_sink_t ts = {out, 0, 0, 0};
+  return prompt_text(body, len, scan, &ts);
+}
+
+int ig_oai_prompt_text_max(const char *body, size_t len, const ig_oai_req_t *scan, size_t max, ig_buf_t *out) {
+  text_sink_t ts = {out, 0, 1, max};
+  int rc = prompt_text(body, len, scan, &ts);
+  return rc == TEXT_FULL ? 0 : rc;
 }
 
 static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }

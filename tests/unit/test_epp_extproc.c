@@ -287,6 +287,60 @@ static void test_full_duplex_streamed(void **state) {
   epp_stream_end(&E, &s);
 }
 
+/* A body in chunks after request headers with a content-length (right, too small, too large,
+ * garbage): the body buffer is sized from it, and the body comes back whole and unchanged. */
+static void test_chunks_content_length(void **state) {
+  (void)state;
+  static const char *clens[] = {NULL, "exact", "10", "299999", "12x", "99999999999999999999"};
+  ig_buf_t body;
+  ig_buf_init(&body);
+  ig_buf_puts(&body, "{\"model\":\"m\",\"prompt\":\"");
+  while (body.len < 100000)
+    ig_buf_puts(&body, "abc\\n\\u00e9 ");
+  ig_buf_puts(&body, "\"}");
+  char exact[32];
+  snprintf(exact, sizeof exact, "%zu", body.len);
+  for (size_t t = 0; t < sizeof clens / sizeof clens[0]; t++) {
+    epp_stream_t s;
+    epp_stream_init(&s);
+    req_t r;
+    resps_t rs = {0};
+    req_headers(&r, 0, EPP_MODE_FULL_DUPLEX);
+    epp_hv_t hv;
+    epp_hv_t *hvp[1] = {&hv};
+    envoy__config__core__v3__header_value__init(&hv);
+    const char *cl = clens[t] && !strcmp(clens[t], "exact") ? exact : clens[t];
+    if (cl) {
+      hv.key = "content-length";
+      hv.raw_value.data = (uint8_t *)cl;
+      hv.raw_value.len = strlen(cl);
+      r.map.headers = hvp;
+      r.map.n_headers = 1;
+    }
+    run(&s, &r.rq, &rs);
+    assert_int_equal(rs.n, 0);
+    size_t off = 0, step = 7000 + 3000 * t;
+    while (off < body.len) {
+      size_t n = body.len - off < step ? body.len - off : step;
+      req_body(&r, 0, body.data + off, n, off + n == body.len);
+      run(&s, &r.rq, &rs);
+      off += n;
+    }
+    assert_true(rs.n >= 2);
+    ig_buf_t got;
+    ig_buf_init(&got);
+    for (size_t i = 1; i < rs.n; i++)
+      ig_buf_append(&got, common_of(rs.r[i])->body_mutation->streamed_response->body.data,
+                    common_of(rs.r[i])->body_mutation->streamed_response->body.len);
+    assert_int_equal(got.len, body.len);
+    assert_memory_equal(got.data, body.data, body.len);
+    ig_buf_free(&got);
+    resps_free(&rs);
+    epp_stream_end(&E, &s);
+  }
+  ig_buf_free(&body);
+}
+
 static void test_buffered_rewrite(void **state) {
   (void)state;
   epp_stream_t s;
@@ -621,6 +675,7 @@ int main(void) {
       cmocka_unit_test(test_framing),
       cmocka_unit_test_setup_teardown(test_headers_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_full_duplex_streamed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chunks_content_length, setup, teardown),
       cmocka_unit_test_setup_teardown(test_buffered_rewrite, setup, teardown),
       cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
       cmocka_unit_test(test_default_model),

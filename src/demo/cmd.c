@@ -103,8 +103,11 @@ typedef struct {
   unsigned long seed;
   int keep_going;
   int verbose;
-  const char *only;    /* --targets id,id */
-  double rate_per_pod; /* simulated requests per second per pod */
+  const char *only;      /* --targets id,id */
+  double rate_per_pod;   /* simulated requests per second per pod */
+  double opt_time_scale; /* --time-scale, 0 = the mode's */
+  int opt_groups;        /* --groups (shared-prefix), 0 = the mode's */
+  const char *opt_slo;   /* --slo, in simulated time; NULL = the workload's default */
   /* derived */
   char self[PATH_MAX];
   char work[PATH_MAX];
@@ -112,6 +115,8 @@ typedef struct {
   argv_t sim_args;  /* after "sim --pods N --base-port P" */
   argv_t load_args; /* after "bench --url U" */
   double time_scale;
+  ig_demo_slo_t slo;  /* in simulated ms; the bench gets it divided by time_scale */
+  char slo_text[160]; /* the SLO in words, wall and simulated */
   long requests;
   double rate;
   /* live children */
@@ -121,8 +126,8 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: infergate demo [--quick|--full] [--pods N] [--workload W] [--report PATH] [--json PATH]\n"
-          "                      [--seed S] [--rate-per-pod R] [--keep-going] [--targets ID,ID...]\n"
-          "                      [--verbose]\n"
+          "                      [--seed S] [--rate-per-pod R] [--time-scale X] [--groups G] [--slo SPEC]\n"
+          "                      [--keep-going] [--targets ID,ID...] [--verbose]\n"
           "\n"
           "Runs simulated vLLM pods, puts each target in front of FRESH pods in turn and sends the same\n"
           "seeded load through it with infergate bench; prints a side-by-side table and writes a\n"
@@ -135,8 +140,15 @@ static void usage(FILE *f) {
           "  --report PATH        HTML report (default ./infergate-demo.html)\n"
           "  --json PATH          also write every target's bench summary and cache counters as JSON\n"
           "  --seed S             seed of the load and the pods (default 1)\n"
-          "  --rate-per-pod R     offered load: R requests per simulated second per pod (default 2;\n"
-          "                       criticality offers 1.5 times more, to overload the pods)\n"
+          "  --rate-per-pod R     offered load: R requests per simulated second per pod (default:\n"
+          "                       shared-prefix 6 (--full 4), about 80%% of what round robin sustains on\n"
+          "                       these pods; other workloads and --quick 2; criticality offers 1.5 times\n"
+          "                       more, to overload the pods)\n"
+          "  --time-scale X       pods run simulated time X times faster than wall time (default 2;\n"
+          "                       --full 1); the load's rate follows\n"
+          "  --groups G           shared-prefix groups of 16 prompts (default 64; --quick 8 groups of 4)\n"
+          "  --slo SPEC           goodput objectives in simulated GPU time, e.g. ttft=500ms,tpot=50ms\n"
+          "                       (the default; us, ms or s), divided by the time scale for the bench\n"
           "  --keep-going         a target that fails is reported and the others still run\n"
           "  --targets LIST       only these targets (ids below)\n"
           "  --verbose            print the child command lines\n"
@@ -481,11 +493,19 @@ out:
 /* Fills the sim and bench arguments for the mode and workload. */
 static void plan(demo_t *d) {
   int quick = !strcmp(d->mode, "quick"), full = !strcmp(d->mode, "full");
-  int groups = quick ? 8 : full ? 64 : 16, per = quick ? 4 : 16;
+  /* shared-prefix: DESIGN.md's 64 groups x 16 prompts (2048-token system prompt, 128-token question),
+   * with shorter outputs outside --full so that six targets fit in about a minute */
+  int groups = d->opt_groups > 0 ? d->opt_groups : quick ? 8 : 64, per = quick ? 4 : 16;
   int sys = quick ? 1024 : 2048, out = quick ? 32 : full ? 128 : 64, kv = quick ? 1200 : 3000;
-  d->time_scale = full ? 1 : 2;
+  d->time_scale = d->opt_time_scale > 0 ? d->opt_time_scale : full ? 1 : 2;
   d->requests = (long)groups * per;
-  /* by default about 2 requests per simulated second per pod: busy enough that routing matters */
+  /* Default load. shared-prefix: about 80% of what round robin sustains on these pods (measured ~7.3
+   * requests per simulated second per pod with 64 output tokens, ~5.2 with --full's 128: most requests
+   * it sends land on a pod without the group's prefix and cost a 2,176-token prefill), so prefill
+   * queueing shows but no target is overloaded: 6, --full 4. Otherwise (and --quick, a smoke test) 2:
+   * busy enough that routing matters. See docs/benchmarks.md. */
+  if (!(d->rate_per_pod > 0))
+    d->rate_per_pod = quick || strcmp(d->workload, "shared-prefix") ? 2.0 : full ? 4.0 : 6.0;
   double sim_rate = d->rate_per_pod * d->pods;
   if (!strcmp(d->workload, "criticality")) sim_rate *= 1.5; /* overload, so that Sheddable gets shed */
   d->rate = sim_rate * d->time_scale;
@@ -517,6 +537,42 @@ static void plan(demo_t *d) {
   av_pushf(l, "--rate=%g", d->rate);
   av_pushf(l, "--seed=%lu", d->seed);
   av_push(l, "--timeout=60");
+
+  /* goodput objectives: simulated GPU time, the same for every workload for now (a TTFT a chat user
+   * accepts and a reading-speed TPOT), measured in wall time, so divided by the time scale */
+  static const struct {
+    const char *workload, *slo;
+  } slos[] = {{"shared-prefix", "ttft=500ms,tpot=50ms"},
+              {"sharegpt", "ttft=500ms,tpot=50ms"},
+              {"lora-mix", "ttft=500ms,tpot=50ms"},
+              {"criticality", "ttft=500ms,tpot=50ms"}};
+  const char *spec = d->opt_slo;
+  for (size_t i = 0; !spec && i < sizeof slos / sizeof slos[0]; i++)
+    if (!strcmp(slos[i].workload, d->workload)) spec = slos[i].slo;
+  if (!spec || ig_demo_slo_parse(spec, &d->slo) != 0) memset(&d->slo, 0, sizeof d->slo); /* checked before */
+  if (d->slo.ttft_ms > 0 || d->slo.tpot_ms > 0 || d->slo.e2e_ms > 0) {
+    ig_buf_t b;
+    ig_buf_init(&b);
+    ig_buf_puts(&b, "--slo=");
+    ig_demo_slo_format(&b, &d->slo, d->time_scale);
+    av_push(l, b.data);
+    /* in words: wall limits, then the simulated ones they stand for */
+    ig_buf_reset(&b);
+    const char *names[3] = {"TTFT", "TPOT", "E2E"};
+    double v[3] = {d->slo.ttft_ms, d->slo.tpot_ms, d->slo.e2e_ms};
+    const char *sep = "";
+    for (int i = 0; i < 3; i++)
+      if (v[i] > 0) ig_buf_printf(&b, "%s%s <= %g ms", sep, names[i], v[i] / d->time_scale), sep = ", ";
+    if (d->time_scale != 1) {
+      ig_buf_puts(&b, " wall (simulated ");
+      sep = "";
+      for (int i = 0; i < 3; i++)
+        if (v[i] > 0) ig_buf_printf(&b, "%s%g ms", sep, v[i]), sep = " / ";
+      ig_buf_printf(&b, " at time scale %g)", d->time_scale);
+    }
+    snprintf(d->slo_text, sizeof d->slo_text, "%s", b.data);
+    ig_buf_free(&b);
+  }
 }
 
 static void cpu_model(char *out, size_t cap) {
@@ -559,7 +615,8 @@ static int parse_args(demo_t *d, int argc, char **argv) {
     snprintf(name, sizeof name, "%.*s", (int)(nl < sizeof name - 1 ? nl : sizeof name - 1), a);
     int takes = !strcmp(name, "--pods") || !strcmp(name, "--workload") || !strcmp(name, "--report") ||
                 !strcmp(name, "--json") || !strcmp(name, "--seed") || !strcmp(name, "--targets") ||
-                !strcmp(name, "--rate-per-pod");
+                !strcmp(name, "--rate-per-pod") || !strcmp(name, "--time-scale") ||
+                !strcmp(name, "--groups") || !strcmp(name, "--slo");
     if (takes) {
       if (eq && nl == strlen(name))
         v = eq + 1;
@@ -611,6 +668,30 @@ static int parse_args(demo_t *d, int argc, char **argv) {
         return IG_EINVAL;
       }
       d->rate_per_pod = x;
+    } else if (!strcmp(name, "--time-scale")) {
+      double x = strtod(v, &end);
+      if (*end || end == v || !(x >= 0.1 && x <= 100)) {
+        fprintf(stderr, "infergate demo: --time-scale wants a number in [0.1, 100], got '%s'\n", v);
+        return IG_EINVAL;
+      }
+      d->opt_time_scale = x;
+    } else if (!strcmp(name, "--groups")) {
+      long g = strtol(v, &end, 10);
+      if (*end || end == v || g < 1 || g > 4096) {
+        fprintf(stderr, "infergate demo: --groups wants 1..4096, got '%s'\n", v);
+        return IG_EINVAL;
+      }
+      d->opt_groups = (int)g;
+    } else if (!strcmp(name, "--slo")) {
+      ig_demo_slo_t tmp;
+      if (ig_demo_slo_parse(v, &tmp) != 0) {
+        fprintf(stderr,
+                "infergate demo: --slo wants ttft=T,tpot=T,e2e=T (any of them, T > 0 in us, ms or s), got "
+                "'%s'\n",
+                v);
+        return IG_EINVAL;
+      }
+      d->opt_slo = v;
     } else if (!strcmp(name, "--targets")) {
       d->only = v;
     } else if (!strcmp(name, "--seed")) {
@@ -651,7 +732,7 @@ int ig_cmd_demo(int argc, char **argv) {
   d.workload = "shared-prefix";
   d.report = "infergate-demo.html";
   d.seed = 1;
-  d.rate_per_pod = 2.0;
+  d.rate_per_pod = 0; /* plan() picks the workload's default */
   int prc = parse_args(&d, argc, argv);
   if (prc) return prc > 0 ? 0 : 2;
   if (d.pods < 0) d.pods = !strcmp(d.mode, "quick") ? 4 : 8;
@@ -748,6 +829,8 @@ int ig_cmd_demo(int argc, char **argv) {
         "(latencies: wall ms; pods ran simulated time x%g; prefix hit = cached / queried prompt tokens over "
         "the pods; ratio vs %s)\n",
         d.time_scale, rows[base].name);
+  if (d.slo_text[0])
+    printf("(goodput: successful requests/s meeting %s; in parentheses, %% of requests sent)\n", d.slo_text);
   ig_buf_reset(&b);
 
   /* the report */
@@ -778,6 +861,7 @@ int ig_cmd_demo(int argc, char **argv) {
                          .nproc = nproc,
                          .pods = d.pods,
                          .time_scale = d.time_scale,
+                         .slo = d.slo_text[0] ? d.slo_text : NULL,
                          .date = date};
   ig_demo_html(&b, &meta, rows, n, base);
   if (write_file(d.report, b.data, b.len) != 0) {
@@ -799,6 +883,11 @@ int ig_cmd_demo(int argc, char **argv) {
     json_object_set_new(root, "rate_per_pod", json_real(d.rate_per_pod));
     json_object_set_new(root, "rate", json_real(d.rate));
     json_object_set_new(root, "requests", json_integer(d.requests));
+    json_object_set_new(root, "slo_simulated_ms",
+                        json_pack("{s:o,s:o,s:o}", "ttft",
+                                  d.slo.ttft_ms > 0 ? json_real(d.slo.ttft_ms) : json_null(), "tpot",
+                                  d.slo.tpot_ms > 0 ? json_real(d.slo.tpot_ms) : json_null(), "e2e",
+                                  d.slo.e2e_ms > 0 ? json_real(d.slo.e2e_ms) : json_null()));
     json_object_set_new(root, "sim_args", av_json(&d.sim_args));
     json_object_set_new(root, "bench_args", av_json(&d.load_args));
     json_object_set_new(root, "nproc", json_integer(nproc));

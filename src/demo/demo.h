@@ -18,6 +18,8 @@ typedef struct {
   long completed, failed, shed, sent;
   double ttft_p50, ttft_p90, ttft_p99, tpot_p90, e2e_p90;
   double req_s, tok_s, duration_s;
+  int have_goodput;                 /* the bench ran with an SLO */
+  double goodput, goodput_fraction; /* requests/s meeting it, and the fraction of requests sent */
   double cache_hits, cache_queries; /* summed over the pods; queries 0 = unknown */
   double *ttft;                     /* successful requests' TTFT in ms, sorted ascending (owned) */
   size_t n_ttft;
@@ -39,6 +41,18 @@ double ig_demo_hit_pct(const ig_demo_result_t *r);
  * Prometheus text exposition. Returns 0 when both counters were present, IG_ENOENT otherwise (the
  * sums then hold whatever was found). */
 int ig_demo_parse_prefix_counters(const char *text, size_t len, double *hits, double *queries);
+
+/* Request-level objectives in ms (<= 0: not set), as `infergate bench --slo` takes them. */
+typedef struct {
+  double ttft_ms, tpot_ms, e2e_ms;
+} ig_demo_slo_t;
+
+/* Parses "ttft=250ms,tpot=25ms,e2e=10s" (a non-empty subset, any order; units us, ms (bare number),
+ * s; each value finite and > 0, each key at most once). Returns 0 or IG_EINVAL. */
+int ig_demo_slo_parse(const char *s, ig_demo_slo_t *out);
+/* Writes the SLO in bench syntax ("ttft=250ms,tpot=25ms") with every limit divided by scale (the
+ * pods' time scale: simulated ms -> wall ms). */
+void ig_demo_slo_format(ig_buf_t *b, const ig_demo_slo_t *slo, double scale);
 
 /* A linear axis from 0: a "nice" maximum (1, 2 or 5 times a power of ten multiple of step) covering
  * max, split into ticks of step. max <= 0 or NaN gives the axis [0, 1]. */
@@ -75,6 +89,7 @@ typedef struct {
   int nproc;
   int pods;
   double time_scale;
+  const char *slo; /* the goodput objectives in words, or NULL */
   const char *date;
 } ig_demo_meta_t;
 

@@ -40,6 +40,9 @@ int ig_demo_result_from_json(ig_demo_result_t *r, const json_t *root) {
   r->ttft_p99 = pct(sum, "ttft_ms", "p99");
   r->tpot_p90 = pct(sum, "tpot_ms", "p90");
   r->e2e_p90 = pct(sum, "e2e_ms", "p90");
+  r->have_goodput = json_is_number(json_object_get(sum, "goodput"));
+  r->goodput = num(sum, "goodput");
+  r->goodput_fraction = num(sum, "goodput_fraction");
   json_decref(r->summary);
   r->summary = json_deep_copy(sum);
 
@@ -81,6 +84,63 @@ void ig_demo_result_free(ig_demo_result_t *r) {
 
 double ig_demo_hit_pct(const ig_demo_result_t *r) {
   return r->cache_queries > 0 ? 100.0 * r->cache_hits / r->cache_queries : -1.0;
+}
+
+int ig_demo_slo_parse(const char *s, ig_demo_slo_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!s || !*s) return IG_EINVAL;
+  const char *p = s;
+  for (;;) {
+    const char *eq = strchr(p, '=');
+    if (!eq) return IG_EINVAL;
+    size_t kl = (size_t)(eq - p);
+    double *dst = kl == 4 && !memcmp(p, "ttft", 4)   ? &out->ttft_ms
+                  : kl == 4 && !memcmp(p, "tpot", 4) ? &out->tpot_ms
+                  : kl == 3 && !memcmp(p, "e2e", 3)  ? &out->e2e_ms
+                                                     : NULL;
+    if (!dst || *dst > 0) return IG_EINVAL; /* unknown or repeated key */
+    const char *v = eq + 1;
+    if (!(*v >= '0' && *v <= '9') && *v != '.') return IG_EINVAL; /* no sign, no blank, no "inf" */
+    size_t span = strspn(v, "0123456789.");
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || end != v + span) return IG_EINVAL; /* plain decimals only: no hex, no exponent */
+    if (!strncmp(end, "us", 2))
+      x /= 1000.0, end += 2;
+    else if (!strncmp(end, "ms", 2))
+      end += 2;
+    else if (*end == 's')
+      x *= 1000.0, end += 1;
+    if (!(x > 0) || !(x <= 1e9)) return IG_EINVAL; /* up to ~11 days; rejects inf and NaN */
+    *dst = x;
+    if (*end == '\0') return 0;
+    if (*end != ',') return IG_EINVAL;
+    p = end + 1;
+  }
+}
+
+void ig_demo_slo_format(ig_buf_t *b, const ig_demo_slo_t *slo, double scale) {
+  if (!(scale > 0)) scale = 1;
+  const char *sep = "";
+  const char *keys[3] = {"ttft", "tpot", "e2e"};
+  double vals[3] = {slo->ttft_ms, slo->tpot_ms, slo->e2e_ms};
+  for (int i = 0; i < 3; i++) {
+    if (!(vals[i] > 0)) continue;
+    /* plain decimals (the bench takes no exponents): ms with up to 3 decimals, or whole us below 1 ms */
+    double ms = vals[i] / scale;
+    if (ms >= 1) {
+      char num[64];
+      int k = snprintf(num, sizeof num, "%.3f", ms);
+      while (k > 0 && num[k - 1] == '0')
+        num[--k] = '\0';
+      if (k > 0 && num[k - 1] == '.') num[--k] = '\0';
+      ig_buf_printf(b, "%s%s=%sms", sep, keys[i], num);
+    } else {
+      double us = round(ms * 1000.0);
+      ig_buf_printf(b, "%s%s=%.0fus", sep, keys[i], us < 1 ? 1.0 : us);
+    }
+    sep = ",";
+  }
 }
 
 /* Matches a sample line of metric `name` (followed by '{' or a blank); returns its value's start. */
@@ -178,10 +238,10 @@ void ig_demo_html_escape(ig_buf_t *b, const char *s) {
 /* ---------------------------------------------------------------- table */
 
 /* The cells of one row, as strings, shared by the text and HTML tables. */
-#define NCOLS 11
-static const char *const col_names[NCOLS] = {"target",       "completed",  "errors+shed",     "TTFT p50",
-                                             "TTFT p90",     "TPOT p90",   "E2E p90",         "req/s",
-                                             "output tok/s", "prefix hit", "TTFT p90 vs base"};
+#define NCOLS 12
+static const char *const col_names[NCOLS] = {"target",   "completed",    "errors+shed", "TTFT p50",
+                                             "TTFT p90", "TPOT p90",     "E2E p90",     "req/s",
+                                             "goodput",  "output tok/s", "prefix hit",  "TTFT p90 vs base"};
 
 static void row_cells(const ig_demo_result_t *rows, size_t i, size_t n, size_t base, char cells[NCOLS][48]) {
   const ig_demo_result_t *r = &rows[i];
@@ -200,16 +260,21 @@ static void row_cells(const ig_demo_result_t *rows, size_t i, size_t n, size_t b
   snprintf(cells[5], 48, "%.2f ms", r->tpot_p90);
   snprintf(cells[6], 48, "%.0f ms", r->e2e_p90);
   snprintf(cells[7], 48, "%.2f", r->req_s);
-  snprintf(cells[8], 48, "%.0f", r->tok_s);
+  /* goodput: requests/s meeting the SLO, and the share of requests sent that did */
+  if (r->have_goodput)
+    snprintf(cells[8], 48, "%.2f (%.0f%%)", r->goodput, 100.0 * r->goodput_fraction);
+  else
+    snprintf(cells[8], 48, "-");
+  snprintf(cells[9], 48, "%.0f", r->tok_s);
   double hit = ig_demo_hit_pct(r);
   if (hit >= 0)
-    snprintf(cells[9], 48, "%.1f%%", hit);
-  else
-    snprintf(cells[9], 48, "-");
-  if (base < n && rows[base].ran && rows[base].ttft_p90 > 0 && r->completed > 0)
-    snprintf(cells[10], 48, "%.2fx", r->ttft_p90 / rows[base].ttft_p90);
+    snprintf(cells[10], 48, "%.1f%%", hit);
   else
     snprintf(cells[10], 48, "-");
+  if (base < n && rows[base].ran && rows[base].ttft_p90 > 0 && r->completed > 0)
+    snprintf(cells[11], 48, "%.2fx", r->ttft_p90 / rows[base].ttft_p90);
+  else
+    snprintf(cells[11], 48, "-");
 }
 
 void ig_demo_table_text(ig_buf_t *b, const ig_demo_result_t *rows, size_t n, size_t base) {
@@ -466,7 +531,13 @@ void ig_demo_html(ig_buf_t *b, const ig_demo_meta_t *m, const ig_demo_result_t *
                   m->time_scale, m->time_scale);
   ig_buf_puts(b,
               ". errors+shed: failed requests + requests answered 429. prefix hit: prefix-cache hit tokens / "
-              "queried tokens, summed over the pods' <code>vllm:prefix_cache_*</code> counters.</p>\n");
+              "queried tokens, summed over the pods' <code>vllm:prefix_cache_*</code> counters.");
+  if (m->slo) {
+    ig_buf_puts(b, " goodput: successful requests per second that met every objective (");
+    ig_demo_html_escape(b, m->slo);
+    ig_buf_puts(b, "), and in parentheses their share of the requests sent.");
+  }
+  ig_buf_puts(b, "</p>\n");
   ig_demo_svg_cdf(b, rows, n, 960, 420);
   ig_demo_svg_throughput(b, rows, n, 960, 360, 0);
   ig_buf_puts(b, "<h2>Run</h2>\n<table class=\"meta\">\n");

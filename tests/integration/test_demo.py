@@ -67,18 +67,23 @@ def test_quick_table_and_json(quick_run):
     for sanitizer in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
         assert sanitizer not in out, out[-4000:]
     table = out[out.index("\ntarget "):]
-    for col in ("completed", "errors+shed", "TTFT p50", "TTFT p90", "TPOT p90", "E2E p90", "req/s",
+    for col in ("completed", "errors+shed", "TTFT p50", "TTFT p90", "TPOT p90", "E2E p90", "req/s", "goodput",
                 "output tok/s", "prefix hit", "TTFT p90 vs base"):
         assert col in table.splitlines()[1], table
+    # the SLO the goodput column counts against, under the table: 500 ms / 50 ms simulated at x2
+    assert "(goodput: successful requests/s meeting TTFT <= 250 ms, TPOT <= 25 ms wall" in table, table
     for tid in expected_ids():
         row = [line for line in table.splitlines() if line.startswith(NAMES[tid] + " ")]
         assert len(row) == 1, f"no row for {tid}:\n{table}"
         assert re.search(r"\d+\.\d\dx\s*$", row[0]), row[0]  # a ratio against the baseline
+        assert re.search(r"\s\d+\.\d\d \(\d+%\)\s", row[0]), row[0]  # goodput (share of requests sent)
 
     doc = json.load(open(js))
     assert [t["id"] for t in doc["targets"]] == expected_ids()
     assert doc["baseline"] == ("nginx-rr" if NGINX else "infergate-rr")
     assert doc["mode"] == "quick" and doc["workload"] == "shared-prefix" and doc["pods"] == 4
+    assert doc["slo_simulated_ms"] == {"ttft": 500.0, "tpot": 50.0, "e2e": None}
+    assert "--slo=ttft=250ms,tpot=25ms" in doc["bench_args"]
     for t in doc["targets"]:
         assert t["ran"] and t["error"] is None, t
         s = t["summary"]
@@ -89,6 +94,9 @@ def test_quick_table_and_json(quick_run):
         assert t["prefix_cache"]["queries"] > 0, t
         assert 0 <= t["prefix_cache"]["hit_rate"] <= 1
         assert t["ttft_p90_ratio"] > 0
+        assert s["slo"]["ttft_ms"] == pytest.approx(250) and s["slo"]["tpot_ms"] == pytest.approx(25)
+        assert 0 <= s["goodput_requests"] <= s["completed"]
+        assert 0 <= s["goodput_fraction"] <= 1 and s["goodput"] >= 0
     base = next(t for t in doc["targets"] if t["id"] == doc["baseline"])
     assert base["ttft_p90_ratio"] == pytest.approx(1.0)
 
@@ -102,6 +110,7 @@ def test_quick_report_is_self_contained(quick_run):
     assert html.count("<polyline") == 2 * len(expected_ids())
     for tid in expected_ids():
         assert f'id="row-{tid}"' in html
+    assert "<th>goodput</th>" in html and "TTFT &lt;= 250 ms" in html
     for external in ("<script", "<link", " src=", "url(http", "@import"):
         assert external not in html
 
@@ -140,7 +149,8 @@ def test_quick_report_renders_in_chromium(quick_run, tmp_path):
 
 def test_bad_usage(infergate_bin):
     for args in (["--workload", "nope"], ["--pods", "0"], ["--pods"], ["--targets", "apache"],
-                 ["--frobnicate"], ["--seed", "-1"]):
+                 ["--frobnicate"], ["--seed", "-1"], ["--slo", "ttft=fast"], ["--slo", "ttft=0"],
+                 ["--slo="], ["--time-scale", "0"], ["--groups", "0"], ["--rate-per-pod", "-1"]):
         r = subprocess.run([infergate_bin, "demo", *args], capture_output=True, text=True, timeout=30 * SLOW,
                            env=run_env())
         assert r.returncode == 2, (args, r.stderr)

@@ -14,7 +14,8 @@ static const char *bench_doc =
     "{\"summary\": {\"completed\": 3, \"failed\": 1, \"shed\": 2, \"requests_sent\": 6,"
     " \"request_throughput\": 1.5, \"output_throughput\": 99.5, \"duration_s\": 2.0,"
     " \"ttft_ms\": {\"p50\": 20.0, \"p90\": 40.0, \"p99\": 50.0},"
-    " \"tpot_ms\": {\"p90\": 5.25}, \"e2e_ms\": {\"p90\": 300.0}},"
+    " \"tpot_ms\": {\"p90\": 5.25}, \"e2e_ms\": {\"p90\": 300.0},"
+    " \"goodput\": 1.25, \"goodput_fraction\": 0.5},"
     " \"requests\": ["
     "  {\"id\": 0, \"ok\": true, \"start_ms\": 0.0, \"ttft_ms\": 40.0, \"e2e_ms\": 1000.0},"
     "  {\"id\": 1, \"ok\": false, \"start_ms\": 5.0, \"ttft_ms\": null, \"e2e_ms\": null},"
@@ -41,6 +42,7 @@ static void test_result_from_json(void **state) {
   assert_int_equal(r.failed, 1);
   assert_int_equal(r.shed, 2);
   assert_true(r.ttft_p90 == 40.0 && r.tpot_p90 == 5.25 && r.e2e_p90 == 300.0 && r.tok_s == 99.5);
+  assert_true(r.have_goodput && r.goodput == 1.25 && r.goodput_fraction == 0.5);
   /* only successful requests, sorted */
   assert_int_equal(r.n_ttft, 3);
   assert_true(r.ttft[0] == 10.0 && r.ttft[1] == 20.0 && r.ttft[2] == 40.0);
@@ -105,6 +107,13 @@ static void test_escape(void **state) {
   ig_buf_free(&b);
 }
 
+static size_t count(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
 static void test_table_text(void **state) {
   (void)state;
   ig_demo_result_t rows[3];
@@ -126,6 +135,8 @@ static void test_table_text(void **state) {
   assert_non_null(strstr(b.data, "25.0%"));
   assert_non_null(strstr(b.data, "1+2")); /* failed+shed */
   assert_non_null(strstr(b.data, "did not run"));
+  assert_non_null(strstr(b.data, "goodput"));
+  assert_non_null(strstr(b.data, "1.25 (50%)"));
   /* header + 3 rows, every line the same width */
   int lines = 0;
   size_t w = 0;
@@ -138,6 +149,14 @@ static void test_table_text(void **state) {
     p = nl + 1;
   }
   assert_int_equal(lines, 4);
+  /* a run without an SLO (goodput null): a dash, not 0 */
+  json_t *nogp = json_loads("{\"summary\": {\"completed\": 1, \"goodput\": null}}", 0, NULL);
+  assert_int_equal(ig_demo_result_from_json(&rows[1], nogp), 0);
+  json_decref(nogp);
+  assert_false(rows[1].have_goodput);
+  ig_buf_reset(&b);
+  ig_demo_table_text(&b, rows, 2, 2);
+  assert_int_equal(count(b.data, "1.25 (50%)"), 1); /* the first row only */
   /* no baseline: the ratio column is a dash */
   ig_buf_reset(&b);
   ig_demo_table_text(&b, rows, 2, 2);
@@ -145,13 +164,6 @@ static void test_table_text(void **state) {
   ig_buf_free(&b);
   for (int i = 0; i < 3; i++)
     ig_demo_result_free(&rows[i]);
-}
-
-static size_t count(const char *hay, const char *needle) {
-  size_t n = 0;
-  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-    n++;
-  return n;
 }
 
 static void test_svg(void **state) {
@@ -201,8 +213,12 @@ static void test_html(void **state) {
   ig_demo_result_t rows[2];
   load(&rows[0], "a", "A", bench_doc);
   load(&rows[1], "b", "B", bench_doc);
-  ig_demo_meta_t m = {
-      .title = "t", .command = "infergate demo --x '<y>'", .nproc = 2, .pods = 4, .time_scale = 2};
+  ig_demo_meta_t m = {.title = "t",
+                      .command = "infergate demo --x '<y>'",
+                      .nproc = 2,
+                      .pods = 4,
+                      .time_scale = 2,
+                      .slo = "TTFT <= 250 ms"};
   ig_buf_t b;
   ig_buf_init(&b);
   ig_demo_html(&b, &m, rows, 2, 0);
@@ -211,6 +227,8 @@ static void test_html(void **state) {
   assert_int_equal(count(b.data, "<polyline"), 4);
   assert_int_equal(count(b.data, "<tr id=\"row-"), 2);
   assert_non_null(strstr(b.data, "&lt;y&gt;"));
+  assert_non_null(strstr(b.data, "<th>goodput</th>"));
+  assert_non_null(strstr(b.data, "TTFT &lt;= 250 ms"));
   /* self-contained: no external references */
   assert_null(strstr(b.data, "<script"));
   assert_null(strstr(b.data, "src="));
@@ -219,6 +237,43 @@ static void test_html(void **state) {
   ig_buf_free(&b);
   for (int i = 0; i < 2; i++)
     ig_demo_result_free(&rows[i]);
+}
+
+static void test_slo(void **state) {
+  (void)state;
+  ig_demo_slo_t s;
+  assert_int_equal(ig_demo_slo_parse("ttft=500ms,tpot=50", &s), 0);
+  assert_true(s.ttft_ms == 500 && s.tpot_ms == 50 && s.e2e_ms == 0);
+  assert_int_equal(ig_demo_slo_parse("e2e=1.5s,ttft=250us", &s), 0);
+  assert_true(s.e2e_ms == 1500 && s.ttft_ms == 0.25 && s.tpot_ms == 0);
+  const char *bad[] = {"",         "ttft",          "ttft=",   "ttft=0",          "ttft=-5ms", "ttft=5ms,",
+                       "ttft=1h",  "ttft=1,ttft=2", "itl=5",   "ttft=0x10",       "ttft=1e3",  "ttft=inf",
+                       "ttft=nan", " ttft=5",       "ttft= 5", "ttft=5ms;tpot=1", ",ttft=5",   "ttft=.ms"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (ig_demo_slo_parse(bad[i], &s) != IG_EINVAL) fail_msg("accepted '%s'", bad[i]);
+  }
+  assert_int_equal(ig_demo_slo_parse(NULL, &s), IG_EINVAL);
+  /* formatted for the bench, divided by the time scale */
+  ig_buf_t b;
+  ig_buf_init(&b);
+  assert_int_equal(ig_demo_slo_parse("ttft=500ms,tpot=50ms", &s), 0);
+  ig_demo_slo_format(&b, &s, 2);
+  assert_string_equal(b.data, "ttft=250ms,tpot=25ms");
+  ig_buf_reset(&b);
+  assert_int_equal(ig_demo_slo_parse("e2e=10s", &s), 0);
+  ig_demo_slo_format(&b, &s, 0); /* a bad scale counts as 1 */
+  assert_string_equal(b.data, "e2e=10000ms");
+  /* no exponents for the bench: thirds, tiny and huge limits stay plain decimals */
+  ig_buf_reset(&b);
+  assert_int_equal(ig_demo_slo_parse("ttft=500ms,tpot=0.5ms,e2e=1000000s", &s), 0);
+  ig_demo_slo_format(&b, &s, 3);
+  assert_string_equal(b.data, "ttft=166.667ms,tpot=167us,e2e=333333333.333ms");
+  ig_buf_reset(&b);
+  assert_int_equal(ig_demo_slo_parse("ttft=1us", &s), 0);
+  ig_demo_slo_format(&b, &s, 100);
+  assert_string_equal(b.data, "ttft=1us");
+  assert_int_equal(ig_demo_slo_parse("ttft=1000000000000ms", &s), IG_EINVAL);
+  ig_buf_free(&b);
 }
 
 int main(void) {
@@ -230,6 +285,7 @@ int main(void) {
       cmocka_unit_test(test_table_text),
       cmocka_unit_test(test_svg),
       cmocka_unit_test(test_html),
+      cmocka_unit_test(test_slo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

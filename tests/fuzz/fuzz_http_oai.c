@@ -1,6 +1,6 @@
 /* libFuzzer driver for the OpenAI body scanner: scan arbitrary input; when it is accepted, the prompt
  * text must extract, and a rewrite of the model to "x\"y" must re-scan with exactly that model and
- * the same other fields. */
+ * the same other fields; the prompt text cut at a limit must be exactly the start of the full text. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ig_buf_init(&t);
     if (ig_oai_prompt_text(body, size, &r, &t) != 0) abort();
     if (t.len > size) abort();
+    /* a limit derived from the input: 0, inside the text, or past its end */
+    size_t max = size ? (size_t)data[0] * 3 % (t.len + 2) : 0;
+    ig_buf_t cut;
+    ig_buf_init(&cut);
+    if (ig_oai_prompt_text_max(body, size, &r, max, &cut) != 0) abort();
+    size_t want = max < t.len ? max : t.len;
+    if (cut.len != want || (want && memcmp(cut.data, t.data, want) != 0)) abort();
+    ig_buf_free(&cut);
     ig_buf_free(&t);
     if (r.has_model) {
       ig_buf_t out;

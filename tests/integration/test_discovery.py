@@ -57,8 +57,9 @@ def test_discovery_routes_by_served_model(procs, infergate_bin):
     port, admin = quick_gateway(procs, infergate_bin, llama + qwen, "--discovery-interval", "200ms")
     want = {"llama3": None, "sql-lora": "llama3", "chat-lora": "llama3", "qwen": None}
     wait_until(lambda: listed(port) == want, what="the gateway lists the discovered models")
-    for pod in pools(admin)[0]["pods"]:
-        assert pod["discovered"] is True
+    # the list is complete as soon as one llama pod answered: wait for every pod's own answer
+    wait_until(lambda: all(pod["discovered"] is True for pod in pools(admin)[0]["pods"]),
+               what="every pod's model list fetched")
     # each model goes only to the pods that serve it
     for model, allowed in (("llama3", llama), ("sql-lora", llama), ("qwen", qwen)):
         seen = set()

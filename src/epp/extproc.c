@@ -371,6 +371,8 @@ static int is_duplex(int mode) {
  * full-duplex mode the body is streamed back); eos: the body ends the request (no trailers follow). */
 static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char *bd, size_t bl, int has_body,
                            int eos) {
+  if (s->body_done) return; /* the request phase ends once: a late request_headers (after trailers) must not
+                             * pick a second time */
   s->body_done = 1;
   uint64_t t0 = ig_now_us();
   ig_criticality_t crit;

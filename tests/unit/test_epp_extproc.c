@@ -657,6 +657,32 @@ static void test_trailers(void **state) {
   epp_stream_end(&E, &s);
 }
 
+/* Found by fuzz_epp_extproc: trailers before any headers end the request phase; a request_headers
+ * arriving after that must not pick a second time (the first pick would never be given back). */
+static void test_headers_after_trailers(void **state) {
+  (void)state;
+  epp_stream_t s;
+  epp_stream_init(&s);
+  req_t r;
+  resps_t rs = {0};
+  envoy__service__ext_proc__v3__processing_request__init(&r.rq);
+  Envoy__Service__ExtProc__V3__HttpTrailers tr = ENVOY__SERVICE__EXT_PROC__V3__HTTP_TRAILERS__INIT;
+  r.rq.request_case = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_REQUEST__REQUEST_REQUEST_TRAILERS;
+  r.rq.request_trailers = &tr;
+  run(&s, &r.rq, &rs);
+  size_t held = 0;
+  for (size_t i = 0; i < E.n_eps; i++) held += E.eps[i].inflight;
+  assert_true(held <= 1);
+  req_headers(&r, 1, -1);
+  run(&s, &r.rq, &rs);
+  size_t held2 = 0;
+  for (size_t i = 0; i < E.n_eps; i++) held2 += E.eps[i].inflight;
+  assert_int_equal(held2, held); /* no second pick */
+  resps_free(&rs);
+  epp_stream_end(&E, &s);
+  for (size_t i = 0; i < E.n_eps; i++) assert_int_equal(E.eps[i].inflight, 0);
+}
+
 static void test_init_errors(void **state) {
   (void)state;
   ig_config_t *cfg = NULL;
@@ -686,6 +712,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_trailers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_headers_after_trailers, setup, teardown),
       cmocka_unit_test(test_init_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

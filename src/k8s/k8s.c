@@ -563,13 +563,15 @@ static void cond_sig(json_t *conds, const char *type, ig_buf_t *out) {
 }
 
 /* The InferenceModel status an object carries now, as "Accepted=True/Reason" (into out). */
-static void model_sig(json_t *status, ig_buf_t *out) {
+static void model_sig(ig_k8s_t *k, json_t *status, ig_buf_t *out) {
+  (void)k;
   cond_sig(json_object_get(status, "conditions"), "Accepted", out);
 }
 
 /* The InferencePool status an object (or a patch) carries, as "ns/gw:Accepted=..;ResolvedRefs=..," per
  * parent in order. */
-static void pool_sig(json_t *status, ig_buf_t *out) {
+static void pool_sig(ig_k8s_t *k, json_t *status, ig_buf_t *out) {
+  (void)k;
   size_t i;
   json_t *p;
   json_array_foreach(json_object_get(status, "parents"), i, p) {
@@ -608,18 +610,39 @@ static const ig_manifest_note_t *find_note(const ig_manifest_notes_t *notes, con
   return found;
 }
 
+/* A status signature: the parts of a status (an object's, or a patch's "status") that we compare. */
+typedef void (*status_sig_fn)(ig_k8s_t *k, json_t *status, ig_buf_t *out);
+
+static int send_patch(ig_k8s_t *k, size_t ki, const char *ns, const char *name, const char *skey,
+                      const char *want, json_t *doc);
+
 /* Sends the merge patch doc (stolen) to the status of object name in ns of kind index ki, unless the
- * status it stands for (want) was last sent already or the object carries it (have). Returns 0, or -1
- * when too many patches are in flight. */
+ * status it stands for (sig of doc's "status") was last sent already or the object carries it now
+ * (sig of cur, the object's status). Returns 0, or -1 when too many patches are in flight. */
 static int send_status(ig_k8s_t *k, size_t ki, const char *ns, const char *name, const char *key,
-                       const char *want, const char *have, json_t *doc) {
+                       status_sig_fn sig, json_t *cur, json_t *doc) {
   char skey[600];
   snprintf(skey, sizeof skey, "%zu|%s", ki, key);
+  ig_buf_t want, have;
+  ig_buf_init(&want);
+  ig_buf_init(&have);
+  sig(k, json_object_get(doc, "status"), &want);
+  sig(k, cur, &have);
+  const char *w = want.data ? want.data : "", *h = have.data ? have.data : "";
   const char *sent = json_string_value(json_object_get(k->sent, skey));
-  if ((sent && !strcmp(sent, want)) || (!sent && !strcmp(have, want))) {
+  int r = 0;
+  if (!strcmp(sent ? sent : h, w))
     json_decref(doc);
-    return 0;
-  }
+  else
+    r = send_patch(k, ki, ns, name, skey, w, doc);
+  ig_buf_free(&want);
+  ig_buf_free(&have);
+  return r;
+}
+
+/* send_status's patch: doc (stolen) to the status subresource; remembers want under skey. */
+static int send_patch(ig_k8s_t *k, size_t ki, const char *ns, const char *name, const char *skey,
+                      const char *want, json_t *doc) {
   if (k->patches_inflight >= MAX_PATCHES_INFLIGHT) {
     json_decref(doc);
     ig_warn("k8s: too many status patches in flight; the rest waits for the next change");
@@ -645,7 +668,7 @@ static int send_status(ig_k8s_t *k, size_t ki, const char *ns, const char *name,
   snprintf(pt->key, sizeof pt->key, "%s", skey);
   json_object_set_new(k->sent, skey, json_string(want));
   k->patches_inflight++;
-  ig_info("k8s: %s %s status: %s", d->kind, key, want);
+  ig_info("k8s: %s %s/%s status: %s", d->kind, ns ? ns : k->ns, name, want);
   k->patches[slot] =
       kconn_start(&k->target, "PATCH", p.data, h.data, body, strlen(body), LIST_TIMEOUT_MS, 0, &patch_cbs, pt);
   free(body);
@@ -669,14 +692,7 @@ static int report_models(ig_k8s_t *k, const ig_manifest_notes_t *notes, const ch
     json_t *cond = cond_new("Accepted", !msg, msg ? "ModelNameInUse" : "Accepted",
                             msg ? msg : "the model name is served by this gateway", now, meta);
     json_t *doc = json_pack("{s:{s:[o]}}", "status", "conditions", cond);
-    ig_buf_t want, have;
-    ig_buf_init(&want);
-    ig_buf_init(&have);
-    model_sig(json_object_get(doc, "status"), &want);
-    model_sig(json_object_get(obj, "status"), &have);
-    int r = send_status(k, MODEL_KIND, ns, name, key, want.data, have.data, doc);
-    ig_buf_free(&want);
-    ig_buf_free(&have);
+    int r = send_status(k, MODEL_KIND, ns, name, key, model_sig, json_object_get(obj, "status"), doc);
     if (r) return r;
   }
   return 0;
@@ -771,16 +787,7 @@ static int report_pools(ig_k8s_t *k, const ig_manifest_notes_t *notes, const cha
       }
       json_decref(gws);
       json_t *doc = json_pack("{s:{s:o}}", "status", "parents", parents);
-      ig_buf_t want, have;
-      ig_buf_init(&want);
-      ig_buf_init(&have);
-      ig_buf_puts(&want, "parents:");
-      ig_buf_puts(&have, "parents:");
-      pool_sig(json_object_get(doc, "status"), &want);
-      pool_sig(json_object_get(obj, "status"), &have);
-      int r = send_status(k, ki, ns, name, key, want.data, have.data, doc);
-      ig_buf_free(&want);
-      ig_buf_free(&have);
+      int r = send_status(k, ki, ns, name, key, pool_sig, json_object_get(obj, "status"), doc);
       if (r) return r;
     }
   }
@@ -844,7 +851,8 @@ static const char *const route_types[] = {"Accepted", "ResolvedRefs", NULL};
 
 /* A Gateway's status signature: its conditions, then each listener's name, attached routes and
  * conditions. */
-static void gateway_sig(json_t *status, ig_buf_t *out) {
+static void gateway_sig(ig_k8s_t *k, json_t *status, ig_buf_t *out) {
+  (void)k;
   conds_sig(json_object_get(status, "conditions"), gw_types, out);
   size_t i;
   json_t *l;
@@ -912,14 +920,7 @@ static int report_gateways(ig_k8s_t *k, const ig_manifest_notes_t *notes, const 
                                                  "attachedRoutes", n, "conditions", lc));
     }
     json_t *doc = json_pack("{s:{s:o, s:o}}", "status", "conditions", conds, "listeners", listeners);
-    ig_buf_t want, have;
-    ig_buf_init(&want);
-    ig_buf_init(&have);
-    gateway_sig(json_object_get(doc, "status"), &want);
-    gateway_sig(json_object_get(gw, "status"), &have);
-    int r = send_status(k, GATEWAY_KIND, ns, name, key, want.data, have.data, doc);
-    ig_buf_free(&want);
-    ig_buf_free(&have);
+    int r = send_status(k, GATEWAY_KIND, ns, name, key, gateway_sig, json_object_get(gw, "status"), doc);
     if (r) return r;
   }
   return 0;
@@ -1037,16 +1038,7 @@ static int report_routes(ig_k8s_t *k, const ig_manifest_notes_t *notes, const ch
       continue; /* not ours and nothing to clean up */
     }
     json_t *doc = json_pack("{s:{s:o}}", "status", "parents", parents);
-    ig_buf_t want, have;
-    ig_buf_init(&want);
-    ig_buf_init(&have);
-    ig_buf_puts(&want, "parents:");
-    ig_buf_puts(&have, "parents:");
-    route_sig(k, json_object_get(doc, "status"), &want);
-    route_sig(k, json_object_get(route, "status"), &have);
-    int r = send_status(k, ROUTE_KIND, ns, name, key, want.data, have.data, doc);
-    ig_buf_free(&want);
-    ig_buf_free(&have);
+    int r = send_status(k, ROUTE_KIND, ns, name, key, route_sig, json_object_get(route, "status"), doc);
     if (r) return r;
   }
   return 0;

@@ -98,5 +98,8 @@ double ig_rng_double(ig_rng_t *r); /* [0,1) */
 /* FNV-1a 64-bit hash, chainable by passing the previous hash as seed. */
 uint64_t ig_hash64(const void *p, size_t n, uint64_t seed);
 #define IG_HASH_SEED 1469598103934665603ULL
+/* Decodes standard or URL-safe base64 from in[0..len) (white space skipped, padding optional) into a new
+ * NUL-terminated buffer *out (free it) of *out_len bytes. Returns 0 or IG_EINVAL (then *out is NULL). */
+int ig_base64_decode(const char *in, size_t len, char **out, size_t *out_len);
 
 #endif

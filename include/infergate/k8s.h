@@ -81,9 +81,6 @@ int ig_k8s_kubeconfig_parse(const char *text, size_t len, const char *dir, const
 int ig_k8s_kubeconfig_load(const char *path, const char *context, ig_k8s_kubeconfig_t *kc, char *err,
                            size_t errcap);
 void ig_k8s_kubeconfig_free(ig_k8s_kubeconfig_t *kc);
-/* Decodes standard or URL-safe base64 (whitespace ignored, padding optional) into a new NUL-terminated
- * buffer. Returns 0 or IG_EINVAL. */
-int ig_k8s_base64_decode(const char *in, char **out, size_t *out_len);
 
 /* ---- the watcher ------------------------------------------------------------------------------- */
 

@@ -26,9 +26,6 @@ void ig_config_set_defaults(ig_config_t *cfg);
 /* Frees everything a route owns and zeroes it. */
 void ig_config_route_clear(ig_route_cfg_t *r);
 
-/* Decodes base64 (standard alphabet, padding optional, white space skipped) from in[0..len) into a new
- * NUL-terminated buffer (free it) of *out_len bytes; NULL when the text is not base64. (secret.c) */
-char *ig_config_base64_decode(const char *in, size_t len, size_t *out_len);
 
 /* YAML document helpers shared by the native and the manifest loaders (yamlnode.c). */
 /* A plain scalar "", "~" or "null" (any case YAML allows). */

@@ -1535,8 +1535,9 @@ static char *secret_pem(ctx_t *c, res_t *s, const char *k, char *why, size_t cap
   yaml_node_t *d = get(c, get(c, s->root, "data"), k), *sd = get(c, get(c, s->root, "stringData"), k);
   if (d && d->type == YAML_SCALAR_NODE && d->data.scalar.length) {
     size_t n;
-    char *pem = ig_config_base64_decode((const char *)d->data.scalar.value, d->data.scalar.length, &n);
-    if (!pem || strlen(pem) != n) {
+    char *pem = NULL;
+    if (ig_base64_decode((const char *)d->data.scalar.value, d->data.scalar.length, &pem, &n) != 0 ||
+        strlen(pem) != n) {
       snprintf(why, cap, "data.%s is not base64 of PEM text", k);
       free(pem);
       return NULL;

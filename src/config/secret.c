@@ -1,6 +1,5 @@
-/* Certificates held in memory (Kubernetes Secrets of type kubernetes.io/tls): base64 decoding of the
- * Secret's data and loading PEM text into an OpenSSL context, for the manifest loader (validation)
- * and the proxy's TLS listeners. */
+/* Certificates held in memory (Kubernetes Secrets of type kubernetes.io/tls): loading PEM text into an
+ * OpenSSL context, for the manifest loader (validation) and the proxy's TLS listeners. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,50 +10,6 @@
 #include "config_internal.h"
 #include "infergate/config.h"
 #include "infergate/core.h"
-
-static int b64_val(unsigned char ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
-  return -1;
-}
-
-char *ig_config_base64_decode(const char *in, size_t len, size_t *out_len) {
-  char *out = ig_malloc(len / 4 * 3 + 4);
-  size_t o = 0, pad = 0;
-  unsigned acc = 0, n = 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char ch = (unsigned char)in[i];
-    if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') continue;
-    if (ch == '=') {
-      pad++;
-      continue;
-    }
-    int v = b64_val(ch);
-    if (v < 0 || pad) goto fail; /* a character after padding, or outside the alphabet */
-    acc = acc << 6 | (unsigned)v;
-    if (++n == 4) {
-      out[o++] = (char)(acc >> 16);
-      out[o++] = (char)(acc >> 8);
-      out[o++] = (char)acc;
-      acc = n = 0;
-    }
-  }
-  if (n == 1 || pad > 2 || (pad && n + pad != 4)) goto fail;
-  if (n == 2) out[o++] = (char)(acc >> 4);
-  if (n == 3) {
-    out[o++] = (char)(acc >> 10);
-    out[o++] = (char)(acc >> 2);
-  }
-  out[o] = '\0';
-  *out_len = o;
-  return out;
-fail:
-  free(out);
-  return NULL;
-}
 
 static void why_ssl(char *why, size_t cap, const char *what) {
   char e[200];

@@ -58,49 +58,6 @@ static yaml_node_t *named(kc_t *k, yaml_node_t *root, const char *list, const ch
   return NULL;
 }
 
-static int b64val(int c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+' || c == '-') return 62;
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
-
-int ig_k8s_base64_decode(const char *in, char **out, size_t *out_len) {
-  size_t n = strlen(in);
-  char *o = ig_malloc(n / 4 * 3 + 4);
-  size_t len = 0;
-  unsigned acc = 0;
-  int bits = 0, pad = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)in[i];
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      pad++;
-      continue;
-    }
-    int v = b64val(c);
-    if (v < 0 || pad) goto fail; /* nothing but padding after padding */
-    acc = (acc << 6) | (unsigned)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      o[len++] = (char)((acc >> bits) & 0xff);
-    }
-  }
-  if (pad > 2 || bits >= 6) goto fail; /* a lone 6-bit group cannot end a valid encoding */
-  o[len] = '\0';
-  *out = o;
-  *out_len = len;
-  return 0;
-fail:
-  free(o);
-  *out = NULL;
-  *out_len = 0;
-  return IG_EINVAL;
-}
-
 /* A path from the kubeconfig: absolute as is, else relative to dir (new string). */
 static char *path_of(const char *dir, const char *p) {
   if (p[0] == '/' || !dir || !*dir) return ig_strdup(p);
@@ -114,7 +71,7 @@ static char *path_of(const char *dir, const char *p) {
 static int data_field(kc_t *k, yaml_node_t *m, const char *key, char **data, size_t *len) {
   const char *s = scalar(mget(k, m, key));
   if (!s) return 0;
-  if (ig_k8s_base64_decode(s, data, len) != 0 || *len == 0) return kc_err(k, "%s: invalid base64%s", key, NULL);
+  if (ig_base64_decode(s, strlen(s), data, len) != 0 || *len == 0) return kc_err(k, "%s: invalid base64%s", key, NULL);
   return 0;
 }
 

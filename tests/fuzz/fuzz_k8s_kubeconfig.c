@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(s, data, size);
     s[size] = '\0';
     size_t n = 0;
-    if (ig_k8s_base64_decode(s, &out, &n) == 0) {
+    if (ig_base64_decode(s, strlen(s), &out, &n) == 0) {
       if (n > size) abort();
       free(out);
     }

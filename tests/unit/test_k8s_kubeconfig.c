@@ -131,24 +131,24 @@ static void test_base64(void **state) {
   (void)state;
   char *out;
   size_t n;
-  assert_int_equal(ig_k8s_base64_decode("aGVsbG8=", &out, &n), 0);
+  assert_int_equal(ig_base64_decode("aGVsbG8=", strlen("aGVsbG8="), &out, &n), 0);
   assert_int_equal(n, 5);
   assert_string_equal(out, "hello");
   free(out);
-  assert_int_equal(ig_k8s_base64_decode("aGVs\nbG8", &out, &n), 0); /* no padding, a line break */
+  assert_int_equal(ig_base64_decode("aGVs\nbG8", strlen("aGVs\nbG8"), &out, &n), 0); /* no padding, a line break */
   assert_string_equal(out, "hello");
   free(out);
-  assert_int_equal(ig_k8s_base64_decode("", &out, &n), 0);
+  assert_int_equal(ig_base64_decode("", strlen(""), &out, &n), 0);
   assert_int_equal(n, 0);
   free(out);
-  assert_int_equal(ig_k8s_base64_decode("-_8=", &out, &n), 0); /* URL-safe alphabet */
+  assert_int_equal(ig_base64_decode("-_8=", strlen("-_8="), &out, &n), 0); /* URL-safe alphabet */
   assert_int_equal(n, 2);
   assert_int_equal((unsigned char)out[0], 0xfb);
   assert_int_equal((unsigned char)out[1], 0xff);
   free(out);
   static const char *const bad[] = {"a", "ab=c", "a!bc", "abcde", "ab==="};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    assert_int_equal(ig_k8s_base64_decode(bad[i], &out, &n), IG_EINVAL);
+    assert_int_equal(ig_base64_decode(bad[i], strlen(bad[i]), &out, &n), IG_EINVAL);
     assert_null(out);
   }
 }

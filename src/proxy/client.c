@@ -348,7 +348,7 @@ void client_send_error_ex(client_t *c, int status, const char *type, const char 
     c->active = 1;
     q->t_start_us = ig_now_us();
   }
-  if (close) q->keep_alive = 0;
+  if (close || c->lst->closed) q->keep_alive = 0; /* a removed listener's connection closes after */
   if (!q->keep_alive) close = 1;
   if (q->up) upstream_detach(q->up, 0);
   q->up = NULL;
@@ -602,6 +602,12 @@ static unsigned head_timeout_ms(void) {
 /* Tries to parse a request head from c->in. Returns 1 when the state moved on (body, local answer),
  * 0 when more input is needed or the connection is closing. */
 static int start_request(client_t *c) {
+  if (c->lst->closed) {
+    /* the listener was removed by a reload: its routes are gone, so close without an answer, as a
+     * server does with a keep-alive connection it no longer serves (the client retries elsewhere) */
+    client_close_graceful(c);
+    return 0;
+  }
   snapshot_t *snap = gw.snap;
   const ig_config_t *cfg = snap->cfg;
   ig_http_limits_t lim = {cfg->max_header_bytes, cfg->max_headers};
@@ -987,6 +993,21 @@ void clients_drain(void) {
     l = l->next;
     if (c->state == CS_HEAD && c->in.len == 0 && c->writes_pending == 0) client_abort(c);
   }
+}
+
+/* Whether c sits between requests: no request head started, nothing left to write. */
+static int client_idle(const client_t *c) {
+  return !c->closing && c->state == CS_HEAD && c->in.len == 0 && c->writes_pending == 0 && !c->resume_pending;
+}
+
+void clients_close_idle_of(const listener_t *l) {
+  link_t *heads[2] = {&gw.clients, &gw.admin_clients};
+  for (int i = 0; i < 2; i++)
+    for (link_t *p = heads[i]->next; p != heads[i];) {
+      client_t *c = container_of(p, client_t, link);
+      p = p->next;
+      if (c->lst == l && client_idle(c)) client_close_graceful(c); /* FIN (and close_notify), no answer */
+    }
 }
 
 /* Closes every client connection now (end of drain, or forced stop). */

@@ -17,12 +17,16 @@ void listener_unref(listener_t *l) {
   free(l);
 }
 
+/* Stops listening on l. Its client connections that sit idle between requests are closed; the others
+ * finish the request under way and then close (request_finish), and a request that starts on one later
+ * closes it without an answer (the listener's routes are gone). */
 static void listener_close(listener_t *l) {
   if (l->closed) return;
   l->closed = 1;
   l->li = -1;
   list_remove(&l->link);
   uv_close((uv_handle_t *)&l->tcp, on_listener_close);
+  if (l->kind != LST_TCP) clients_close_idle_of(l);
 }
 
 /* Enforces limits.max_connections_per_ip on the client just accepted on l (the tail of gw.clients):
@@ -135,9 +139,12 @@ int listeners_reconcile(const ig_config_t *cfg, const char *admin_override) {
   tls_srv_t **tls = ig_calloc(want, sizeof *tls); /* new certificates of each TLS listener */
   int rc = 0;
   /* certificates first: a file that went bad since the check keeps the running configuration */
-  for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++)
-    if (cfg->listeners[i].protocol == IG_PROTO_HTTP && cfg->listeners[i].tls)
-      rc = tls_srv_new(cfg->listeners[i].tls, cfg->listeners[i].name, &tls[i]);
+  for (size_t i = 0; i < cfg->n_listeners && rc == 0; i++) {
+    const ig_listener_cfg_t *lc = &cfg->listeners[i];
+    if (lc->protocol != IG_PROTO_HTTP || !lc->tls) continue;
+    const listener_t *prev = find_open(LST_HTTP, lc->host, lc->port); /* unchanged certificates stay */
+    rc = tls_srv_new(lc->tls, lc->name, prev ? prev->tls : NULL, &tls[i]);
+  }
   char ahost[256];
   int aport = 0;
   const char *admin_host = NULL;

@@ -120,20 +120,13 @@ static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
   ig_oai_req_t scan;
   if (ig_oai_scan(c->body.data, c->body.len, &scan) != 0 || scan.prompt_kind == IG_OAI_PROMPT_NONE) return;
   ig_buf_reset(&prompt_buf);
-  if (ig_oai_prompt_text(c->body.data, c->body.len, &scan, &prompt_buf) != 0) return;
+  /* only the leading part the prefix index hashes is decoded (the epp cuts it the same way, so the
+   * same request hashes to the same blocks in both) */
   const ig_sched_opts_t *o = ig_sched_opts(p->sched);
-  size_t cap = o->prefix_block_chars * o->prefix_max_blocks; /* what the prefix index can use */
+  size_t cap = o->prefix_block_chars * o->prefix_max_blocks;
+  if (ig_oai_prompt_text_max(c->body.data, c->body.len, &scan, cap, &prompt_buf) != 0) return;
   sr->prompt = prompt_buf.data;
-  sr->prompt_len = prompt_buf.len < cap ? prompt_buf.len : cap;
-  if (prompt_buf.cap > (1u << 20)) {
-    /* keep the scratch small: copy the part that matters into a fresh buffer */
-    ig_buf_t t;
-    ig_buf_init(&t);
-    ig_buf_append(&t, prompt_buf.data, sr->prompt_len);
-    ig_buf_free(&prompt_buf);
-    prompt_buf = t;
-    sr->prompt = prompt_buf.data;
-  }
+  sr->prompt_len = prompt_buf.len;
 }
 
 /* Least in-flight endpoint of the pool (of the pods serving model, when discovered) other than

@@ -188,7 +188,9 @@ struct backend_rt {
   int has_models; /* an InferenceModel names this pool */
   pool_t *pool;   /* inference pools: scheduler, queue (pool.c) */
   disc_pool_t *disc; /* discovered models of a pool without models (discovery.c), built lazily */
-  struct ssl_ctx_st *tls_ctx; /* TLS client context when cfg->tls (tls.c), built per snapshot */
+  struct ssl_ctx_st *tls_ctx; /* TLS client context when cfg->tls (tls.c), shared with the previous
+                               * snapshot's when its settings and files did not change */
+  char *tls_id;               /* tls_client_ctx_id of cfg->tls */
 };
 
 struct snapshot {
@@ -329,13 +331,18 @@ void client_abort(client_t *c);
 void client_write(client_t *c, const uv_buf_t *bufs, unsigned n);
 void request_finish(client_t *c, int close_client);
 void clients_drain(void);
+/* The listener l closed: closes its client connections that are idle between requests. */
+void clients_close_idle_of(const listener_t *l);
 void client_stall_timer(client_t *c);
 void clients_close_all(int admin_too);
 int client_local_response(client_t *c, int status, const char *ctype, const char *body, size_t len);
 
 /* tls.c: TLS termination over memory BIOs. tls_srv_new builds one SSL_CTX per certificate of cfg
- * (0, or IG_ECONFIG logged); connections hold a reference. */
-int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, tls_srv_t **out);
+ * (0, or IG_ECONFIG logged); connections hold a reference. A context of prev (may be NULL: the
+ * listener's certificates before a reload) loaded from the same PEM text, or the same files with the
+ * same size and modification time, is shared instead of loaded again (keeping TLS session resumption
+ * across reloads). */
+int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, const tls_srv_t *prev, tls_srv_t **out);
 void tls_srv_release(tls_srv_t *s);
 tls_conn_t *tls_conn_new(tls_srv_t *s); /* NULL when OpenSSL fails */
 void tls_conn_free(tls_conn_t *t);
@@ -354,6 +361,12 @@ void tls_conn_consumed(tls_conn_t *t);
  * certificate); NULL after logging why. Free with tls_client_ctx_free. */
 struct ssl_ctx_st *tls_client_ctx_new(const ig_upstream_tls_cfg_t *cfg, const char *backend);
 void tls_client_ctx_free(struct ssl_ctx_st *ctx);
+/* A new reference to ctx (free it with tls_client_ctx_free); NULL when OpenSSL fails. */
+struct ssl_ctx_st *tls_client_ctx_ref(struct ssl_ctx_st *ctx);
+/* What a client context of cfg is built from: its settings (tls_client_key) and the size and
+ * modification time of its CA, certificate and key files. Contexts with equal ids are the same, so a
+ * rebuild may share the previous one. A new string, free it. */
+char *tls_client_ctx_id(const ig_upstream_tls_cfg_t *cfg);
 /* A client connection to host (an IP address or a name) checked against server_name when not NULL,
  * else host; name is for logs. Returns NULL when OpenSSL fails. Starts the handshake: send
  * tls_conn_pending, then feed the answers with tls_conn_feed until tls_conn_established. */

@@ -89,6 +89,21 @@ static void endpoint_put(endpoint_t *ep) {
   }
 }
 
+/* Sets be->tls_ctx for be->cfg->tls: the current snapshot's context of a backend with the same
+ * settings and unchanged files (no CA or key parse per rebuild), else a new one. Returns 0, or
+ * IG_ECONFIG (logged) when the context cannot be built. */
+static int backend_tls_ctx(backend_rt_t *be) {
+  be->tls_id = tls_client_ctx_id(be->cfg->tls);
+  const snapshot_t *prev = gw.snap;
+  for (size_t i = 0; prev && i < prev->n_backends; i++) {
+    const backend_rt_t *o = &prev->backends[i];
+    if (!o->tls_ctx || !o->tls_id || strcmp(o->tls_id, be->tls_id) != 0) continue;
+    if ((be->tls_ctx = tls_client_ctx_ref(o->tls_ctx))) return 0;
+  }
+  be->tls_ctx = tls_client_ctx_new(be->cfg->tls, be->cfg->name);
+  return be->tls_ctx ? 0 : IG_ECONFIG;
+}
+
 int snapshot_new(ig_config_t *cfg, snapshot_t **out) {
   snapshot_t *s = IG_NEW(snapshot_t);
   s->refs = 1;
@@ -107,7 +122,7 @@ int snapshot_new(ig_config_t *cfg, snapshot_t **out) {
     char *tls_key = NULL;
     if (be->cfg->tls) {
       tls_key = tls_client_key(be->cfg->tls);
-      if (!(be->tls_ctx = tls_client_ctx_new(be->cfg->tls, be->cfg->name))) rc = IG_ECONFIG;
+      if (backend_tls_ctx(be) != 0) rc = IG_ECONFIG;
     }
     for (size_t j = 0; j < be->n_eps; j++) {
       be->eps[j] = endpoint_get(be->cfg->endpoints[j].host, be->cfg->endpoints[j].port, tls_key);
@@ -162,6 +177,7 @@ void snapshot_release(snapshot_t *s) {
     }
     free(be->eps);
     tls_client_ctx_free(be->tls_ctx); /* connections hold their own reference */
+    free(be->tls_id);
   }
   free(s->backends);
   if (s->auth) {

@@ -8,9 +8,11 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -18,6 +20,7 @@
 
 typedef struct {
   SSL_CTX *ctx;
+  char *id;         /* what ctx was loaded from (ctx_identity), NULL when unknown */
   char **hostnames; /* borrowed from nothing: owned copies */
   size_t n_hostnames;
 } tls_cert_t;
@@ -26,6 +29,7 @@ struct tls_srv {
   unsigned refs; /* the listener + each connection */
   char *name;    /* listener name, for logs */
   SSL_CTX *def;  /* default certificate */
+  char *def_id;  /* its identity (ctx_identity) */
   tls_cert_t *certs;
   size_t n_certs;
 };
@@ -82,9 +86,14 @@ static SSL_CTX *pick_ctx(const tls_srv_t *s, const char *sni) {
   return s->def;
 }
 
+/* SNI: the connection's listener certificates come from the connection (SSL app data), not from the
+ * context, because a context may be shared by the certificate sets of several reloads. */
 static int on_sni(SSL *ssl, int *al, void *arg) {
   (void)al;
-  const tls_srv_t *s = arg;
+  (void)arg;
+  const tls_conn_t *t = SSL_get_app_data(ssl);
+  if (!t || !t->srv) return SSL_TLSEXT_ERR_OK;
+  const tls_srv_t *s = t->srv;
   const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (!sni) return SSL_TLSEXT_ERR_OK;
   SSL_CTX *ctx = pick_ctx(s, sni);
@@ -102,7 +111,6 @@ static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key, const c
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
   SSL_CTX_set_tlsext_servername_callback(ctx, on_sni);
-  SSL_CTX_set_tlsext_servername_arg(ctx, s);
   if (cert_pem) {
     /* a certificate from a Secret (Gateway HTTPS listener): PEM text, checked at load time */
     char why[512];
@@ -125,20 +133,100 @@ static SSL_CTX *ctx_new(tls_srv_t *s, const char *cert, const char *key, const c
   return ctx;
 }
 
-int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, tls_srv_t **out) {
+/* Appends the identity of file path to b: its path, device, inode, size and modification time.
+ * Returns 0, or -1 (nothing appended) when path is NULL or cannot be stat'ed. */
+static int stamp_file(ig_buf_t *b, const char *path) {
+  struct stat st;
+  if (!path || stat(path, &st) != 0) return -1;
+  ig_buf_printf(b, "%zu:%s|%llu:%llu:%lld:%lld.%09ld|", strlen(path), path, (unsigned long long)st.st_dev,
+                (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                (long)st.st_mtim.tv_nsec);
+  return 0;
+}
+
+/* Feeds "len:text|" to a digest (length-prefixed, so that two fields cannot run into each other). */
+static int digest_field(EVP_MD_CTX *md, const char *text) {
+  char len[32];
+  int n = snprintf(len, sizeof len, "%zu:", strlen(text));
+  return EVP_DigestUpdate(md, len, (size_t)n) == 1 && EVP_DigestUpdate(md, text, strlen(text)) == 1 &&
+         EVP_DigestUpdate(md, "|", 1) == 1;
+}
+
+/* What a server context is loaded from, as the hex SHA-256 of: the PEM text of a certificate and key
+ * from a Secret (hashed in place: the key is not copied), or the paths of the files with their size and
+ * modification time. Two contexts with the same identity hold the same certificate and key. Returns a
+ * new string (free it), or NULL when a file cannot be stat'ed (such a context is never reused). */
+static char *ctx_identity(const char *cert, const char *key, const char *cert_pem, const char *key_pem) {
+  ig_buf_t b;
+  ig_buf_init(&b);
+  char *id = NULL;
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) goto out;
+  if (cert_pem) {
+    if (!digest_field(md, "pem") || !digest_field(md, cert_pem) || !digest_field(md, key_pem ? key_pem : ""))
+      goto out;
+  } else {
+    ig_buf_puts(&b, "file|");
+    if (stamp_file(&b, cert) != 0 || stamp_file(&b, key) != 0) goto out;
+    if (!digest_field(md, b.data)) goto out;
+  }
+  if (EVP_DigestFinal_ex(md, out, &n) != 1) goto out;
+  static const char hex[] = "0123456789abcdef";
+  id = ig_malloc(2 * (size_t)n + 1);
+  for (unsigned int i = 0; i < n; i++) {
+    id[2 * i] = hex[out[i] >> 4];
+    id[2 * i + 1] = hex[out[i] & 15];
+  }
+  id[2 * n] = '\0';
+out:
+  if (!id) ERR_clear_error();
+  EVP_MD_CTX_free(md);
+  ig_buf_free(&b);
+  return id;
+}
+
+/* A server context of prev whose identity is id (a new reference), or NULL. */
+static SSL_CTX *ctx_find(const tls_srv_t *prev, const char *id) {
+  if (!prev || !id) return NULL;
+  SSL_CTX *ctx = NULL;
+  if (prev->def_id && strcmp(prev->def_id, id) == 0) ctx = prev->def;
+  for (size_t i = 0; !ctx && i < prev->n_certs; i++)
+    if (prev->certs[i].id && strcmp(prev->certs[i].id, id) == 0) ctx = prev->certs[i].ctx;
+  if (ctx && SSL_CTX_up_ref(ctx) != 1) ctx = NULL;
+  return ctx;
+}
+
+/* The server context for a certificate and key: prev's when it was loaded from the same text or the
+ * same unchanged files (keeping its session cache and ticket keys, and sparing a key parse), else a
+ * new one (NULL when it cannot be loaded, logged). *id receives its identity (owned, may be NULL). */
+static SSL_CTX *ctx_get(tls_srv_t *s, const tls_srv_t *prev, const char *cert, const char *key,
+                        const char *cert_pem, const char *key_pem, char **id) {
+  *id = ctx_identity(cert, key, cert_pem, key_pem);
+  SSL_CTX *ctx = ctx_find(prev, *id);
+  if (ctx) {
+    ig_debug("listener %s: certificate %s unchanged, keeping its TLS context", s->name,
+             cert_pem ? "(Secret)" : cert);
+    return ctx;
+  }
+  return ctx_new(s, cert, key, cert_pem, key_pem);
+}
+
+int tls_srv_new(const ig_tls_cfg_t *cfg, const char *listener, const tls_srv_t *prev, tls_srv_t **out) {
   *out = NULL;
   tls_srv_t *s = IG_NEW(tls_srv_t);
   s->refs = 1;
   s->name = ig_strdup(listener);
   s->certs = ig_calloc(cfg->n_certificates ? cfg->n_certificates : 1, sizeof *s->certs);
-  if (!(s->def = ctx_new(s, cfg->cert, cfg->key, cfg->cert_pem, cfg->key_pem))) goto fail;
+  if (!(s->def = ctx_get(s, prev, cfg->cert, cfg->key, cfg->cert_pem, cfg->key_pem, &s->def_id))) goto fail;
   for (size_t i = 0; i < cfg->n_certificates; i++) {
     const ig_tls_cert_cfg_t *cc = &cfg->certificates[i];
     tls_cert_t *t = &s->certs[s->n_certs++];
     t->hostnames = ig_calloc(cc->n_hostnames ? cc->n_hostnames : 1, sizeof *t->hostnames);
     for (size_t j = 0; j < cc->n_hostnames; j++)
       t->hostnames[t->n_hostnames++] = ig_strdup(cc->hostnames[j]);
-    if (!(t->ctx = ctx_new(s, cc->cert, cc->key, NULL, NULL))) goto fail;
+    if (!(t->ctx = ctx_get(s, prev, cc->cert, cc->key, NULL, NULL, &t->id))) goto fail;
   }
   *out = s;
   return 0;
@@ -151,12 +239,14 @@ void tls_srv_release(tls_srv_t *s) {
   if (!s || --s->refs) return;
   for (size_t i = 0; i < s->n_certs; i++) {
     SSL_CTX_free(s->certs[i].ctx);
+    free(s->certs[i].id);
     for (size_t j = 0; j < s->certs[i].n_hostnames; j++)
       free(s->certs[i].hostnames[j]);
     free(s->certs[i].hostnames);
   }
   free(s->certs);
   SSL_CTX_free(s->def);
+  free(s->def_id);
   free(s->name);
   free(s);
 }
@@ -180,6 +270,7 @@ tls_conn_t *tls_conn_new(tls_srv_t *s) {
   t->wbio = wb;
   t->srv = s;
   s->refs++; /* the SNI callback reads s while this connection handshakes */
+  SSL_set_app_data(ssl, t);
   return t;
 }
 
@@ -313,6 +404,25 @@ fail:
 
 void tls_client_ctx_free(SSL_CTX *ctx) {
   SSL_CTX_free(ctx);
+}
+
+SSL_CTX *tls_client_ctx_ref(SSL_CTX *ctx) {
+  return ctx && SSL_CTX_up_ref(ctx) == 1 ? ctx : NULL;
+}
+
+char *tls_client_ctx_id(const ig_upstream_tls_cfg_t *cfg) {
+  char *key = tls_client_key(cfg);
+  ig_buf_t b;
+  ig_buf_init(&b);
+  ig_buf_puts(&b, key);
+  free(key);
+  ig_buf_puts(&b, "|");
+  const char *files[3] = {cfg->ca_file, cfg->cert_file, cfg->key_file};
+  for (int i = 0; i < 3; i++)
+    if (files[i] && stamp_file(&b, files[i]) != 0) ig_buf_puts(&b, "?|"); /* unreadable: loading says why */
+  char *id = ig_strdup(b.data);
+  ig_buf_free(&b);
+  return id;
 }
 
 /* Whether s is a numeric IPv4 or IPv6 address. */

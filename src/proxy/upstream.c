@@ -185,7 +185,7 @@ static void build_response_head(upconn_t *up, const ig_http_response_t *res) {
     if (q->minor >= 1) up->rechunk = 1;
   }
   if (up->dechunk || (up->framing == FR_CLOSE && !up->rechunk)) q->keep_alive = 0;
-  if (gw.draining) q->keep_alive = 0;
+  if (gw.draining || c->lst->closed) q->keep_alive = 0; /* closing after this response */
   ig_buf_reset(b);
   char line[32];
   int n = snprintf(line, sizeof line, "HTTP/1.1 %03d ", res->status);
@@ -455,40 +455,22 @@ static void on_up_write(uv_write_t *req, int status) {
     upstream_fail(up, FAIL_RESET);
 }
 
-/* Writes the ciphertext the TLS connection has produced. Returns 0, or -1 after failing the
- * exchange on a write error. */
+/* Writes the ciphertext the TLS connection has produced (tls_conn_flush). Returns 0, or -1 after
+ * failing the exchange (or closing an idle connection) on a write error. */
 static int up_tls_flush(upconn_t *up) {
-  char *data;
-  size_t len = tls_conn_pending(up->tls, &data);
-  if (len == 0) return 0;
-  int queued = 0;
-  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
-  int rc = stream_write((uv_stream_t *)&up->tcp, &iov, 1, on_up_write, &queued);
-  tls_conn_consumed(up->tls); /* stream_write copied what it did not send */
-  if (rc < 0) {
-    if (up->c && up->state != US_IDLE)
-      upstream_fail(up, up->state == US_CONNECTING ? FAIL_TLS : FAIL_RESET);
-    else
-      upconn_close(up);
-    return -1;
-  }
-  return 0;
+  if (tls_conn_flush(up->tls, (uv_stream_t *)&up->tcp, on_up_write) == 0) return 0;
+  if (up->c && up->state != US_IDLE)
+    upstream_fail(up, up->state == US_CONNECTING ? FAIL_TLS : FAIL_RESET);
+  else
+    upconn_close(up);
+  return -1;
 }
 
 /* Writes bufs to the upstream (encrypted on TLS connections). Returns 0 or a negative error. */
 static int up_write(upconn_t *up, const uv_buf_t *bufs, unsigned n) {
-  if (!up->tls) {
-    int queued = 0;
-    return stream_write((uv_stream_t *)&up->tcp, bufs, n, on_up_write, &queued);
-  }
-  if (tls_conn_encrypt(up->tls, up->ep->name, bufs, n) != 0) return IG_EIO;
-  char *data;
-  size_t len = tls_conn_pending(up->tls, &data);
+  if (up->tls) return tls_conn_send(up->tls, (uv_stream_t *)&up->tcp, bufs, n, on_up_write);
   int queued = 0;
-  uv_buf_t iov = uv_buf_init(data, (unsigned)len);
-  int rc = stream_write((uv_stream_t *)&up->tcp, &iov, 1, on_up_write, &queued);
-  tls_conn_consumed(up->tls);
-  return rc;
+  return stream_write((uv_stream_t *)&up->tcp, bufs, n, on_up_write, &queued);
 }
 
 /* Sends the forwarded request (head + body) and waits for the response head. */

@@ -11,7 +11,7 @@ import warnings
 import pytest
 
 import backend
-from conftest import SLOW, free_port, infergate_path
+from conftest import SLOW, free_port, infergate_path, wait_until
 from rawhttp import start_gateway
 
 IO_TIMEOUT = 10 * SLOW
@@ -343,6 +343,46 @@ def test_reload_keeps_serving_tls(procs, tmp_path, certs):
     finally:
         idle.close()
         half.close()
+
+
+def resumed_get(port, ctx, session=None):
+    """One GET over a new TLS connection offering session; returns (its session, whether it resumed)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+    with ctx.wrap_socket(raw, server_hostname="a.example.com", session=session) as s:
+        send(s, "GET", "/r")
+        assert Reader(s).response()[0] == 200  # reading also takes in the TLS 1.3 session ticket
+        return s.session, s.session_reused
+
+
+def test_session_resumes_across_reload_with_same_certificate(procs, tmp_path, certs):
+    """A reload that keeps the certificate files keeps their TLS contexts (session cache, ticket keys):
+    a session from before resumes after; a certificate file that changed gets a new context."""
+    bp = backend.start(procs, ["b1"])
+    port = free_port()
+    proc, _ = start_gateway(procs, tmp_path, tls_yaml(port, bp["b1"], certs), [port])
+    ctx = client_ctx(certs)
+    sess, reused = resumed_get(port, ctx)
+    assert sess is not None and not reused
+    sess, reused = resumed_get(port, ctx, sess)
+    assert reused, "no resumption even without a reload"
+
+    def reload(n):
+        proc.popen.send_signal(1)  # SIGHUP
+        wait_until(lambda: proc.log().count("configuration reloaded") >= n, timeout=10 * SLOW, what="reload")
+
+    for n in (1, 2):
+        reload(n)
+        sess, reused = resumed_get(port, ctx, sess)
+        assert reused, f"the session did not resume after reload {n} with the same certificate"
+    # the certificate file changed (its modification time): a new context, a full handshake
+    st = os.stat(certs["a"][0])
+    os.utime(certs["a"][0], ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    dc = os.stat(certs["default"][0])
+    os.utime(certs["default"][0], ns=(dc.st_atime_ns, dc.st_mtime_ns + 2_000_000_000))
+    reload(3)
+    _, reused = resumed_get(port, ctx, sess)
+    assert not reused
+    assert proc.alive()
 
 
 def test_concurrent_clients(gateway, certs):

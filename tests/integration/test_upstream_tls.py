@@ -131,6 +131,32 @@ def test_verify_false_accepts_any_certificate(procs, tmp_path, servers, pki):
     assert "NOT verified" in gw.log()
 
 
+def test_reload_keeps_client_context_until_files_change(procs, tmp_path, servers, pki):
+    """A reload with the same upstream TLS settings and files reuses the backend's TLS client context
+    (built once: the unverified-TLS warning is not repeated); a CA file that changed builds a new one."""
+    import shutil
+    import signal
+    srv = servers.start("tls", cert=pki["up"][0], key=pki["up"][1])
+    ca = str(tmp_path / "ca-copy.pem")
+    shutil.copy(pki["other_ca"], ca)
+    gw, port = start(procs, tmp_path, srv.port, f"      ca_file: {ca}\n      verify: false\n")
+    assert request(port, "GET", "/").status == 200
+
+    def reload(n):
+        gw.popen.send_signal(signal.SIGHUP)
+        wait_until(lambda: gw.log().count("configuration reloaded") >= n, what=f"reload {n}")
+        r = request(port, "GET", "/")
+        assert r.status == 200 and r.json()["tls"] is True
+
+    reload(1)
+    reload(2)
+    assert gw.log().count("NOT verified") == 1
+    st = os.stat(ca)
+    os.utime(ca, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    reload(3)
+    assert gw.log().count("NOT verified") == 2
+
+
 def test_mutual_tls(procs, tmp_path, servers, pki):
     srv = servers.start("mtls", cert=pki["up"][0], key=pki["up"][1], client_ca=pki["ca"])
     base = f"      ca_file: {pki['ca']}\n      server_name: up.example.com\n"

@@ -242,6 +242,7 @@ static void detach(ig_sched_prefix_t *idx) {
   sp->owner[idx->slot] = NULL;
   sp->free_slots[sp->n_free++] = idx->slot;
   sp->members--;
+  sp->gen++;
   idx->space = NULL;
   if (sp->orphan && !sp->members) space_free(sp);
 }
@@ -263,6 +264,7 @@ void ig_sched_prefix_attach(ig_sched_prefix_t *idx, ig_sched_pspace_t *sp) {
   }
   sp->owner[slot] = idx;
   sp->members++;
+  sp->gen++;
   idx->space = sp;
   idx->slot = slot;
   heads_mirror(idx, 0, 1);
@@ -372,6 +374,20 @@ static int has(const ig_sched_prefix_t *idx, uint64_t h) {
   return gen_has(&idx->g[idx->cur], key) || gen_has(&idx->g[!idx->cur], key);
 }
 
+/* Prefetches key's home slot in both generations. */
+static void prefetch_key(const ig_sched_prefix_t *idx, uint64_t key) {
+  for (int g = 0; g < 2; g++)
+    if (idx->g[g].n) __builtin_prefetch(&idx->g[g].slots[slot_of(key, idx->g[g].mask)]);
+}
+
+/* See sched_internal.h: the first block, the last one and the binary search's first midpoint. */
+void ig_sched_prefix_prefetch(const ig_sched_prefix_t *idx, const uint64_t *h, size_t n) {
+  prefetch_key(idx, key_of(h[0]));
+  if (n < 2) return;
+  prefetch_key(idx, key_of(h[n - 1]));
+  if (n > 2) prefetch_key(idx, key_of(h[1 + (n - 2) / 2]));
+}
+
 /* Longest present leading run of h[0..n); binary search relies on the chain property (file comment). */
 size_t ig_sched_prefix_match(const ig_sched_prefix_t *idx, const uint64_t *h, size_t n) {
   if (!idx || n == 0 || !has(idx, h[0])) return 0;
@@ -385,6 +401,53 @@ size_t ig_sched_prefix_match(const ig_sched_prefix_t *idx, const uint64_t *h, si
       hi = mid;
   }
   return lo;
+}
+
+#define MANY_BATCH 32
+
+/* Lockstep binary searches; see sched_internal.h. Every index takes exactly the steps of
+ * ig_sched_prefix_match, so the answers are the same. */
+void ig_sched_prefix_match_many(const ig_sched_prefix_t *const *idx, size_t m, const uint64_t *h, size_t n,
+                                uint32_t *out) {
+  size_t lo[MANY_BATCH], hi[MANY_BATCH], act[MANY_BATCH];
+  for (size_t b = 0; b < m; b += MANY_BATCH) {
+    size_t nb = m - b < MANY_BATCH ? m - b : MANY_BATCH, na = 0;
+    for (size_t j = 0; j < nb; j++) ig_sched_prefix_prefetch(idx[b + j], h, n);
+    for (size_t j = 0; j < nb; j++) {
+      const ig_sched_prefix_t *x = idx[b + j];
+      if (!has(x, h[0])) {
+        out[b + j] = 0;
+      } else if (has(x, h[n - 1])) {
+        out[b + j] = (uint32_t)n;
+      } else {
+        lo[j] = 1;
+        hi[j] = n - 1;
+        act[na++] = j;
+      }
+    }
+    while (na) {
+      for (size_t a = 0; a < na; a++) {
+        size_t j = act[a];
+        if (lo[j] < hi[j]) prefetch_key(idx[b + j], key_of(h[lo[j] + (hi[j] - lo[j]) / 2]));
+      }
+      size_t keep = 0;
+      for (size_t a = 0; a < na; a++) {
+        size_t j = act[a];
+        if (lo[j] < hi[j]) {
+          size_t mid = lo[j] + (hi[j] - lo[j]) / 2;
+          if (has(idx[b + j], h[mid]))
+            lo[j] = mid + 1;
+          else
+            hi[j] = mid;
+        }
+        if (lo[j] < hi[j])
+          act[keep++] = j;
+        else
+          out[b + j] = (uint32_t)lo[j];
+      }
+      na = keep;
+    }
+  }
 }
 
 /* Drops the previous generation and starts a new current one in its storage. */

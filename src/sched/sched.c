@@ -2,6 +2,7 @@
  * saturation and admission. No I/O, no clock; scratch buffers are owned by ig_sched_t so a pick
  * allocates nothing once they fit the pool. */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,10 @@ void ig_sched_free(ig_sched_t *s) {
   free(s->slot_pod);
   free(s->slow);
   free(s->flat);
+  free(s->pos);
+  free(s->mpx);
+  free(s->mpod);
+  free(s->mout);
   ig_sched_pspace_release(s->space);
   free(s);
 }
@@ -121,6 +126,14 @@ void ig_sched_reserve(ig_sched_t *s, size_t n) {
   s->slow = ig_malloc(cap * sizeof *s->slow);
   free(s->flat);
   s->flat = ig_malloc(cap * sizeof *s->flat);
+  free(s->pos);
+  s->pos = ig_calloc(cap, sizeof *s->pos);
+  free(s->mpx);
+  s->mpx = ig_malloc(cap * sizeof *s->mpx);
+  free(s->mpod);
+  s->mpod = ig_malloc(cap * sizeof *s->mpod);
+  free(s->mout);
+  s->mout = ig_malloc(cap * sizeof *s->mout);
   s->cap = cap;
 }
 
@@ -276,6 +289,7 @@ static void slots_reserve(ig_sched_t *s, size_t n) {
   s->slot_stamp = ig_realloc(s->slot_stamp, cap * sizeof *s->slot_stamp);
   s->slot_pod = ig_realloc(s->slot_pod, cap * sizeof *s->slot_pod);
   memset(s->slot_stamp + s->slot_cap, 0, (cap - s->slot_cap) * sizeof *s->slot_stamp);
+  memset(s->slot_pod + s->slot_cap, 0, (cap - s->slot_cap) * sizeof *s->slot_pod);
   s->slot_cap = cap;
 }
 
@@ -303,58 +317,208 @@ static int64_t pod_slot(ig_sched_t *s, size_t i, ig_sched_prefix_t *px) {
 
 /* Fills s->match (indexed by pod) for the candidates: the pods that hold the request's first block
  * come from one lookup in the pool-wide head index; only they are matched block by block (a pod
- * without the first block matches 0). Same values as ig_sched_prefix_match on every pod. */
-static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const size_t *cand, size_t n, size_t nh) {
+ * without the first block matches 0). Same values as ig_sched_prefix_match on every pod. The
+ * candidates are rec[0..n) when rec is not NULL, else pods cand[0..n). Sets s->max_match. */
+static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const cand_t *rec, const size_t *cand, size_t n,
+                         size_t nh) {
   if (!s->space) s->space = ig_sched_pspace_new();
+  s->max_match = 0;
   if (++s->pick_stamp == 0) { /* wrapped: forget every stamp */
     if (s->slot_cap) memset(s->slot_stamp, 0, s->slot_cap * sizeof *s->slot_stamp);
     s->pick_stamp = 1;
   }
   uint32_t stamp = s->pick_stamp;
+  const ig_sched_pspace_t *sp = s->space;
   size_t n_slow = 0;
   for (size_t c = 0; c < n; c++) {
-    size_t i = cand[c];
-    ig_sched_prefix_t *px = pods[i].prefix;
+    size_t i = rec ? rec[c].idx : cand[c];
+    ig_sched_prefix_t *px = rec ? rec[c].px : pods[i].prefix;
     s->match[i] = 0;
+    if (!px) s->pc_ptr[i] = NULL; /* cached as "no index" */
     if (!px || !nh) continue;
-    int64_t slot = pod_slot(s, i, px);
-    if (slot < 0 || s->slot_stamp[slot] == stamp) { /* another space, or one index on two pods */
+    uint32_t slot = s->pc_slot[i];
+    /* the cached slot of this pod index, checked as pod_slot does, without the call */
+    if (!(s->pc_ptr[i] == px && slot < sp->n_owner && sp->owner[slot] == px)) {
+      int64_t sl = pod_slot(s, i, px);
+      if (sl < 0) { /* another space */
+        s->slow[n_slow++] = i;
+        continue;
+      }
+      slot = (uint32_t)sl;
+    }
+    if (s->slot_stamp[slot] == stamp) { /* one index on two pods */
+      s->pc_dups = 1;
       s->slow[n_slow++] = i;
       continue;
     }
+    uint32_t prev = s->slot_pod[slot]; /* the pod this slot was last seen on */
+    if (prev != i && prev < s->cap && s->pc_ptr[prev] == px) s->pc_dups = 1;
     s->slot_stamp[slot] = stamp;
     s->slot_pod[slot] = (uint32_t)i;
   }
   if (!nh) return;
   size_t nl;
+  uint32_t mx = 0;
   const uint32_t *list = ig_sched_pspace_find(s->space, s->hashes[0], &nl);
+  size_t nm = 0;
   for (size_t j = 0; j < nl; j++) {
     uint32_t slot = list[j];
     if (slot >= s->slot_cap || s->slot_stamp[slot] != stamp) continue; /* not a candidate */
     size_t i = s->slot_pod[slot];
-    if (!s->match[i]) s->match[i] = (uint32_t)ig_sched_prefix_match(pods[i].prefix, s->hashes, nh);
+    if (s->match[i]) continue; /* listed twice (both generations hold the head) */
+    s->match[i] = 1;
+    s->mpod[nm] = i;
+    s->mpx[nm++] = pods[i].prefix;
   }
-  for (size_t j = 0; j < n_slow; j++)
-    s->match[s->slow[j]] = (uint32_t)ig_sched_prefix_match(pods[s->slow[j]].prefix, s->hashes, nh);
+  for (size_t j = 0; j < n_slow; j++) {
+    s->mpod[nm] = s->slow[j];
+    s->mpx[nm++] = pods[s->slow[j]].prefix;
+  }
+  /* the candidates' look-ups are cache misses: run them side by side */
+  ig_sched_prefix_match_many(s->mpx, nm, s->hashes, nh, s->mout);
+  for (size_t j = 0; j < nm; j++) {
+    s->match[s->mpod[j]] = s->mout[j];
+    if (s->mout[j] > mx) mx = s->mout[j];
+  }
+  s->max_match = mx;
 }
 
-/* Weighted-sum scoring of the candidates s->flat[0..ctx->n) (q, kv and load filled in; ctx->cand
- * holds their indexes) and ranking into order; returns how many were written. The sum is formed in
- * scorer order exactly as the scorer table (score.c) computes it, without a call per pod and scorer. */
-static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, size_t k, int use_prefix) {
+/* Fills f[c].m for the candidates f[0..n) of a "default" pick (n_hashes nh >= 1) and s->max_match.
+ * When every candidate's prefix index is the one cached for its pod index (bad == 0: checked in the
+ * filter pass) and no index joined or left the space since the cache was built, the cache maps the
+ * head index's slots straight to candidates (pos), so only the pods listed under the first block are
+ * touched; otherwise match_prefix does the per-candidate work and rebuilds the cache. Same values as
+ * ig_sched_prefix_match on every pod either way. */
+static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, size_t n, size_t nh, int bad) {
+  if (!s->space) s->space = ig_sched_pspace_new();
+  ig_sched_pspace_t *sp = s->space;
+  if (s->pc_gen != sp->gen) { /* slots changed hands: forget the cache (rebuilt below, pod by pod) */
+    memset(s->pc_ptr, 0, s->cap * sizeof *s->pc_ptr);
+    s->pc_gen = sp->gen;
+    bad = 1;
+  }
+  if (bad || s->pc_dups) {
+    match_prefix(s, pods, f, NULL, n, nh);
+    for (size_t c = 0; c < n; c++) f[c].m = s->match[f[c].idx];
+    return;
+  }
+  size_t nl, nm = 0;
+  const uint32_t *list = ig_sched_pspace_find(sp, s->hashes[0], &nl);
+  for (size_t j = 0; j < nl; j++) {
+    uint32_t slot = list[j];
+    if (slot >= s->slot_cap) continue;
+    size_t i = s->slot_pod[slot], c;
+    if (i >= s->cap || (c = s->pos[i]) >= n || f[c].idx != i) continue; /* not a candidate */
+    if (!f[c].px || s->pc_slot[i] != slot || f[c].m) continue;       /* not its index, or listed twice */
+    f[c].m = 1;
+    s->mpod[nm] = c;
+    s->mpx[nm++] = f[c].px;
+  }
+  ig_sched_prefix_match_many(s->mpx, nm, s->hashes, nh, s->mout);
+  uint32_t mx = 0;
+  for (size_t j = 0; j < nm; j++) {
+    f[s->mpod[j]].m = s->mout[j];
+    if (s->mout[j] > mx) mx = s->mout[j];
+  }
+  s->max_match = mx;
+}
+
+/* What a pick needs for the LoRA term without reading the pod's adapter lists: the request's adapter
+ * bit (0 without a model), whether that bit answers exactly (ig_sched_lora_bit), and the term by
+ * answer: lora weight * {0, 0.6, 0.8, 1.0}, and -1 = ask ig_sched_lora_score. */
+typedef struct {
+  uint64_t bit;
+  int exact;
+  double term[5];
+} lora_q_t;
+
+static void lora_q_init(lora_q_t *lq, const ig_sched_ctx_t *ctx, double w) {
+  lq->bit = ctx->model ? ig_sched_lora_bit(ctx->model_id) : 0;
+  lq->exact = lq->bit != 1ull << 63;
+  lq->term[0] = w * 0.0;
+  lq->term[1] = w * 0.6;
+  lq->term[2] = w * 0.8;
+  lq->term[3] = w * 1.0;
+  lq->term[4] = -1;
+}
+
+/* The lora term of pod p (lora_q_t), from the masks copied into the pod when they answer exactly:
+ * the same answer as ig_sched_lora_score (score.c) with the same ids. Branch-free but for the rare
+ * case that needs the lists. */
+static inline double lora_term(const lora_q_t *lq, const ig_sched_pod_t *p) {
+  unsigned run = (p->lora_running_mask & lq->bit) != 0, wait = (p->lora_waiting_mask & lq->bit) != 0;
+  unsigned code = 3 * run, free2 = 2 * (unsigned)(p->lora_free != 0);
+  code = code > free2 ? code : free2; /* running 3 > a free slot 2 > waiting 1 > 0 */
+  code = code > wait ? code : wait;
+  unsigned fast = (unsigned)(p->lora_hint != 0) & (unsigned)lq->exact;
+  code = fast ? code : 4;
+  code &= 0u - (unsigned)(p->lora != NULL);
+  return lq->term[code];
+}
+
+/* Copies what the scorers read of pod i into e; returns whether the pod has adapter information. */
+static inline int load_cand(cand_t *e, const ig_sched_pod_t *pods, size_t i) {
+  const ig_sched_pod_t *p = &pods[i];
+  e->q = ig_sched_pod_queue(p);
+  e->kv = ig_sched_pod_kv(p);
+  e->load = ig_sched_pod_load(p);
+  e->px = p->prefix;
+  e->idx = i;
+  e->m = 0;
+  return p->lora != NULL;
+}
+
+/* The smallest and largest q and load of f[0..n) (n >= 1; never NaN, so any order gives the same). */
+static void minmax_cands(const cand_t *f, size_t n, double *qmin, double *qmax, double *lo, double *hi) {
+#if defined(__SSE2__)
+  _Static_assert(offsetof(cand_t, load) == offsetof(cand_t, q) + sizeof(double), "q, load side by side");
+  /* (q, load) pairs, two accumulators each so that the min/max latency overlaps */
+  __m128d mn0 = _mm_set1_pd(INFINITY), mx0 = _mm_set1_pd(-INFINITY), mn1 = mn0, mx1 = mx0;
+  size_t c = 0;
+  for (; c + 2 <= n; c += 2) {
+    __m128d a = _mm_loadu_pd(&f[c].q), b = _mm_loadu_pd(&f[c + 1].q);
+    mn0 = _mm_min_pd(mn0, a);
+    mx0 = _mm_max_pd(mx0, a);
+    mn1 = _mm_min_pd(mn1, b);
+    mx1 = _mm_max_pd(mx1, b);
+  }
+  if (c < n) {
+    __m128d a = _mm_loadu_pd(&f[c].q);
+    mn0 = _mm_min_pd(mn0, a);
+    mx0 = _mm_max_pd(mx0, a);
+  }
+  double v[4];
+  _mm_storeu_pd(v, _mm_min_pd(mn0, mn1));
+  _mm_storeu_pd(v + 2, _mm_max_pd(mx0, mx1));
+  *qmin = v[0];
+  *lo = v[1];
+  *qmax = v[2];
+  *hi = v[3];
+#else
+  double a = INFINITY, b = -INFINITY, l0 = INFINITY, l1 = -INFINITY;
+  for (size_t c = 0; c < n; c++) {
+    a = f[c].q < a ? f[c].q : a;
+    b = f[c].q > b ? f[c].q : b;
+    l0 = f[c].load < l0 ? f[c].load : l0;
+    l1 = f[c].load > l1 ? f[c].load : l1;
+  }
+  *qmin = a;
+  *qmax = b;
+  *lo = l0;
+  *hi = l1;
+#endif
+}
+
+/* Weighted-sum scoring of the candidates s->flat[0..ctx->n) and ranking into order; returns how many
+ * were written. The sum is formed term by term in scorer order exactly as the scorer table (score.c)
+ * computes it (the same operations on the same values, so the same keys and the same tie-break
+ * draws), without a call per pod and scorer, a division per pod for the prefix term, or a pod read. */
+static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, size_t k, int use_prefix, int any_lora,
+                          int pc_bad) {
   cand_t *f = s->flat;
   size_t n = ctx->n;
-  double lo = INFINITY, hi = -INFINITY;
-  double qmin = INFINITY, qmax = -INFINITY;
-  int any_lora = 0;
-  for (size_t c = 0; c < n; c++) {
-    double q = f[c].q, l = f[c].load;
-    if (q < qmin) qmin = q;
-    if (q > qmax) qmax = q;
-    if (l < lo) lo = l;
-    if (l > hi) hi = l;
-    any_lora |= ctx->pods[f[c].idx].lora != NULL;
-  }
+  double lo, hi, qmin, qmax;
+  minmax_cands(f, n, &qmin, &qmax, &lo, &hi);
   ctx->qmin = qmin;
   ctx->qmax = qmax;
   double w[N_SCORERS];
@@ -370,7 +534,7 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   if (use_prefix) {
     ctx->n_hashes = hash_prompt(s, ctx->req);
     if (w[SC_PREFIX] > 0 && ctx->n_hashes) {
-      match_prefix(s, ctx->pods, ctx->cand, n, ctx->n_hashes);
+      match_cands(s, ctx->pods, f, n, ctx->n_hashes, pc_bad);
       ctx->match = s->match;
     }
   }
@@ -379,29 +543,122 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   int use_kv = w[SC_KV] > 0;
   int use_p = w[SC_PREFIX] > 0 && ctx->match;
   int use_l = w[SC_LORA] > 0 && any_lora;
-  if (use_l)
-    for (size_t c = 0; c < n; c++) f[c].lora = ig_sched_lora_score(ctx, &ctx->pods[f[c].idx]);
+  double *pterm = s->pterm;
+  if (use_p) /* the prefix term by matched blocks: the same product and quotient as per pod */
+    for (uint32_t m = 0; m <= s->max_match; m++) pterm[m] = w[SC_PREFIX] * ((double)m / (double)ctx->n_hashes);
+  double qspan = qmax - qmin;
+  lora_q_t lq;
+  lora_q_init(&lq, ctx, w[SC_LORA]);
   topk_t t;
   topk_init(&t, s->rank, k);
   for (size_t c = 0; c < n; c++) {
+    const cand_t *e = &f[c];
     double sum = 0;
     if (use_q) {
-      double v = (qmax - f[c].q) / (qmax - qmin);
+      double v = (qmax - e->q) / qspan;
       sum += w[SC_QUEUE] * (v < 0 ? 0 : v > 1 ? 1 : v);
     }
-    if (use_kv) sum += w[SC_KV] * (1 - f[c].kv);
-    if (use_p) sum += w[SC_PREFIX] * ((double)ctx->match[f[c].idx] / (double)ctx->n_hashes);
-    if (use_l) sum += w[SC_LORA] * f[c].lora;
-    topk_push(s, &t, quant(sum), f[c].idx);
+    if (use_kv) sum += w[SC_KV] * (1 - e->kv);
+    if (use_p) sum += pterm[e->m];
+    if (use_l) {
+      /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
+       * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
+      if (t.n == t.k && !t.big && quant(sum + lq.term[3]) < t.v[t.n - 1].key) continue;
+      double lt = lora_term(&lq, &ctx->pods[e->idx]);
+      sum += lt >= 0 ? lt : w[SC_LORA] * ig_sched_lora_score(ctx, &ctx->pods[e->idx]);
+    }
+    int64_t key = quant(sum);
+    if (t.n == t.k && !t.big && key < t.v[t.n - 1].key) continue; /* topk_push's first test, inline */
+    topk_push(s, &t, key, e->idx);
   }
-  return topk_finish(&t, order);
+  size_t got = topk_finish(&t, order);
+  if (ctx->match && got) s->match[order[0]] = f[s->pos[order[0]]].m; /* for last_prefix_hit */
+  return got;
 }
 
-/* Builds the allowed set (subset or all, de-duplicated, in range) into set[0]; returns its size. */
-static size_t allowed_set(ig_sched_t *s, size_t n, const ig_sched_request_t *req) {
+/* The filters "fresh" then "not-saturated" in one branch-free pass over pods allowed[0..n) (allowed
+ * NULL = pods 0..n-1; inlined twice so that each loop knows): the unsaturated fresh pods' records go to
+ * f, their count is returned; *n_fresh counts the fresh pods, *any_lora whether a kept pod has adapter
+ * information. */
+static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_opts_t *o, const ig_sched_pod_t *pods,
+                                                                const size_t *allowed, size_t n, cand_t *f,
+                                                                size_t *n_fresh, int *any_lora_out,
+                                                                const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
+                                                                int *pc_bad) {
+  const double qt = o->queue_threshold, kt = o->kv_threshold;
+  const uint64_t stale = o->stale_ms;
+  size_t nc = 0, nu = 0;
+  int any_lora = 0, bad = 0;
+  for (size_t a = 0; a < n; a++) {
+    size_t i = allowed ? allowed[a] : a;
+    const ig_sched_pod_t *p = &pods[i];
+    /* same values as ig_sched_pod_queue / _kv / _load / _fresh / _sat */
+    int fresh = (p->has_metrics != 0) & (p->metrics_age_ms <= stale);
+    double wq = ig_sched_nonneg_fast(p->waiting);
+    double q = wq + p->pending;
+    double kv = ig_sched_nonneg_fast(p->kv_usage);
+    kv = kv > 1 ? 1 : kv;
+    int keep = fresh & !((q >= qt) | (kv >= kt));
+    cand_t *e = &f[nu];
+    e->q = q;
+    e->kv = kv;
+    e->load = wq + ig_sched_nonneg_fast(p->running) + p->pending;
+    e->px = p->prefix;
+    e->idx = i;
+    e->m = 0;
+    pos[i] = (uint32_t)nu;
+    bad |= keep & (pc_ptr[i] != p->prefix); /* the slot cache (match_cands) does not know this one */
+    any_lora |= keep & (p->lora != NULL);
+    nc += (size_t)fresh;
+    nu += (size_t)keep;
+  }
+  *n_fresh = nc;
+  *any_lora_out = any_lora;
+  *pc_bad = bad;
+  return nu;
+}
+
+/* The "default" pick: the filters "fresh" then "not-saturated" (when any pod passes it) in one
+ * branch-free pass over the allowed pods (allowed NULL = all n), writing what the scorers read into
+ * s->flat, then pick_scored. Returns how many were written to order; *n_fresh = 0 (and nothing
+ * written) when no pod is fresh. */
+static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *allowed, size_t n_allowed, size_t *order,
+                           size_t k, int use_prefix, size_t *n_fresh) {
+  const ig_sched_pod_t *pods = ctx->pods;
+  cand_t *f = s->flat;
+  size_t nc, nu;
+  int any_lora, bad;
+  const ig_sched_prefix_t *const *pc = (const ig_sched_prefix_t *const *)s->pc_ptr;
+  if (allowed)
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, pc, s->pos, &bad);
+  else
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, pc, s->pos, &bad);
+  *n_fresh = nc;
+  if (!nc) return 0;
+  if (!nu) { /* every fresh pod is saturated: score them all */
+    for (size_t a = 0; a < n_allowed; a++) {
+      size_t i = allowed ? allowed[a] : a;
+      if (!ig_sched_pod_fresh(&s->o, &pods[i])) continue;
+      s->pos[i] = (uint32_t)nu;
+      any_lora |= load_cand(&f[nu++], pods, i);
+    }
+    bad = 1;
+  }
+  ctx->n = nu;
+  return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad);
+}
+
+/* Writes 0..n-1 to set[0] (the allowed set without a subset). */
+static void allowed_all(ig_sched_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++) s->set[0][i] = i;
+}
+
+/* Builds the allowed set (subset or all, de-duplicated, in range) into set[0]; returns its size. Without
+ * a subset, set[0] is written only when fill (the default pick reads "all" without the list). */
+static size_t allowed_set(ig_sched_t *s, size_t n, const ig_sched_request_t *req, int fill) {
   size_t *a = s->set[0], m = 0;
   if (!req->subset) { /* no de-duplication needed: marks stay as they are (rank_rest reads epoch + 1) */
-    for (size_t i = 0; i < n; i++) a[i] = i;
+    if (fill) allowed_all(s, n);
     return n;
   }
   for (size_t i = 0; i < req->n_subset && m < n; i++) {
@@ -423,7 +680,7 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
   if (!n) return IG_ENOENT;
   ig_sched_reserve(s, n);
   next_epoch(s);
-  size_t n_allowed = allowed_set(s, n, req);
+  size_t n_allowed = allowed_set(s, n, req, s->prof->kind != PICK_SCORED);
   if (!n_allowed) return IG_ENOENT;
   if (k > n_allowed) k = n_allowed;
   size_t *allowed = s->set[0], *cand = s->set[1], *tmp = s->set[2];
@@ -459,38 +716,17 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
     break;
   }
   case PICK_SCORED: {
-    /* The filters "fresh" then "not-saturated" (when any pod passes it) in one pass over the pods,
-     * copying what the scorers read into the flat candidate array. */
-    cand_t *f = s->flat;
-    size_t nc = 0, nu = 0;
-    for (size_t i = 0; i < n_allowed; i++) {
-      const ig_sched_pod_t *p = &pods[allowed[i]];
-      if (!ig_sched_pod_fresh(&s->o, p)) continue;
-      cand_t *e = &f[nc++];
-      e->idx = allowed[i];
-      e->q = ig_sched_pod_queue(p);
-      e->kv = ig_sched_pod_kv(p);
-      e->load = ig_sched_pod_load(p);
-      e->sat = e->q >= s->o.queue_threshold || e->kv >= s->o.kv_threshold; /* = ig_sched_pod_sat */
-      nu += !e->sat;
-    }
+    size_t nc;
+    got = pick_default(s, &ctx, req->subset ? allowed : NULL, n_allowed, order, k, used_prefix, &nc);
+    if (!req->subset && (!nc || got < k)) allowed_all(s, n); /* the fallbacks below read the list */
     if (!nc) {
       /* Nothing fresh: stale numbers must not pass for live ones, so fall back to our own counts. */
       got = pick_least_request(s, pods, allowed, n_allowed, order, k);
       break;
     }
-    if (nu) {
-      size_t m = 0;
-      for (size_t c = 0; c < nc; c++)
-        if (!f[c].sat) f[m++] = f[c];
-      nc = m;
-    }
-    for (size_t c = 0; c < nc; c++) cand[c] = f[c].idx;
-    ctx.cand = cand;
-    ctx.n = nc;
-    got = pick_scored(s, &ctx, order, k, used_prefix);
     if (got < k) { /* fallbacks beyond the candidates */
-      mark_cand(s, cand, nc);
+      for (size_t c = 0; c < ctx.n; c++) cand[c] = s->flat[c].idx;
+      mark_cand(s, cand, ctx.n);
       got += rank_rest(s, pods, allowed, n_allowed, order + got, k - got);
     }
     break;
@@ -525,7 +761,7 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
   if (sc == SC_LORA) ctx.model_id = ig_sched_lora_id(req->model);
   if (sc == SC_PREFIX) {
     ctx.n_hashes = hash_prompt(s, req);
-    match_prefix(s, pods, ctx.cand, n, ctx.n_hashes);
+    match_prefix(s, pods, NULL, ctx.cand, n, ctx.n_hashes);
     ctx.match = s->match;
   }
   if (ig_sched_scorers[sc].prepare) ig_sched_scorers[sc].prepare(&ctx);

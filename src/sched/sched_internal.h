@@ -4,6 +4,10 @@
 #define IG_SCHED_INTERNAL_H
 
 #include <math.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "infergate/sched.h"
 
@@ -47,12 +51,14 @@ typedef struct {
   double weights[N_SCORERS];
 } profile_t;
 
-/* A scored candidate: what the scorers read, copied once from the pod. */
+/* A scored candidate of a "default" pick: what the scorers read, copied once from the pod in the pass
+ * that filters the pods, so that scoring reads one small record per candidate instead of the pod. */
 typedef struct {
-  size_t idx;
-  double q, kv, load;
-  double lora;
-  int sat;
+  double q, load, kv;     /* ig_sched_pod_queue / _load / _kv (q and load side by side: one
+                             16-byte load in the min/max pass) */
+  ig_sched_prefix_t *px;  /* the pod's prefix index (NULL = none) */
+  size_t idx;             /* pod index */
+  uint32_t m;             /* prefix blocks matched (0 until matched) */
 } cand_t;
 
 typedef struct {
@@ -78,6 +84,7 @@ typedef struct ig_sched_pspace {
   uint32_t *free_slots;
   uint32_t n_owner, cap_owner, n_free;
   size_t members;
+  uint64_t gen; /* bumped whenever an index joins or leaves (slot <-> index changes) */
   int orphan; /* its scheduler is gone: freed with its last member, members move on when picked */
 } ig_sched_pspace_t;
 
@@ -87,6 +94,13 @@ const uint32_t *ig_sched_pspace_find(const ig_sched_pspace_t *sp, uint64_t key, 
 /* Moves idx into sp (out of its previous space, if any). */
 void ig_sched_prefix_attach(ig_sched_prefix_t *idx, ig_sched_pspace_t *sp);
 ig_sched_pspace_t *ig_sched_prefix_space(const ig_sched_prefix_t *idx);
+/* Prefetches the table slots that ig_sched_prefix_match(idx, h, n) probes first (n >= 1), so that the
+ * look-ups of many pods overlap their cache misses. */
+void ig_sched_prefix_prefetch(const ig_sched_prefix_t *idx, const uint64_t *h, size_t n);
+/* out[j] = ig_sched_prefix_match(idx[j], h, n) for j < m (n >= 1, every idx[j] not NULL): the binary
+ * searches run side by side, each step's probes prefetched for all indexes before any is read. */
+void ig_sched_prefix_match_many(const ig_sched_prefix_t *const *idx, size_t m, const uint64_t *h, size_t n,
+                                uint32_t *out);
 uint32_t ig_sched_prefix_slot(const ig_sched_prefix_t *idx);
 
 /* LoRA ids (lora.c). */
@@ -120,7 +134,15 @@ struct ig_sched {
   size_t slot_cap;
   uint32_t pick_stamp;
   size_t *slow; /* candidates matched pod by pod (not in our space) */
-  cand_t *flat; /* scored candidates, flat */
+  uint32_t max_match; /* largest s->match value of the last match_prefix */
+  const ig_sched_prefix_t **mpx; /* pods matched block by block in this pick: their indexes, */
+  size_t *mpod;                  /*   pod indexes */
+  uint32_t *mout;                /*   and matched blocks */
+  cand_t *flat; /* scored candidates of a "default" pick */
+  uint32_t *pos; /* by pod index: its position in flat in the current pick (check flat[pos].idx) */
+  uint64_t pc_gen; /* space gen the pc_ptr / pc_slot cache was built under */
+  int pc_dups; /* some index was seen on two pod indexes: the cache cannot map slots to pods */
+  double pterm[IG_SCHED_PREFIX_MAX_BLOCKS + 1]; /* prefix weight * m / blocks, by matched blocks m */
 };
 
 extern const ig_scorer_t ig_sched_scorers[N_SCORERS];
@@ -129,6 +151,24 @@ int ig_sched_scorer_index(const char *name);
 
 /* Pod helpers, inline because every pass of a pick calls them once per pod. */
 static inline double ig_sched_nonneg(double v) { return isfinite(v) && v > 0 ? v : 0; }
+
+/* ig_sched_nonneg without branches, for the passes over every pod (a branch there mispredicts on
+ * every idle pod): NaN, negative, -0 and +inf give +0, like ig_sched_nonneg. With SSE2, a max against
+ * 0 (which answers 0 for NaN) and a mask for +inf; elsewhere the same on the bits: a double is finite
+ * and > 0 exactly when its bits, read as an integer, lie in [1, the bits of DBL_MAX]. */
+static inline double ig_sched_nonneg_fast(double v) {
+#if defined(__SSE2__)
+  __m128d r = _mm_max_sd(_mm_set_sd(v), _mm_setzero_pd());
+  r = _mm_and_pd(r, _mm_cmplt_sd(r, _mm_set_sd(INFINITY)));
+  return _mm_cvtsd_f64(r);
+#else
+  uint64_t b;
+  memcpy(&b, &v, sizeof b);
+  b &= (uint64_t)0 - (uint64_t)(b - 1 < 0x7FEFFFFFFFFFFFFFull);
+  memcpy(&v, &b, sizeof v);
+  return v;
+#endif
+}
 
 /* waiting + pending (our own requests since the last scrape) */
 static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) { return ig_sched_nonneg(p->waiting) + p->pending; }

@@ -39,7 +39,7 @@ rate_for() { awk -v f="$1" -v p="$PODS" -v c="$CAP_PER_POD" -v t="$TS" 'BEGIN {p
 
 # Starts a target in front of SIM_EPS; sets GW. kind: pool | least-request | nginx-leastconn.
 start_target() {
-  local kind="$1" label="$2" extra_models=("${@:3}") m
+  local kind="$1" label="$2"
   GW="$(ig_free_ports 1)"
   case "$kind" in
     nginx-leastconn)
@@ -67,10 +67,22 @@ start_target() {
         2>"$ig_work/gw-$label.log" & pids+=($!)
       ;;
     pool)
-      local margs=(--model "$MODEL")
-      for m in "${extra_models[@]}"; do margs+=(--model "$m"); done
-      "$BIN" serve --listen "127.0.0.1:$GW" --pool "$SIM_EPS" "${margs[@]}" --log-level warn \
-        2>"$ig_work/gw-$label.log" & pids+=($!)
+      # The pods' models and adapters are discovered (no InferenceModel), so the bench's
+      # x-infergate-criticality header sets each request's class; one load generator on one address
+      # needs more than the default 256 connections per client IP under overload.
+      local cfg="$ig_work/gw-$label.yaml" ep
+      {
+        echo "listeners: [{name: web, address: \"127.0.0.1:$GW\"}]"
+        echo "limits: {max_connections_per_ip: 0}"
+        echo "pools:"
+        echo "  - name: pods"
+        echo "    engine: vllm"
+        echo "    discovery_interval: 1s"
+        echo "    endpoints:"
+        for ep in ${SIM_EPS//,/ }; do echo "      - \"$ep\""; done
+        echo "routes: [{name: all, matches: [{path: /}], backend: pods}]"
+      } >"$cfg"
+      "$BIN" serve -c "$cfg" --log-level warn 2>"$ig_work/gw-$label.log" & pids+=($!)
       ;;
   esac
   ig_wait_port "$GW"
@@ -108,7 +120,7 @@ lora_run() { # label, target kind
   local label="$1" kind="$2" rate
   rate="$(rate_for 0.8)"
   ig_start_sims "lora-$label" "$PODS" "${SIM_COMMON[@]}" --lora "$LORAS" --max-loras 2
-  start_target "$kind" "lora-$label" ${LORAS//,/ }
+  start_target "$kind" "lora-$label"
   echo "==> lora-mix / $label: $kind at 0.8x capacity ($rate req/s)" >&2
   "$BIN" bench --url "http://127.0.0.1:$GW" --model "$MODEL" --workload lora-mix --models "$MODEL,$LORAS" \
     --requests "$LORA_REQ" --rate "$rate" --seed 3 --label "$label" --no-progress --timeout 120 \

@@ -121,17 +121,23 @@ void ig_demo_stop(ig_demo_child_t **cs, size_t n, int grace_ms) {
 
 /* ---------------------------------------------------------------- loopback helpers */
 
+/* 127.0.0.1:port. */
+static struct sockaddr_in loopback_addr(int port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return sa;
+}
+
 static int loopback_socket(int port, int timeout_ms) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct sockaddr_in sa = loopback_addr(port);
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     close(fd);
     return -1;
@@ -152,11 +158,7 @@ static int bind_port(int port) {
   /* as libuv's listeners do: TIME_WAIT leftovers of earlier connections do not make a port taken */
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  struct sockaddr_in sa = loopback_addr(port);
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     close(fd);
     return -1;

@@ -548,6 +548,11 @@ static void patch_done(kconn_t *c, int err) {
 
 static const kconn_cbs_t patch_cbs = {patch_head, NULL, patch_done};
 
+/* The string member key of o, or NULL. */
+static const char *jstr_of(json_t *o, const char *key) {
+  return json_string_value(json_object_get(o, key));
+}
+
 /* Appends "Type=Status/Reason" of the condition of that type in conds to out ("Type=" when none). */
 static void cond_sig(json_t *conds, const char *type, ig_buf_t *out) {
   const char *st = NULL, *re = NULL;
@@ -684,8 +689,7 @@ static int report_models(ig_k8s_t *k, const ig_manifest_notes_t *notes, const ch
   json_t *obj;
   json_object_foreach(w->items, key, obj) {
     json_t *meta = json_object_get(obj, "metadata");
-    const char *ns = json_string_value(json_object_get(meta, "namespace"));
-    const char *name = json_string_value(json_object_get(meta, "name"));
+    const char *ns = jstr_of(meta, "namespace"), *name = jstr_of(meta, "name");
     if (!name) continue;
     const ig_manifest_note_t *n = find_note(notes, "InferenceModel", ns, name, "ModelNameInUse");
     const char *msg = n ? n->message : NULL;
@@ -764,8 +768,7 @@ static int report_pools(ig_k8s_t *k, const ig_manifest_notes_t *notes, const cha
     json_t *obj;
     json_object_foreach(w->items, key, obj) {
       json_t *meta = json_object_get(obj, "metadata");
-      const char *ns = json_string_value(json_object_get(meta, "namespace"));
-      const char *name = json_string_value(json_object_get(meta, "name"));
+      const char *ns = jstr_of(meta, "namespace"), *name = jstr_of(meta, "name");
       if (!name) continue;
       const ig_manifest_note_t *n = find_note(notes, "InferencePool", ns, name, "NoReadyEndpoints");
       json_t *gws = pool_parents(k, group, ns ? ns : k->ns, name);
@@ -795,10 +798,6 @@ static int report_pools(ig_k8s_t *k, const ig_manifest_notes_t *notes, const cha
 }
 
 /* ---- Gateway and HTTPRoute status */
-
-static const char *jstr_of(json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
 
 /* Whether parentRef ref (of a route in namespace rns) names Gateway gns/gname. */
 static int ref_is_gateway(json_t *ref, const char *rns, const char *gns, const char *gname) {

@@ -60,8 +60,9 @@ static void histogram(out_t *o, const char *name, const char *help, const ig_sim
                 (unsigned long long)h->count);
 }
 
-/* vllm:lora_requests_info: resident adapters count as running (they hold a slot), adapters with
- * queued requests as waiting; the value is the current wall time in seconds. */
+/* vllm:lora_requests_info as vLLM writes it: adapters with running sequences as running, adapters with
+ * queued requests as waiting (a resident adapter nobody runs is in neither: its slot can be taken),
+ * the value the current wall time in seconds. */
 static void lora_info(ig_sim_pod_t *pod, ig_buf_t *b) {
   const ig_sim_engine_t *e = &pod->eng;
   ig_buf_puts(b, "# HELP vllm:lora_requests_info Running stats on lora requests.\n"
@@ -69,7 +70,7 @@ static void lora_info(ig_sim_pod_t *pod, ig_buf_t *b) {
   ig_buf_printf(b, "vllm:lora_requests_info{max_lora=\"%u\",running_lora_adapters=\"", e->cfg.max_loras);
   int n = 0;
   for (int i = 0; i < e->n_adapters; i++)
-    if (e->adapters[i].resident) {
+    if (e->adapters[i].resident && e->adapters[i].running) {
       if (n++) ig_buf_puts(b, ",");
       label_value(b, e->adapters[i].name);
     }

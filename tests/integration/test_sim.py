@@ -232,7 +232,16 @@ def test_load_unload_adapter(procs, infergate_bin):
     models = {d["id"]: d for d in requests.get(url(port, "/v1/models"), timeout=10).json()["data"]}
     assert models["sql"]["parent"] == "m" and models["sql"]["root"] == "/adapters/sql"
     info = labels_of(port, "vllm:lora_requests_info")
-    assert info["max_lora"] == "2" and info["running_lora_adapters"] == "sql"
+    # as in vLLM, a resident adapter is "running" only while a sequence of it runs
+    assert info["max_lora"] == "2" and info["running_lora_adapters"] == ""
+    body = {"model": "sql", "prompt": "x", "max_tokens": 4000, "stream": True}
+    with requests.post(url(port, "/v1/completions"), json=body, stream=True, timeout=30 * SLOW) as r:
+        assert r.status_code == 200
+        seen = False
+        for line in r.iter_lines():  # read on, so the sequence keeps running while we look
+            if line.startswith(b"data: {") and not seen:
+                seen = labels_of(port, "vllm:lora_requests_info")["running_lora_adapters"] == "sql"
+        assert seen, "sql never listed as running while its stream was open"
     r = completion(port, model="sql", max_tokens=3)
     assert r.status_code == 200 and r.json()["model"] == "sql"
     assert requests.post(unload, json={"lora_name": "sql"}, timeout=10).status_code == 200

@@ -111,6 +111,35 @@ typedef struct {
  * into p. Call it again whenever l changes (the scraper does once per scrape); l NULL clears. */
 void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l);
 
+/* The id of an adapter name, 0 when no pod ever listed it (ig_sched_lora_intern): a model with id 0
+ * is treated as a base model (no adapter slot needed). Thread-safe. */
+uint32_t ig_sched_lora_id(const char *name);
+/* Marks name as an adapter before any pod lists it (e.g. a /v1/models card with a "parent"), so that
+ * its first requests already look for a free slot. Returns its id (0: the table is full). */
+uint32_t ig_sched_lora_register(const char *name);
+
+/* Our own requests in flight on one pod per adapter id (glue-maintained), so that waiting requests
+ * which wait for an adapter slot rather than for capacity can be told apart (ig_sched_lora_blocked). */
+#define IG_SCHED_LORA_TRACK 16
+typedef struct {
+  uint32_t id[IG_SCHED_LORA_TRACK]; /* 0 = free entry */
+  unsigned n[IG_SCHED_LORA_TRACK];
+} ig_sched_lora_flight_t;
+
+/* Adds delta (+1 at dispatch, -1 at completion) to id's count in f. Returns 0, or IG_EFULL when a +1
+ * finds no free entry (nothing counted: the caller must not subtract it later); id 0 is ignored (0). */
+int ig_sched_lora_flight_add(ig_sched_lora_flight_t *f, uint32_t id, int delta);
+/* How many of a pod's waiting requests wait for an adapter slot, not for capacity: when every slot of
+ * l is taken by running adapters, our in-flight requests (f) of adapters l lists as waiting and not as
+ * running (none of those can be running there). A lower bound when other clients share the pod. Needs
+ * l interned (ig_sched_lora_intern); 0 for NULL arguments. */
+unsigned ig_sched_lora_blocked(const ig_sched_lora_t *l, const ig_sched_lora_flight_t *f);
+/* Records that a request for adapter model (id from ig_sched_lora_id, not 0) was just sent to the pod
+ * of l: listed as running when a slot is free (the pod will load it), else as waiting, unless listed
+ * already; then p's copy is refreshed (ig_sched_pod_set_lora). So picks before the next scrape see the
+ * slot taken. Returns 1 when l changed. */
+int ig_sched_lora_note_sent(ig_sched_pod_t *p, ig_sched_lora_t *l, const char *model, uint32_t id);
+
 /* One request to place. Nothing is retained after the call. */
 typedef struct {
   const char *model;       /* target model after the InferenceModel split (LoRA adapter name or

@@ -157,6 +157,7 @@ typedef struct {
 typedef struct {
   size_t order[1 + EPP_FALLBACKS]; /* indexes in epp_t.eps: the primary first, then fallbacks */
   size_t n;
+  uint32_t lora_id; /* the target's adapter id counted on the primary's pod (0: none); epp_release */
 } epp_pick_t;
 
 /* Chooses the endpoint for one request, plus up to EPP_FALLBACKS fallbacks, with the gateway's
@@ -165,7 +166,8 @@ typedef struct {
  * in-flight count is taken (give it back with epp_release). Returns 0, IG_ENOENT when no endpoint is
  * allowed (503), or IG_EFULL when a Sheddable request is shed (429). */
 int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out);
-void epp_release(epp_t *e, size_t ep);
+/* Gives back a pick of endpoint ep (and its adapter count lora_id, epp_pick_t.lora_id). */
+void epp_release(epp_t *e, size_t ep, uint32_t lora_id);
 
 /* ---- scraped pods (pods.c, over src/proxy/scrape.c) ---- */
 
@@ -186,6 +188,11 @@ void epp_scrape_free(epp_t *e);
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms);
 /* Stores back what ig_sched_pick changed on pod k (its pending count). */
 void epp_pods_picked(epp_t *e, size_t k);
+/* An adapter request (target, an adapter a pod ever listed) was picked for endpoint k: the pod's lists
+ * note it (ig_sched_lora_note_sent) and its count there grows. Returns the adapter id to give back
+ * with epp_pods_adapter_done, 0 when nothing was counted (a base model, or no pod state). */
+uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target);
+void epp_pods_adapter_done(epp_t *e, size_t k, uint32_t id);
 /* Successful scrapes of endpoint i so far. */
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
 
@@ -217,6 +224,7 @@ typedef struct epp_stream {
   ig_buf_t body;           /* request body accumulated until end of stream */
   size_t n_chunks;
   size_t ep;               /* picked endpoint (when picked): index in eps of generation ep_gen */
+  uint32_t lora_id;        /* adapter counted on the picked endpoint's pod (epp_pick_t.lora_id) */
   uint64_t ep_gen;
   char ep_addr[EPP_ADDR_MAX];
   char model[IG_OAI_MODEL_MAX + 1];

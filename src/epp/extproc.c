@@ -210,7 +210,8 @@ static void running_add(epp_t *e, const epp_stream_t *s, double d) {
 static void release(epp_t *e, epp_stream_t *s) {
   if (!s->picked) return;
   s->picked = 0;
-  epp_release(e, epp_stream_ep(e, s));
+  epp_release(e, epp_stream_ep(e, s), s->lora_id);
+  s->lora_id = 0;
   running_add(e, s, -1);
 }
 
@@ -425,6 +426,7 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char 
   }
   s->picked = 1;
   s->ep = pk.order[0];
+  s->lora_id = pk.lora_id;
   s->ep_gen = e->gen;
   snprintf(s->ep_addr, sizeof s->ep_addr, "%s", e->eps[s->ep].addr);
   running_add(e, s, 1);

@@ -100,9 +100,14 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
   epp_endpoint_t *p = &e->eps[out->order[0]];
   p->inflight++;
   p->picks++;
+  /* an adapter takes a slot (or waits for one) on the pod before the next scrape says so, and its
+   * count there tells slot waits from queueing (ig_sched_lora_blocked, in the scraper) */
+  out->lora_id = epp_pods_adapter_sent(e, out->order[0], rq->target);
   return 0;
 }
 
-void epp_release(epp_t *e, size_t ep) {
-  if (ep < e->n_eps && e->eps[ep].inflight > 0) e->eps[ep].inflight--;
+void epp_release(epp_t *e, size_t ep, uint32_t lora_id) {
+  if (ep >= e->n_eps) return;
+  if (e->eps[ep].inflight > 0) e->eps[ep].inflight--;
+  epp_pods_adapter_done(e, ep, lora_id);
 }

@@ -85,6 +85,19 @@ void epp_pods_picked(epp_t *e, size_t k) {
   if (ep && ep->pod) ep->pod->sp.pending = e->pods[k].pending;
 }
 
+uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target) {
+  endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
+  uint32_t id = target && target[0] ? ig_sched_lora_id(target) : 0;
+  if (!id || !ep || !ep->pod) return 0;
+  ig_sched_lora_note_sent(&ep->pod->sp, &ep->pod->lora, target, id);
+  return ig_sched_lora_flight_add(&ep->pod->flight, id, 1) == 0 ? id : 0;
+}
+
+void epp_pods_adapter_done(epp_t *e, size_t k, uint32_t id) {
+  endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
+  if (id && ep && ep->pod) ig_sched_lora_flight_add(&ep->pod->flight, id, -1);
+}
+
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i) {
   const endpoint_t *ep = i < e->n_eps ? e->eps[i].scr : NULL;
   return ep && ep->pod ? ep->pod->scrapes_ok : 0;

@@ -123,8 +123,10 @@ static int list_parse(disc_t *d, const char *body, size_t len) {
     ids[k] = ig_strdup(json_string_value(id));
     if (json_is_string(parent) && json_string_length(parent) > 0 &&
         json_string_length(parent) <= IG_OAI_MODEL_MAX &&
-        strlen(json_string_value(parent)) == json_string_length(parent))
+        strlen(json_string_value(parent)) == json_string_length(parent)) {
       parents[k] = ig_strdup(json_string_value(parent));
+      ig_sched_lora_register(ids[k]); /* an adapter: its requests look for a slot from the first one */
+    }
     k++;
   }
   json_decref(root);

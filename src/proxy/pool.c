@@ -180,6 +180,7 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   backend_rt_t *be = p->be;
   q->picked = q->alt = NULL;
   if (be->n_eps == 0) return IG_ENOENT;
+  q->lora_id = q->target[0] ? ig_sched_lora_id(q->target) : 0;
   uint64_t now = ig_now_ms();
   if (pods_fill(p, now) == 0) {
     /* no pod has usable metrics (none exposes them, or all went quiet): our own counts still work */
@@ -197,7 +198,10 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   stats_pick_latency((double)(ig_now_us() - t0) / 1e6);
   if (rc < 0) return rc;
   size_t k = order[0];
-  be->eps[k]->pod->sp.pending = p->pods[k].pending;
+  pod_t *pod = be->eps[k]->pod;
+  pod->sp.pending = p->pods[k].pending;
+  /* an adapter sent to a pod takes a slot (or waits for one) before the next scrape says so */
+  if (q->lora_id) ig_sched_lora_note_sent(&pod->sp, &pod->lora, q->target, q->lora_id);
   double hit = ig_sched_last_prefix_hit(p->sched);
   if (hit >= 0) stats_prefix_hit(hit);
   q->picked = be->eps[k];
@@ -570,8 +574,8 @@ void pools_debug_json(ig_buf_t *out) {
       }
       const ig_sched_pod_t *sp = &pod->sp;
       ig_buf_printf(out, ",\"has_metrics\":%s,\"waiting\":", sp->has_metrics ? "true" : "false");
-      ig_prom_format_value(out, sp->waiting);
-      ig_buf_puts(out, ",\"running\":");
+      ig_prom_format_value(out, pod->raw_waiting);
+      ig_buf_printf(out, ",\"lora_blocked\":%u,\"running\":", pod->lora_blocked);
       ig_prom_format_value(out, sp->running);
       ig_buf_puts(out, ",\"kv\":");
       ig_prom_format_value(out, sp->kv_usage);

@@ -154,6 +154,9 @@ struct endpoint {
 struct pod {
   ig_sched_pod_t sp;   /* waiting/running/kv/has_metrics/pending/prefix; age and inflight filled per pick */
   ig_sched_lora_t lora;
+  ig_sched_lora_flight_t flight; /* our in-flight requests per adapter (upstream.c) */
+  double raw_waiting;            /* the scraped waiting count; sp.waiting leaves out lora_blocked */
+  unsigned lora_blocked;         /* of those, ours that wait for an adapter slot (ig_sched_lora_blocked) */
   uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape */
   uint64_t scrapes_ok, scrapes_failed;
   int last_status;     /* HTTP status of the last scrape answer (0: no answer) */
@@ -263,6 +266,7 @@ typedef struct {
   char rewrite[IG_OAI_MODEL_MAX + 1]; /* x-gateway-model-name-rewrite: overrides the weighted target */
   ig_sched_qnode_t *qnode; /* while parked in the pool's flow-control queue */
   endpoint_t *picked, *alt; /* scheduler's pick and its first fallback (pool.c) */
+  uint32_t lora_id;         /* target's adapter id (ig_sched_lora_id), 0: base model or not a pool */
   char tail[REQ_TAIL];      /* last response bytes of an inference request */
   size_t tail_len;
   int64_t body_left;
@@ -311,6 +315,7 @@ struct upconn {
   client_t *c;
   ustate_t state;
   unsigned reused : 1, paused : 1, keep_alive : 1, rechunk : 1, dechunk : 1, counted : 1, got_bytes : 1;
+  uint32_t lora_id; /* adapter counted in ep->pod->flight while counted (0: none) */
   framing_t framing;
   int64_t left;
   ig_chunked_decoder_t dec;

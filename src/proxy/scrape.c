@@ -128,6 +128,11 @@ static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t
   memcpy(l->running_loras, pm->running_loras, (size_t)l->n_running_loras * sizeof l->running_loras[0]);
   memcpy(l->waiting_loras, pm->waiting_loras, (size_t)l->n_waiting_loras * sizeof l->waiting_loras[0]);
   ig_sched_pod_set_lora(sp, l); /* adapter names to ids once per scrape, not per pick */
+  /* requests of ours that wait for an adapter slot do not hold up the others (the engine lets them
+   * pass): they do not count towards saturation or the queue score */
+  pod->raw_waiting = sp->waiting;
+  pod->lora_blocked = ig_sched_lora_blocked(l, &pod->flight);
+  sp->waiting = sp->waiting > pod->lora_blocked ? sp->waiting - pod->lora_blocked : 0;
   pools_on_scrape(s->ep);
 }
 

@@ -57,6 +57,15 @@ static void brk_abandon(upconn_t *up) {
 }
 
 /* Closes an upstream connection (never returned to a pool) and detaches it from its request. */
+/* Takes up's request off its endpoint's counts. */
+static void up_uncount(upconn_t *up) {
+  if (!up->counted) return;
+  up->ep->inflight--;
+  if (up->lora_id && up->ep->pod) ig_sched_lora_flight_add(&up->ep->pod->flight, up->lora_id, -1);
+  up->lora_id = 0;
+  up->counted = 0;
+}
+
 void upconn_close(upconn_t *up) {
   if (up->state == US_CLOSED) return;
   if (up->state == US_IDLE) {
@@ -65,8 +74,7 @@ void upconn_close(upconn_t *up) {
   }
   up->state = US_CLOSED;
   brk_abandon(up);
-  if (up->counted) up->ep->inflight--;
-  up->counted = 0;
+  up_uncount(up);
   if (up->c) up->c->req.up = NULL;
   up->c = NULL;
   uv_close((uv_handle_t *)&up->tcp, on_up_close);
@@ -80,8 +88,7 @@ void upstream_detach(upconn_t *up, int reuse) {
   if (up->c) up->c->req.up = NULL;
   up->c = NULL;
   brk_abandon(up);
-  if (up->counted) up->ep->inflight--;
-  up->counted = 0;
+  up_uncount(up);
   endpoint_t *ep = up->ep;
   /* reusable only after a clean exchange: response complete, nothing extra read, and the request
    * fully written (a backend may answer before it has read the whole body) */
@@ -595,6 +602,8 @@ void upstream_start(client_t *c, const endpoint_t *exclude, int fresh) {
   q->up = up;
   up->counted = 1;
   ep->inflight++;
+  /* the adapter's count on the pod, for telling slot waits from queueing (ig_sched_lora_blocked) */
+  up->lora_id = ep->pod && ig_sched_lora_flight_add(&ep->pod->flight, q->lora_id, 1) == 0 ? q->lora_id : 0;
   up->idle_timeout_ms = be->cfg->idle_timeout_ms;
   up->max_idle = be->cfg->max_idle_conns;
   up->paused = 0;

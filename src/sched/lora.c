@@ -7,6 +7,7 @@
  * answers are the same as comparing every name. A mutex guards the table (one gateway thread in
  * practice; the lock is uncontended). The table lives until the process exits. */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sched_internal.h"
@@ -87,6 +88,14 @@ uint32_t ig_sched_lora_id(const char *name) {
   return id;
 }
 
+uint32_t ig_sched_lora_register(const char *name) {
+  if (!name || !*name) return 0;
+  pthread_mutex_lock(&lock);
+  uint32_t id = lookup(name, 1);
+  pthread_mutex_unlock(&lock);
+  return id;
+}
+
 /* 1 when model (id mid, from ig_sched_lora_id) is among names[0..n) / ids[0..n). */
 int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t *ids, int n, const char *model,
                       uint32_t mid) {
@@ -97,4 +106,79 @@ int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t
     if (ids[i] ? ids[i] == mid : strncmp(names[i], model, IG_SCHED_LORA_NAME_MAX) == 0) return 1;
   }
   return 0;
+}
+
+/* ---- adapter slots: what we sent, and who waits for a slot ---- */
+
+int ig_sched_lora_flight_add(ig_sched_lora_flight_t *f, uint32_t id, int delta) {
+  if (!f || !id) return 0;
+  int free_at = -1;
+  for (int i = 0; i < IG_SCHED_LORA_TRACK; i++) {
+    if (f->id[i] == id) {
+      if (delta < 0 && f->n[i] < (unsigned)-delta) f->n[i] = 0;
+      else f->n[i] = (unsigned)((int)f->n[i] + delta);
+      if (!f->n[i]) f->id[i] = 0;
+      return 0;
+    }
+    if (!f->id[i] && free_at < 0) free_at = i;
+  }
+  if (delta <= 0) return 0;
+  if (free_at < 0) return IG_EFULL;
+  f->id[free_at] = id;
+  f->n[free_at] = (unsigned)delta;
+  return 0;
+}
+
+static int has_id(const uint32_t *ids, int n, uint32_t id) {
+  for (int i = 0; i < n; i++)
+    if (ids[i] == id) return 1;
+  return 0;
+}
+
+/* Clamps a list count to the array's size. */
+static int list_count(int n) { return n < 0 ? 0 : n > IG_SCHED_MAX_LORAS ? IG_SCHED_MAX_LORAS : n; }
+
+unsigned ig_sched_lora_blocked(const ig_sched_lora_t *l, const ig_sched_lora_flight_t *f) {
+  if (!l || !f || !l->ids_valid || l->max_lora <= 0 || l->n_running_loras < l->max_lora) return 0;
+  int nr = list_count(l->n_running_loras), nw = list_count(l->n_waiting_loras);
+  unsigned blocked = 0;
+  for (int i = 0; i < nw; i++) {
+    uint32_t id = l->waiting_ids[i];
+    if (!id || has_id(l->running_ids, nr, id) || has_id(l->waiting_ids, i, id)) continue;
+    for (int j = 0; j < IG_SCHED_LORA_TRACK; j++)
+      if (f->id[j] == id) blocked += f->n[j];
+  }
+  return blocked;
+}
+
+/* Appends (name, id) to one of l's lists when there is room; returns 1 when it did. */
+static int list_append(char names[][IG_SCHED_LORA_NAME_MAX], uint32_t *ids, int *n, const char *name, uint32_t id) {
+  if (*n < 0) *n = 0;
+  if (*n >= IG_SCHED_MAX_LORAS) return 0;
+  snprintf(names[*n], IG_SCHED_LORA_NAME_MAX, "%s", name);
+  ids[*n] = id;
+  ++*n;
+  return 1;
+}
+
+int ig_sched_lora_note_sent(ig_sched_pod_t *p, ig_sched_lora_t *l, const char *model, uint32_t id) {
+  if (!p || !l || !model || !id || !l->ids_valid || l->max_lora <= 0) return 0;
+  int nr = list_count(l->n_running_loras), nw = list_count(l->n_waiting_loras);
+  if (has_id(l->running_ids, nr, id)) return 0;
+  int changed;
+  if (l->n_running_loras < l->max_lora) {
+    changed = list_append(l->running_loras, l->running_ids, &l->n_running_loras, model, id);
+    if (changed) l->running_mask |= ig_sched_lora_bit(id);
+  } else {
+    if (has_id(l->waiting_ids, nw, id)) return 0;
+    changed = list_append(l->waiting_loras, l->waiting_ids, &l->n_waiting_loras, model, id);
+    if (changed) l->waiting_mask |= ig_sched_lora_bit(id);
+  }
+  if (!changed) return 0;
+  if (p->lora == l) {
+    p->lora_running_mask = l->running_mask;
+    p->lora_waiting_mask = l->waiting_mask;
+    p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
+  }
+  return 1;
 }

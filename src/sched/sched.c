@@ -618,6 +618,27 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
   return nu;
 }
 
+/* The filter "lora-slot" over the candidates f[0..n) for a request naming an adapter (ctx->model_id
+ * not 0): drops the pods where the adapter would wait for a slot (ig_sched_lora_blocked_on) when any
+ * candidate can start it now; else keeps them all. Returns the new count; s->pos follows. */
+static size_t filter_lora_slots(ig_sched_t *s, const ig_sched_ctx_t *ctx, cand_t *f, size_t n) {
+  size_t m = 0;
+  for (size_t c = 0; c < n; c++) {
+    int blocked = ig_sched_lora_blocked_on(ctx, &ctx->pods[f[c].idx]);
+    s->mpod[c] = (size_t)blocked; /* scratch: one flag per candidate */
+    m += (size_t)!blocked;
+  }
+  if (m == 0 || m == n) return n;
+  m = 0;
+  for (size_t c = 0; c < n; c++) {
+    if (s->mpod[c]) continue;
+    f[m] = f[c];
+    s->pos[f[m].idx] = (uint32_t)m;
+    m++;
+  }
+  return m;
+}
+
 /* The "default" pick: the filters "fresh" then "not-saturated" (when any pod passes it) in one
  * branch-free pass over the allowed pods (allowed NULL = all n), writing what the scorers read into
  * s->flat, then pick_scored. Returns how many were written to order; *n_fresh = 0 (and nothing
@@ -644,6 +665,7 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
     }
     bad = 1;
   }
+  if (ctx->model_id && any_lora && nu > 1) nu = filter_lora_slots(s, ctx, f, nu);
   ctx->n = nu;
   return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad);
 }

@@ -107,7 +107,6 @@ uint32_t ig_sched_prefix_slot(const ig_sched_prefix_t *idx);
 /* Mask bit of an adapter id: ids 1..62 have a bit of their own (so the bit answers exactly), every
  * other id and 0 (not interned) share bit 63 (then the lists are checked). */
 static inline uint64_t ig_sched_lora_bit(uint32_t id) { return 1ull << (id && id < 63 ? id : 63); }
-uint32_t ig_sched_lora_id(const char *name);
 int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t *ids, int n, const char *model,
                       uint32_t mid);
 
@@ -194,6 +193,7 @@ static inline int ig_sched_pod_sat(const ig_sched_opts_t *o, const ig_sched_pod_
 }
 
 double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p);
+int ig_sched_lora_blocked_on(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p);
 int ig_sched_pod_has_lora(const char lists[][IG_SCHED_LORA_NAME_MAX], int n, const char *model);
 
 /* Filters (score.c). */

@@ -54,10 +54,13 @@ def wait_scraped(admin, n):
                what=f"{n} pods scraped")
 
 
-def wait_no_pending(admin):
-    """Until a scrape has reset our own per-pod counts (so the next pick sees plain metrics)."""
-    wait_until(lambda: all(p["pending"] == 0 and p["inflight"] == 0 and p["waiting"] == 0 and p["running"] == 0
-                           for p in pools(admin)[0]["pods"]), what="pods idle and scraped")
+def wait_no_pending(admin, busy=()):
+    """Until a scrape has reset our own per-pod counts (so the next pick sees plain metrics); the pods
+    on ports in busy run requests of their own."""
+    def idle(p):
+        mine = p["pending"] == 0 and p["inflight"] == 0
+        return mine and (int(p["endpoint"].rsplit(":", 1)[1]) in busy or (p["waiting"] == 0 and p["running"] == 0))
+    wait_until(lambda: all(idle(p) for p in pools(admin)[0]["pods"]), what="pods idle and scraped")
 
 
 def complete(port, prompt="hello", max_tokens=2, model="llama3", headers=None, host="test", stream=False):
@@ -72,11 +75,12 @@ def served_pod(resp):
     return int(resp.json()["id"].split("-")[1])
 
 
-def direct_load(port, n, max_tokens):
+def direct_load(port, n, max_tokens, model="llama3"):
     """n long requests straight to one sim pod (bypassing the gateway), in background threads."""
     threads = []
     for i in range(n):
-        t = threading.Thread(target=lambda i=i: complete(port, prompt=f"direct {i}", max_tokens=max_tokens),
+        t = threading.Thread(target=lambda i=i: complete(port, prompt=f"direct {i}", max_tokens=max_tokens,
+                                                         model=model),
                              daemon=True)
         t.start()
         threads.append(t)
@@ -170,18 +174,35 @@ def test_lora_affinity(procs, tmp_path, infergate_bin):
     eps = start_sim(procs, infergate_bin, 3, "--lora", "sql-lora,chat-lora")
     port, admin = gateway(procs, tmp_path, eps)
     wait_scraped(admin, 3)
-    r = post_json(eps[1], "/v1/load_lora_adapter", {"lora_name": "sql-lora", "lora_path": "/adapters/sql"})
-    assert r.status in (200, 400), r  # 400: registered by --lora already; still made resident below
-    if "sql-lora" not in pods_by_port(admin)[eps[1]]["loras"]:
-        assert complete(eps[1], model="sql-lora").status == 200  # a request makes it resident
+    # as in vLLM, an adapter is listed while a sequence of it runs: keep one running on pod 1
+    direct_load(eps[1], 1, 4000, model="sql-lora")
     wait_until(lambda: pods_by_port(admin)[eps[1]]["loras"] == ["sql-lora"], what="adapter seen on pod 1")
     counts = [0, 0, 0]
     for i in range(8):
-        wait_no_pending(admin)
+        wait_no_pending(admin, busy=[eps[1]])
         r = complete(port, model="sql-lora", prompt=f"select {i}")
         assert r.status == 200, r
         counts[served_pod(r)] += 1
     assert counts[1] == 8, counts
+
+
+def test_lora_slot_filter(procs, tmp_path, infergate_bin):
+    """One adapter slot per pod. Pod 0 is idle but its slot runs chat-lora; pods 1 and 2 have a queue.
+    The queue favours pod 0, yet sql-lora would wait there for the slot: it goes to pod 1 or 2 (the
+    base model's side of it is in tests/unit/test_sched_lora.c)."""
+    eps = start_sim(procs, infergate_bin, 3, "--lora", "sql-lora,chat-lora", "--max-loras", "1",
+                    "--max-num-seqs", "1")
+    port, admin = gateway(procs, tmp_path, eps)
+    wait_scraped(admin, 3)
+    direct_load(eps[0], 1, 4000, model="chat-lora")
+    for ep in eps[1:]:
+        direct_load(ep, 3, 300)  # base model: one running, two waiting (about 2 s each)
+    wait_until(lambda: pods_by_port(admin)[eps[0]]["loras"] == ["chat-lora"] and
+               all(pods_by_port(admin)[ep]["waiting"] >= 2 for ep in eps[1:]), what="pods loaded")
+    wait_no_pending(admin, busy=eps)
+    r = complete(port, model="sql-lora", prompt="select 1")
+    assert r.status == 200, r
+    assert served_pod(r) != 0
 
 
 def test_stale_pod_is_avoided(procs, tmp_path, infergate_bin):

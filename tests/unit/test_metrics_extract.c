@@ -414,7 +414,7 @@ static void test_filter_matches_reference(void **state) {
 static void test_sim_pages(void **state) {
   (void)state;
   /* what the scheduler gets from the simulator's pages (captured with 4 requests running) */
-  size_t len;
+  size_t len = 0;
   ig_pod_metrics_t m;
   char *page = slurp("tests/fuzz/corpus/metrics_prom/sim-vllm.txt", &len);
   assert_non_null(page);

@@ -61,7 +61,7 @@ static void test_counter_gauge(void **state) {
                                    "# TYPE inference_objective_request_total counter\n"));
   assert_non_null(strstr(out.data, "# HELP inference_pool_ready_pods Ready pods.\\nSecond \\\\ line\n"
                                    "# TYPE inference_pool_ready_pods gauge\n"));
-  double v;
+  double v = 0;
   assert_true(find_sample(&out, "inference_objective_request_total", "model_name=\"a\",target_model_name=\"b\"", &v));
   assert_true(v == 3);
   assert_true(find_sample(&out, "inference_pool_ready_pods", "name=\"pool\"", &v));
@@ -124,7 +124,7 @@ static void test_histogram(void **state) {
     double want;
   } b[] = {{"0.1", 2}, {"0.5", 3}, {"1", 4}, {"2.5", 5}, {"+Inf", 6}};
   char lab[128];
-  double v;
+  double v = 0;
   for (size_t i = 0; i < 5; i++) {
     snprintf(lab, sizeof lab, "%s,le=\"%s\"", l, b[i].le);
     assert_true(find_sample(&out, n, lab, &v));

@@ -195,6 +195,13 @@ static void test_lora_ids(void **state) {
  * sum does: random pools of fresh, unsaturated pods with adapters compared by mask, by id and by name
  * (ids above 62 share a mask bit), shared prefixes, 3 of up to 300 pods asked for, and pods whose
  * prefix index is replaced or swapped between picks (the scheduler's slot cache must notice). */
+/* 1 when model is among names[0..n). */
+static int listed(const char names[][IG_SCHED_LORA_NAME_MAX], int n, const char *model) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(names[i], model)) return 1;
+  return 0;
+}
+
 static void test_pick_equals_scorer_sum(void **state) {
   (void)state;
   enum { MAXP = 300 };
@@ -274,18 +281,35 @@ static void test_pick_equals_scorer_sum(void **state) {
       for (size_t i = 0; i < n; i++) sc[2][i] = (double)ig_sched_prefix_match(pods[i].prefix, h, nh) / (double)nh;
       for (size_t i = 0; i < n; i++)
         want[i] = 2 * sc[0][i] + 2 * sc[1][i] + 3 * sc[2][i] + 1 * sc[3][i];
+      /* the filter "lora-slot": for an adapter, pods where it would wait for a slot are dropped when
+       * another pod can start it (they follow as fallbacks, in any order) */
+      static int blocked[MAXP];
+      size_t n_free = n;
+      if (r.model && ig_sched_lora_id(r.model)) {
+        n_free = 0;
+        for (size_t i = 0; i < n; i++) {
+          const ig_sched_lora_t *l = pods[i].lora;
+          blocked[i] = l && l->max_lora > 0 && l->n_running_loras >= l->max_lora &&
+                       !listed(l->running_loras, l->n_running_loras, r.model);
+          n_free += (size_t)!blocked[i];
+        }
+        if (n_free == 0 || n < 2) n_free = n;
+      }
+      if (n_free == n) memset(blocked, 0, n * sizeof *blocked);
       static size_t order[MAXP];
       size_t k = step % 2 ? 3 : n; /* the top 3 (skips before ranking), or every pod (a full sort) */
       size_t want_k = k;
       assert_int_equal(ig_sched_pick(s, pods, n, &r, order, &k), 0);
       assert_int_equal(k, want_k < n ? want_k : n);
-      /* order[j] holds the j-th best sum (ties in any order) */
+      /* order[j] holds the j-th best sum among the pods the filter kept (ties in any order) */
+      size_t kept = k < n_free ? k : n_free;
+      for (size_t j = 0; j < k; j++) assert_int_equal(blocked[order[j]], j >= kept);
       if (k == n) {
-        for (size_t j = 0; j + 1 < k; j++) assert_true(want[order[j]] >= want[order[j + 1]] - 1e-9);
+        for (size_t j = 0; j + 1 < kept; j++) assert_true(want[order[j]] >= want[order[j + 1]] - 1e-9);
       } else {
-        for (size_t j = 0; j < k; j++) {
+        for (size_t j = 0; j < kept; j++) {
           size_t better = 0;
-          for (size_t i = 0; i < n; i++) better += want[i] > want[order[j]] + 1e-9;
+          for (size_t i = 0; i < n; i++) better += !blocked[i] && want[i] > want[order[j]] + 1e-9;
           assert_true(better <= j);
         }
       }

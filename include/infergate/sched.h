@@ -156,6 +156,9 @@ typedef struct {
    * (ig_sched_priority_crit) too. */
   int priority;
   int has_priority;
+  /* 1 = keep the pods' own queues for Critical requests (standard_queue_max applies to this request's
+   * admission); the caller sets it while requests of priority > 0 are around. 0 = off. */
+  int reserve_critical;
 } ig_sched_request_t;
 
 /* The request's effective priority: req->priority when has_priority, else crit's (1 / 0 / -1). */
@@ -166,6 +169,10 @@ int ig_sched_request_priority(const ig_sched_request_t *req);
 /* Thresholds. Start from ig_sched_opts_default and change what you need. */
 typedef struct {
   double queue_threshold;       /* pod saturated when waiting + pending >= this; 5 */
+  double standard_queue_max;    /* admission with reserve_critical: requests of priority <= 0 go to a
+                                   pod only while its waiting + pending < this, so the pods' own (FIFO)
+                                   queues keep room for Critical ones and the rest waits in our priority
+                                   queue; 0 or >= queue_threshold = off; 1 */
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
   uint64_t stale_ms;            /* pod stale (and saturated) when metrics are older; 200 */
   double critical_queue_max;    /* gie: Critical keeps pods with queue < this; 128 */
@@ -231,6 +238,10 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
 int ig_sched_pod_saturated(const ig_sched_t *s, const ig_sched_pod_t *pod);
 /* 1 when every pod is saturated (stale pods count as saturated, so also when no pod is fresh). */
 int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n);
+/* 1 when no pod has room for a request of priority prio: every pod is saturated or, for prio <= 0 when
+ * reserve (reserve_critical) is set, has waiting + pending >= standard_queue_max. Profiles without
+ * admission: ig_sched_pool_saturated. */
+int ig_sched_pool_full_for(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, int prio, int reserve);
 
 typedef enum {
   IG_SCHED_ADMIT_PICK,  /* schedule now with ig_sched_pick */
@@ -242,9 +253,11 @@ typedef struct ig_sched_queue ig_sched_queue_t;
 
 /* Decides what to do with a new request (only the request's subset counts, when given), by its
  * priority (ig_sched_request_priority).
- * Profile "default": PICK when some pod is not saturated and no request of the same or a higher
- * priority waits in q (q may be NULL); otherwise SHED a request of negative priority (Sheddable) and
- * QUEUE the others.
+ * Profile "default": SHED a request of negative priority (Sheddable) when every pod is saturated;
+ * QUEUE when every pod is saturated, when a request of the same or a higher priority waits in q (q may
+ * be NULL), or when the request's priority is <= 0, it has reserve_critical set and no pod has room
+ * for it (standard_queue_max); a Sheddable request is also SHED when a higher priority is queued;
+ * otherwise PICK.
  * Profile "gie" and the baselines never queue: PICK (gie sheds inside ig_sched_pick). */
 ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,
                                 const ig_sched_request_t *req, const ig_sched_queue_t *q);

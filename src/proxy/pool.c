@@ -22,10 +22,13 @@ struct pool {
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' state, indexed like be->eps */
   int uses_prefix;
   int kicking, kick_again;
+  uint64_t critical_ms; /* ig_now_ms() when a request of priority > 0 last arrived (0: never) */
   size_t *avail; /* scratch: indexes of the endpoints that may take a request (issue #9) */
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
+/* The pods' own queues are kept for Critical requests (standard_queue_max) while one arrived this recently. */
+#define CRITICAL_WINDOW_MS 10000
 static ig_buf_t prompt_buf;                     /* scratch: the prompt text of the request being picked */
 
 pod_t *pod_new(void) {
@@ -98,11 +101,19 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   return ready;
 }
 
+/* Whether the pods' queues are kept for Critical requests now (one arrived within the window). */
+static int reserve_critical(const pool_t *p, uint64_t now) {
+  return p->critical_ms && now - p->critical_ms < CRITICAL_WINDOW_MS;
+}
+
 /* The request's integer priority (and its class) for the scheduler. */
-static void sched_priority(const req_t *q, ig_sched_request_t *sr) {
+static void sched_priority(pool_t *p, const req_t *q, ig_sched_request_t *sr) {
   sr->priority = q->priority;
   sr->has_priority = 1;
   sr->crit = ig_sched_priority_crit(q->priority);
+  uint64_t now = ig_now_ms();
+  if (q->priority > 0) p->critical_ms = now ? now : 1;
+  sr->reserve_critical = reserve_critical(p, now);
 }
 
 /* The scheduler's request for c (the prompt only when the profile scores prefixes). */
@@ -111,7 +122,7 @@ static void sched_request(pool_t *p, client_t *c, ig_sched_request_t *sr) {
   memset(sr, 0, sizeof *sr);
   sr->model = q->target[0] ? q->target : NULL;
   discovery_subset(p->be, sr->model, &sr->subset, &sr->n_subset); /* pods serving the model */
-  sched_priority(q, sr);
+  sched_priority(p, q, sr);
   if (q->fairness[0]) {
     sr->fairness_id = q->fairness;
     sr->fairness_id_len = strlen(q->fairness);
@@ -377,7 +388,7 @@ int pool_admit(client_t *c) {
     memset(&sr, 0, sizeof sr);
     sr.model = q->target[0] ? q->target : NULL;
     discovery_subset(p->be, sr.model, &sr.subset, &sr.n_subset);
-    sched_priority(q, &sr);
+    sched_priority(p, q, &sr);
     if (usable_subset(p, &sr.subset, &sr.n_subset, ig_now_ms()) < 0) goto pick; /* pool_do_pick says why */
     switch (ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, p->queue)) {
     case IG_SCHED_ADMIT_SHED:
@@ -440,7 +451,9 @@ void pool_kick(backend_rt_t *be) {
     while (ig_sched_queue_len(p->queue)) {
       uint64_t now = ig_now_ms();
       size_t ready = pods_fill(p, now);
-      if (ready && ig_sched_pool_saturated(p->sched, p->pods, be->n_eps)) break;
+      int top = 0;
+      ig_sched_queue_top_priority(p->queue, &top);
+      if (ready && ig_sched_pool_full_for(p->sched, p->pods, be->n_eps, top, reserve_critical(p, now))) break;
       const size_t *all = NULL;
       size_t n_all = 0;
       if (usable_subset(p, &all, &n_all, now) == IG_EAGAIN) break; /* every endpoint at its cap */

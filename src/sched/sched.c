@@ -34,6 +34,7 @@ int ig_sched_scorer_exists(const char *name) { return ig_sched_scorer_index(name
 void ig_sched_opts_default(ig_sched_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->queue_threshold = 5;
+  o->standard_queue_max = 1;
   o->kv_threshold = 0.8;
   o->stale_ms = 200;
   o->critical_queue_max = 128;
@@ -156,6 +157,20 @@ int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, siz
   return 1;
 }
 
+/* Whether pod p may take a request of priority prio now (see standard_queue_max). */
+static int pod_room(const ig_sched_opts_t *o, const ig_sched_pod_t *p, int prio, int reserve) {
+  if (ig_sched_pod_sat(o, p)) return 0;
+  double low = o->standard_queue_max;
+  return prio > 0 || !reserve || low <= 0 || low >= o->queue_threshold || ig_sched_pod_queue(p) < low;
+}
+
+int ig_sched_pool_full_for(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, int prio, int reserve) {
+  if (!s->prof->admission) return ig_sched_pool_saturated(s, pods, n);
+  for (size_t i = 0; i < n; i++)
+    if (pod_room(&s->o, &pods[i], prio, reserve)) return 0;
+  return 1;
+}
+
 /* Decides pick / queue / shed for a new request; see sched.h. */
 ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,
                                 const ig_sched_request_t *req, const ig_sched_queue_t *q) {
@@ -169,9 +184,18 @@ ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods,
   }
   int prio = ig_sched_request_priority(req), top;
   if (saturated) return prio < 0 ? IG_SCHED_ADMIT_SHED : IG_SCHED_ADMIT_QUEUE;
+  int queued = q && ig_sched_queue_top_priority(q, &top) == 0;
   /* Capacity is free, but do not overtake requests of the same or a higher priority already waiting. */
-  if (q && ig_sched_queue_top_priority(q, &top) == 0 && top >= prio) return IG_SCHED_ADMIT_QUEUE;
-  return IG_SCHED_ADMIT_PICK;
+  if (queued && top >= prio) return prio < 0 && top > prio ? IG_SCHED_ADMIT_SHED : IG_SCHED_ADMIT_QUEUE;
+  /* Only Critical requests may join a pod's own queue beyond standard_queue_max. */
+  int room = 0;
+  if (req->subset) {
+    for (size_t i = 0; i < req->n_subset && !room; i++)
+      room = req->subset[i] < n && pod_room(&s->o, &pods[req->subset[i]], prio, req->reserve_critical);
+  } else {
+    room = !ig_sched_pool_full_for(s, pods, n, prio, req->reserve_critical);
+  }
+  return room ? IG_SCHED_ADMIT_PICK : IG_SCHED_ADMIT_QUEUE;
 }
 
 /* ---- ranking: top k by key, random tie-break, without sorting everything ---- */

@@ -300,3 +300,29 @@ def test_client_leaving_queue_and_header_criticality(procs, tmp_path, infergate_
     s.close()
     wait_until(lambda: pools(admin)[0]["queue"] == 0, what="queue emptied by the disconnect")
     wait_until(lambda: complete(port, prompt="later").status == 200, timeout=30, what="served again")
+
+
+def test_headroom_for_critical(procs, tmp_path, infergate_bin):
+    """Once a Critical request was seen, a Standard one does not join a pod's own queue (first come,
+    first served there): it waits in our priority queue while every pod has one; Critical goes on.
+    (Without Critical traffic nothing is held: tests/unit/test_sched_queue.c.)"""
+    eps = start_sim(procs, infergate_bin, 2, "--max-num-seqs", "1")
+    port, admin = gateway(procs, tmp_path, eps)
+    wait_scraped(admin, 2)
+    crit = [("x-infergate-criticality", "Critical")]
+    std = [("x-infergate-criticality", "Standard")]
+    # Critical traffic around (the window is 10 s)
+    r = complete(port, prompt="critical", headers=crit)
+    assert r.status == 200, r
+    for ep in eps:
+        direct_load(ep, 3, 150)
+    wait_until(lambda: all(1 <= p["waiting"] < 5 for p in pools(admin)[0]["pods"]), what="queues on both pods")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=complete(port, prompt="standard", headers=std)),
+                         daemon=True)
+    t.start()
+    wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, what="standard held by us")
+    r = complete(port, prompt="critical again", headers=crit)  # not held: it joins a pod's queue
+    assert r.status == 200, r
+    t.join(60 * SLOW)
+    assert not t.is_alive() and result["r"].status == 200, result

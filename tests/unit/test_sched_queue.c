@@ -200,11 +200,38 @@ static void test_admit(void **state) {
   (void)state;
   ig_sched_t *s = ig_sched_new("default", 1);
   ig_sched_pod_t pods[2];
-  ig_sched_request_t crit = {.crit = IG_SCHED_CRIT_CRITICAL}, std = {.crit = IG_SCHED_CRIT_STANDARD},
-                     shed = {.crit = IG_SCHED_CRIT_SHEDDABLE};
+  ig_sched_request_t crit = {.crit = IG_SCHED_CRIT_CRITICAL, .reserve_critical = 1},
+                     std = {.crit = IG_SCHED_CRIT_STANDARD, .reserve_critical = 1},
+                     shed = {.crit = IG_SCHED_CRIT_SHEDDABLE, .reserve_critical = 1};
   pod_set(&pods[0], 9, 0.1);
-  pod_set(&pods[1], 1, 0.2);
+  pod_set(&pods[1], 0, 0.2);
   assert_int_equal(ig_sched_admit(s, pods, 2, &shed, NULL), IG_SCHED_ADMIT_PICK);
+  /* headroom for Critical (standard_queue_max 1): once every pod has a queue, only Critical joins it */
+  pods[1].waiting = 1;
+  assert_int_equal(ig_sched_admit(s, pods, 2, &crit, NULL), IG_SCHED_ADMIT_PICK);
+  assert_int_equal(ig_sched_admit(s, pods, 2, &std, NULL), IG_SCHED_ADMIT_QUEUE);
+  assert_int_equal(ig_sched_admit(s, pods, 2, &shed, NULL), IG_SCHED_ADMIT_QUEUE);
+  assert_true(ig_sched_pool_full_for(s, pods, 2, 0, 1) && !ig_sched_pool_full_for(s, pods, 2, 1, 1));
+  /* without Critical traffic around (reserve_critical 0) there is nothing to keep room for */
+  ig_sched_request_t plain = {.crit = IG_SCHED_CRIT_STANDARD};
+  assert_int_equal(ig_sched_admit(s, pods, 2, &plain, NULL), IG_SCHED_ADMIT_PICK);
+  assert_false(ig_sched_pool_full_for(s, pods, 2, 0, 0));
+  pods[1].waiting = 0.5; /* pending counts too: 0.5 + 1 >= 1 */
+  pods[1].pending = 1;
+  assert_int_equal(ig_sched_admit(s, pods, 2, &std, NULL), IG_SCHED_ADMIT_QUEUE);
+  pods[1].pending = 0;
+  assert_int_equal(ig_sched_admit(s, pods, 2, &std, NULL), IG_SCHED_ADMIT_PICK);
+  /* the option off: Standard joins any unsaturated pod's queue */
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  assert_true(o.standard_queue_max == 1);
+  o.standard_queue_max = 0;
+  ig_sched_t *off = ig_sched_new_opts("default", 1, &o);
+  pods[1].waiting = 4;
+  assert_int_equal(ig_sched_admit(off, pods, 2, &std, NULL), IG_SCHED_ADMIT_PICK);
+  assert_false(ig_sched_pool_full_for(off, pods, 2, 0, 1));
+  ig_sched_free(off);
+  pods[1].waiting = 1;
   /* only the subset counts */
   size_t sub[] = {0};
   ig_sched_request_t shed_sub = shed;
@@ -228,8 +255,14 @@ static void test_admit(void **state) {
   ig_sched_queue_t *q = ig_sched_queue_new(4);
   push(q, 0, IG_SCHED_CRIT_STANDARD, NULL, 0, 1000, NULL);
   assert_int_equal(ig_sched_admit(s, pods, 2, &std, q), IG_SCHED_ADMIT_QUEUE);
-  assert_int_equal(ig_sched_admit(s, pods, 2, &shed, q), IG_SCHED_ADMIT_QUEUE);
   assert_int_equal(ig_sched_admit(s, pods, 2, &crit, q), IG_SCHED_ADMIT_PICK);
+  /* a Sheddable would only wait behind the higher priority: shed; behind its own priority: queue */
+  assert_int_equal(ig_sched_admit(s, pods, 2, &shed, q), IG_SCHED_ADMIT_SHED);
+  ig_sched_queue_t *q2 = ig_sched_queue_new(4);
+  push(q2, 0, IG_SCHED_CRIT_SHEDDABLE, NULL, 0, 1000, NULL);
+  assert_int_equal(ig_sched_admit(s, pods, 2, &shed, q2), IG_SCHED_ADMIT_QUEUE);
+  assert_int_equal(ig_sched_admit(s, pods, 2, &std, q2), IG_SCHED_ADMIT_PICK);
+  ig_sched_queue_free(q2);
   ig_sched_queue_free(q);
   ig_sched_free(s);
   /* gie and the baselines never queue */

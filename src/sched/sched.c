@@ -36,6 +36,7 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
   o->queue_threshold = 5;
   o->standard_queue_max = 1;
   o->kv_threshold = 0.8;
+  o->queue_running_weight = 0.3;
   o->stale_ms = 200;
   o->critical_queue_max = 128;
   o->lora_affinity_p = 0.999;
@@ -481,9 +482,9 @@ static inline double lora_term(const lora_q_t *lq, const ig_sched_pod_t *p) {
 }
 
 /* Copies what the scorers read of pod i into e; returns whether the pod has adapter information. */
-static inline int load_cand(cand_t *e, const ig_sched_pod_t *pods, size_t i) {
+static inline int load_cand(const ig_sched_opts_t *o, cand_t *e, const ig_sched_pod_t *pods, size_t i) {
   const ig_sched_pod_t *p = &pods[i];
-  e->q = ig_sched_pod_queue(p);
+  e->q = ig_sched_pod_qload(o, p);
   e->kv = ig_sched_pod_kv(p);
   e->load = ig_sched_pod_load(p);
   e->px = p->prefix;
@@ -609,24 +610,24 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
                                                                 size_t *n_fresh, int *any_lora_out,
                                                                 const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
                                                                 int *pc_bad) {
-  const double qt = o->queue_threshold, kt = o->kv_threshold;
+  const double qt = o->queue_threshold, kt = o->kv_threshold, rw = o->queue_running_weight;
   const uint64_t stale = o->stale_ms;
   size_t nc = 0, nu = 0;
   int any_lora = 0, bad = 0;
   for (size_t a = 0; a < n; a++) {
     size_t i = allowed ? allowed[a] : a;
     const ig_sched_pod_t *p = &pods[i];
-    /* same values as ig_sched_pod_queue / _kv / _load / _fresh / _sat */
+    /* same values as ig_sched_pod_queue / _qload / _kv / _load / _fresh / _sat */
     int fresh = (p->has_metrics != 0) & (p->metrics_age_ms <= stale);
-    double wq = ig_sched_nonneg_fast(p->waiting);
+    double wq = ig_sched_nonneg_fast(p->waiting), run = ig_sched_nonneg_fast(p->running);
     double q = wq + p->pending;
     double kv = ig_sched_nonneg_fast(p->kv_usage);
     kv = kv > 1 ? 1 : kv;
     int keep = fresh & !((q >= qt) | (kv >= kt));
     cand_t *e = &f[nu];
-    e->q = q;
+    e->q = q + rw * run;
     e->kv = kv;
-    e->load = wq + ig_sched_nonneg_fast(p->running) + p->pending;
+    e->load = wq + run + p->pending;
     e->px = p->prefix;
     e->idx = i;
     e->m = 0;
@@ -685,7 +686,7 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
       size_t i = allowed ? allowed[a] : a;
       if (!ig_sched_pod_fresh(&s->o, &pods[i])) continue;
       s->pos[i] = (uint32_t)nu;
-      any_lora |= load_cand(&f[nu++], pods, i);
+      any_lora |= load_cand(&s->o, &f[nu++], pods, i);
     }
     bad = 1;
   }

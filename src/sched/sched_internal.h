@@ -20,7 +20,7 @@ typedef struct {
   const ig_sched_request_t *req;
   const size_t *cand; /* candidate pod indexes */
   size_t n;
-  double qmin, qmax;    /* queue scorer: waiting + pending over the candidates */
+  double qmin, qmax;    /* queue scorer: ig_sched_pod_qload over the candidates */
   size_t n_hashes;      /* prefix scorer: blocks of the request (hashes in s->hashes) */
   const uint32_t *match; /* prefix scorer: matched blocks, indexed by pod index */
   const char *model;     /* req->model, for the LoRA checks */
@@ -54,7 +54,7 @@ typedef struct {
 /* A scored candidate of a "default" pick: what the scorers read, copied once from the pod in the pass
  * that filters the pods, so that scoring reads one small record per candidate instead of the pod. */
 typedef struct {
-  double q, load, kv;     /* ig_sched_pod_queue / _load / _kv (q and load side by side: one
+  double q, load, kv;     /* ig_sched_pod_qload / _load / _kv (q and load side by side: one
                              16-byte load in the min/max pass) */
   ig_sched_prefix_t *px;  /* the pod's prefix index (NULL = none) */
   size_t idx;             /* pod index */
@@ -171,6 +171,11 @@ static inline double ig_sched_nonneg_fast(double v) {
 
 /* waiting + pending (our own requests since the last scrape) */
 static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) { return ig_sched_nonneg(p->waiting) + p->pending; }
+
+/* What the queue scorer ranks: the queue plus queue_running_weight x the running batch. */
+static inline double ig_sched_pod_qload(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
+  return ig_sched_pod_queue(p) + o->queue_running_weight * ig_sched_nonneg(p->running);
+}
 
 /* kv_usage clamped to [0,1] */
 static inline double ig_sched_pod_kv(const ig_sched_pod_t *p) {

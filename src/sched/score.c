@@ -65,12 +65,13 @@ double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
 
 /* ---- scorers ---- */
 
-/* queue: (maxQ - q) / (maxQ - minQ) over the candidates, 1 when they are all equal. */
+/* queue: (maxQ - q) / (maxQ - minQ) over the candidates, 1 when they are all equal; q =
+ * ig_sched_pod_qload (waiting + pending + queue_running_weight x running). */
 static int queue_prepare(ig_sched_ctx_t *ctx) {
   ctx->qmin = INFINITY;
   ctx->qmax = -INFINITY;
   for (size_t i = 0; i < ctx->n; i++) {
-    double q = ig_sched_pod_queue(&ctx->pods[ctx->cand[i]]);
+    double q = ig_sched_pod_qload(&ctx->s->o, &ctx->pods[ctx->cand[i]]);
     if (q < ctx->qmin) ctx->qmin = q;
     if (q > ctx->qmax) ctx->qmax = q;
   }
@@ -79,7 +80,7 @@ static int queue_prepare(ig_sched_ctx_t *ctx) {
 
 static double queue_score(const ig_sched_ctx_t *ctx, size_t pod) {
   if (!(ctx->qmax > ctx->qmin)) return 1;
-  double v = (ctx->qmax - ig_sched_pod_queue(&ctx->pods[pod])) / (ctx->qmax - ctx->qmin);
+  double v = (ctx->qmax - ig_sched_pod_qload(&ctx->s->o, &ctx->pods[pod])) / (ctx->qmax - ctx->qmin);
   return v < 0 ? 0 : v > 1 ? 1 : v; /* a pod outside the candidate set may fall outside [min, max] */
 }
 

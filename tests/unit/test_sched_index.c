@@ -296,6 +296,22 @@ static void test_pick_equals_scorer_sum(void **state) {
         if (n_free == 0 || n < 2) n_free = n;
       }
       if (n_free == n) memset(blocked, 0, n * sizeof *blocked);
+      if (n_free < n) { /* the queue score spans the candidates the filter kept */
+        static ig_sched_pod_t kept[MAXP];
+        static size_t at[MAXP];
+        static double qk[MAXP];
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+          if (!blocked[i]) {
+            kept[m] = pods[i];
+            at[m++] = i;
+          }
+        assert_int_equal(ig_sched_scores(ref, "queue", kept, m, &r, qk), 0);
+        for (size_t j = 0; j < m; j++) {
+          size_t i = at[j];
+          want[i] += 2 * (qk[j] - sc[0][i]);
+        }
+      }
       static size_t order[MAXP];
       size_t k = step % 2 ? 3 : n; /* the top 3 (skips before ranking), or every pod (a full sort) */
       size_t want_k = k;

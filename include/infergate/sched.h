@@ -175,7 +175,7 @@ typedef struct {
                                    queue; 0 or >= queue_threshold = off; 1 */
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
   double queue_running_weight;  /* the queue scorer's load is waiting + pending + this x running (a
-                                   full batch delays a new request like a queue does); 0.3 */
+                                   full batch delays a new request like a queue does); 0.05 */
   uint64_t stale_ms;            /* pod stale (and saturated) when metrics are older; 200 */
   double critical_queue_max;    /* gie: Critical keeps pods with queue < this; 128 */
   double lora_affinity_p;       /* gie: probability of preferring pods with the adapter active; 0.999 */

@@ -36,7 +36,7 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
   o->queue_threshold = 5;
   o->standard_queue_max = 1;
   o->kv_threshold = 0.8;
-  o->queue_running_weight = 0.3;
+  o->queue_running_weight = 0.05;
   o->stale_ms = 200;
   o->critical_queue_max = 128;
   o->lora_affinity_p = 0.999;
@@ -571,7 +571,7 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   double *pterm = s->pterm;
   if (use_p) /* the prefix term by matched blocks: the same product and quotient as per pod */
     for (uint32_t m = 0; m <= s->max_match; m++) pterm[m] = w[SC_PREFIX] * ((double)m / (double)ctx->n_hashes);
-  double qspan = qmax - qmin;
+  double qspan = qmax - qmin < 1 ? 1 : qmax - qmin; /* as queue_score (score.c) */
   lora_q_t lq;
   lora_q_init(&lq, ctx, w[SC_LORA]);
   topk_t t;

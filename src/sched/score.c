@@ -65,8 +65,10 @@ double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
 
 /* ---- scorers ---- */
 
-/* queue: (maxQ - q) / (maxQ - minQ) over the candidates, 1 when they are all equal; q =
- * ig_sched_pod_qload (waiting + pending + queue_running_weight x running). */
+/* queue: (maxQ - q) / max(maxQ - minQ, 1) over the candidates, 1 when they are all equal; q =
+ * ig_sched_pod_qload (waiting + pending + queue_running_weight x running). The span is at least one
+ * waiting request, so that a difference of a few running sequences weighs little (integer queues
+ * score as in GIE). */
 static int queue_prepare(ig_sched_ctx_t *ctx) {
   ctx->qmin = INFINITY;
   ctx->qmax = -INFINITY;
@@ -80,7 +82,8 @@ static int queue_prepare(ig_sched_ctx_t *ctx) {
 
 static double queue_score(const ig_sched_ctx_t *ctx, size_t pod) {
   if (!(ctx->qmax > ctx->qmin)) return 1;
-  double v = (ctx->qmax - ig_sched_pod_qload(&ctx->s->o, &ctx->pods[pod])) / (ctx->qmax - ctx->qmin);
+  double span = ctx->qmax - ctx->qmin < 1 ? 1 : ctx->qmax - ctx->qmin;
+  double v = (ctx->qmax - ig_sched_pod_qload(&ctx->s->o, &ctx->pods[pod])) / span;
   return v < 0 ? 0 : v > 1 ? 1 : v; /* a pod outside the candidate set may fall outside [min, max] */
 }
 

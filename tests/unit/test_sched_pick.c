@@ -91,6 +91,22 @@ static void test_queue_scorer(void **state) {
   ig_sched_scores(s, "queue", pods, 4, NULL, out);
   for (int i = 0; i < 4; i++) assert_float_equal(out[i], 1.0, 1e-12);
   assert_int_equal(ig_sched_scores(s, "nope", pods, 4, NULL, out), IG_ENOENT);
+  /* the running batch counts at queue_running_weight (0.05) of a waiting request, and the span is at
+   * least one waiting request: 10 vs 2 running differ by 0.4 of a request */
+  for (int i = 0; i < 4; i++) pod_set(&pods[i], (size_t)i, 0, 0);
+  pods[0].running = 10;
+  pods[1].running = 2;
+  pods[2].running = 2;
+  pods[3].running = 2;
+  ig_sched_scores(s, "queue", pods, 4, NULL, out);
+  assert_float_equal(out[0], 0.0, 1e-12);
+  assert_float_equal(out[1], 0.4, 1e-12);
+  /* one waiting request outweighs the whole difference */
+  pods[1].waiting = 1;
+  ig_sched_scores(s, "queue", pods, 4, NULL, out);
+  assert_float_equal(out[2], 1.0, 1e-12);
+  assert_float_equal(out[0], 0.6, 1e-12); /* (1.1 - 0.5) / 1 */
+  assert_float_equal(out[1], 0.0, 1e-12);
   ig_sched_free(s);
 }
 

@@ -292,6 +292,9 @@ void ig_sched_queue_free(ig_sched_queue_t *q);
 int ig_sched_queue_push_prio(ig_sched_queue_t *q, void *data, int priority, const char *fairness_id,
                              size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,
                              void **evicted);
+/* Removes the newest request of the lowest band whose priority is below priority (*data = its data:
+ * answer it) and returns 0, or IG_ENOENT when no such band holds anything. */
+int ig_sched_queue_evict_below(ig_sched_queue_t *q, int priority, void **data);
 /* ig_sched_queue_push_prio with crit's priority (1 / 0 / -1); IG_EINVAL for a crit out of range. */
 int ig_sched_queue_push(ig_sched_queue_t *q, void *data, ig_sched_crit_t crit, const char *fairness_id,
                         size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,

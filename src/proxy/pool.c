@@ -273,6 +273,12 @@ static void queue_push(pool_t *p, client_t *c) {
     e->req.qnode = NULL;
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
+  /* queued Sheddable requests would only wait behind this one: shed them now, not after their TTL */
+  while (q->priority >= 0 && ig_sched_queue_evict_below(p->queue, 0, &evicted) == 0 && evicted) {
+    client_t *e = evicted;
+    e->req.qnode = NULL;
+    send_shed(e, "shed", "the pool is saturated: Sheddable request shed; retry later");
+  }
 }
 /* Whether the request is GET (or HEAD) /v1/models, with or without a query string. */
 static int is_models_list(const req_t *q) {

@@ -311,6 +311,17 @@ static ig_sched_qnode_t *band_newest(const ig_sched_queue_t *q, int band) {
   return best;
 }
 
+/* Removes the newest request of the lowest band below priority; see sched.h. */
+int ig_sched_queue_evict_below(ig_sched_queue_t *q, int priority, void **data) {
+  if (data) *data = NULL;
+  if (!q || !q->n_live) return IG_ENOENT;
+  int low = q->order[q->n_live - 1];
+  if (q->bands[low].prio >= priority) return IG_ENOENT;
+  void *d = node_remove(q, band_newest(q, low));
+  if (data) *data = d;
+  return 0;
+}
+
 /* Queues a request by priority; see sched.h. */
 int ig_sched_queue_push_prio(ig_sched_queue_t *q, void *data, int priority, const char *fairness_id,
                              size_t fairness_id_len, uint64_t now_ms, uint64_t ttl_ms, ig_sched_qnode_t **node,

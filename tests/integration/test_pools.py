@@ -304,7 +304,8 @@ def test_client_leaving_queue_and_header_criticality(procs, tmp_path, infergate_
 
 def test_headroom_for_critical(procs, tmp_path, infergate_bin):
     """Once a Critical request was seen, a Standard one does not join a pod's own queue (first come,
-    first served there): it waits in our priority queue while every pod has one; Critical goes on.
+    first served there): it waits in our priority queue while every pod has one, and a Sheddable one
+    queued before it is shed; Critical goes on.
     (Without Critical traffic nothing is held: tests/unit/test_sched_queue.c.)"""
     eps = start_sim(procs, infergate_bin, 2, "--max-num-seqs", "1")
     port, admin = gateway(procs, tmp_path, eps)
@@ -318,10 +319,19 @@ def test_headroom_for_critical(procs, tmp_path, infergate_bin):
         direct_load(ep, 3, 150)
     wait_until(lambda: all(1 <= p["waiting"] < 5 for p in pools(admin)[0]["pods"]), what="queues on both pods")
     result = {}
+    shed = [("x-infergate-criticality", "Sheddable")]
+    ts = threading.Thread(target=lambda: result.update(s=complete(port, prompt="sheddable", headers=shed)),
+                          daemon=True)
+    ts.start()
+    wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Sheddable"] == 1, what="sheddable held by us")
     t = threading.Thread(target=lambda: result.update(r=complete(port, prompt="standard", headers=std)),
                          daemon=True)
     t.start()
     wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, what="standard held by us")
+    # the queued Sheddable would only wait behind it: shed at once, not after its TTL
+    ts.join(30 * SLOW)
+    assert not ts.is_alive() and result["s"].status == 429, result
+    assert result["s"].json()["error"]["code"] == "shed"
     r = complete(port, prompt="critical again", headers=crit)  # not held: it joins a pod's queue
     assert r.status == 200, r
     t.join(60 * SLOW)

@@ -371,6 +371,27 @@ static void test_priority_eviction(void **state) {
   int want[] = {0, 9, 7, 4, 2};
   for (int i = 0; i < 5; i++) assert_int_equal(popp(q, NULL), want[i]);
   ig_sched_queue_free(q);
+  /* ig_sched_queue_evict_below: the newest of the lowest band below the priority, until none is */
+  q = ig_sched_queue_new(8);
+  pushp(q, 0, 1, NULL, 0, NULL);
+  pushp(q, 1, -1, "a", 1, NULL);
+  pushp(q, 2, -5, NULL, 2, NULL);
+  pushp(q, 3, -1, "b", 3, NULL);
+  pushp(q, 4, 0, NULL, 4, NULL);
+  int gone[] = {2, 3, 1};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(ig_sched_queue_evict_below(q, 0, &ev), 0);
+    assert_int_equal(ID(ev), gone[i]);
+  }
+  assert_int_equal(ig_sched_queue_evict_below(q, 0, &ev), IG_ENOENT);
+  assert_null(ev);
+  assert_int_equal(ig_sched_queue_len(q), 2);
+  assert_int_equal(ig_sched_queue_evict_below(q, 1, &ev), 0);
+  assert_int_equal(ID(ev), 4);
+  assert_int_equal(popp(q, NULL), 0);
+  assert_int_equal(ig_sched_queue_evict_below(q, 5, &ev), IG_ENOENT);
+  assert_int_equal(ig_sched_queue_evict_below(NULL, 5, &ev), IG_ENOENT);
+  ig_sched_queue_free(q);
 }
 
 /* At most IG_SCHED_QUEUE_MAX_BANDS bands: a further priority joins the nearest band below it (or the

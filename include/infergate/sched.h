@@ -104,6 +104,7 @@ typedef struct {
    * struct) = no copy, read *lora. */
   int lora_hint;
   int lora_free;
+  int lora_full; /* every slot taken by running adapters (max_lora > 0 and none free) */
   uint64_t lora_running_mask, lora_waiting_mask;
 } ig_sched_pod_t;
 

@@ -76,6 +76,7 @@ void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l) {
   p->lora_running_mask = l->running_mask;
   p->lora_waiting_mask = l->waiting_mask;
   p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
+  p->lora_full = l->max_lora > 0 && l->n_running_loras >= l->max_lora;
   p->lora_hint = 1;
 }
 
@@ -179,6 +180,7 @@ int ig_sched_lora_note_sent(ig_sched_pod_t *p, ig_sched_lora_t *l, const char *m
     p->lora_running_mask = l->running_mask;
     p->lora_waiting_mask = l->waiting_mask;
     p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
+    p->lora_full = l->max_lora > 0 && l->n_running_loras >= l->max_lora;
   }
   return 1;
 }

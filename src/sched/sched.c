@@ -490,6 +490,7 @@ static inline int load_cand(const ig_sched_opts_t *o, cand_t *e, const ig_sched_
   e->px = p->prefix;
   e->idx = i;
   e->m = 0;
+  e->slots_full = (p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1);
   return p->lora != NULL;
 }
 
@@ -631,6 +632,7 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     e->px = p->prefix;
     e->idx = i;
     e->m = 0;
+    e->slots_full = (unsigned)(p->lora != NULL) & (p->lora_hint ? (unsigned)(p->lora_full != 0) : 1u);
     pos[i] = (uint32_t)nu;
     bad |= keep & (pc_ptr[i] != p->prefix); /* the slot cache (match_cands) does not know this one */
     any_lora |= keep & (p->lora != NULL);
@@ -649,7 +651,7 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
 static size_t filter_lora_slots(ig_sched_t *s, const ig_sched_ctx_t *ctx, cand_t *f, size_t n) {
   size_t m = 0;
   for (size_t c = 0; c < n; c++) {
-    int blocked = ig_sched_lora_blocked_on(ctx, &ctx->pods[f[c].idx]);
+    int blocked = f[c].slots_full && ig_sched_lora_blocked_on(ctx, &ctx->pods[f[c].idx]);
     s->mpod[c] = (size_t)blocked; /* scratch: one flag per candidate */
     m += (size_t)!blocked;
   }

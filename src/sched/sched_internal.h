@@ -59,6 +59,8 @@ typedef struct {
   ig_sched_prefix_t *px;  /* the pod's prefix index (NULL = none) */
   size_t idx;             /* pod index */
   uint32_t m;             /* prefix blocks matched (0 until matched) */
+  uint32_t slots_full;    /* 1 when the pod's adapter slots may all be taken (check the pod), 0 when
+                             an adapter can start there whatever it is (no LoRA data, a free slot) */
 } cand_t;
 
 typedef struct {

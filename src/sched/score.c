@@ -51,7 +51,9 @@ static int lora_waiting(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
 /* 1 when the request's adapter cannot start on p now: p reports adapter slots, the adapter is not
  * running there and every slot is taken by running adapters (it would wait for one to drain). */
 int ig_sched_lora_blocked_on(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
-  return p->lora && !lora_free_slot(p) && p->lora->max_lora > 0 && !lora_running(ctx, p);
+  if (!p->lora) return 0;
+  int full = p->lora_hint ? p->lora_full : !lora_free_slot(p) && p->lora->max_lora > 0;
+  return full && !lora_running(ctx, p);
 }
 
 /* lora score of one pod: 1.0 adapter running, 0.8 a free adapter slot, 0.6 adapter waiting, else 0. */

@@ -28,6 +28,23 @@ typedef struct {
   int line;
 } ig_upstream_tls_cfg_t;
 
+/* pools[].scheduling (see docs/configuration.md); bits of .set say which values were given. */
+enum {
+  IG_TUNE_QUEUE_THRESHOLD = 1 << 0,
+  IG_TUNE_KV_THRESHOLD = 1 << 1,
+  IG_TUNE_STANDARD_QUEUE_MAX = 1 << 2,
+  IG_TUNE_RUNNING_WEIGHT = 1 << 3,
+  IG_TUNE_W_QUEUE = 1 << 4,
+  IG_TUNE_W_KV = 1 << 5,
+  IG_TUNE_W_PREFIX = 1 << 6,
+  IG_TUNE_W_LORA = 1 << 7,
+};
+typedef struct {
+  unsigned set;
+  double queue_threshold, kv_threshold, standard_queue_max, queue_running_weight;
+  double w_queue, w_kv, w_prefix, w_lora; /* scorer weights of the "default" profile */
+} ig_sched_tuning_cfg_t;
+
 /* A backend is a static endpoint list with a balancing policy. An inference pool is a backend with
  * policy IG_LB_INFERENCE: its endpoints are model servers whose metrics are scraped. */
 typedef struct {
@@ -57,6 +74,9 @@ typedef struct {
   unsigned breaker_base_ms;           /* first ejection time, doubled per ejection; 0 = 10000 */
   unsigned breaker_max_ms;            /* longest ejection; 0 = 300000 */
   int breaker_disabled;               /* circuit_breaker.enabled: false */
+  /* pools[].scheduling: the scheduler's thresholds and weights; a value counts only when its bit
+   * (IG_TUNE_*) is set in tuning.set, else the scheduler's default applies */
+  ig_sched_tuning_cfg_t tuning;
 } ig_backend_cfg_t;
 
 typedef enum { IG_PATH_PREFIX, IG_PATH_EXACT } ig_path_match_t;

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,30 @@ static int uint_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, 
   return 0;
 }
 
+/* A decimal number (digits, an optional fraction; no sign, exponent, inf or nan) in [min, max]; returns
+ * 0 or -1 after an error. */
+static int num_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, double min, double max, double *out) {
+  const char *s = str_of(c, n, key, what);
+  if (!s) return -1;
+  size_t i = 0, digits = 0;
+  while (isdigit((unsigned char)s[i])) i++, digits++;
+  if (s[i] == '.') {
+    i++;
+    while (isdigit((unsigned char)s[i])) i++, digits++;
+  }
+  if (!digits || s[i] || i > 32) {
+    err_at(c, n, "invalid number '%.64s' for '%s' in %s", s, key, what);
+    return -1;
+  }
+  double v = strtod(s, NULL);
+  if (!(v >= min && v <= max)) {
+    err_at(c, n, "'%s' in %s is out of range: %.64s (expected %g..%g)", key, what, s, min, max);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
 /* A signed integer (an optional '-' or '+', then digits) in [min, max]; returns 0 or -1 after an error. */
 static int sint_of(ctx_t *c, yaml_node_t *n, const char *key, const char *what, int64_t min, int64_t max,
                    int64_t *out) {
@@ -492,7 +517,7 @@ static const char *const backend_keys[] = {
 static const char *const pool_keys[] = {
     "name",      "endpoints",       "engine",           "scrape_interval", "metrics_path",
     "scheduler", "connect_timeout", "response_timeout", "idle_timeout",    "max_idle_conns",
-    "discovery_interval", "tls", "max_streams_per_endpoint", "circuit_breaker", NULL};
+    "discovery_interval", "tls", "max_streams_per_endpoint", "circuit_breaker", "scheduling", NULL};
 
 /* The value stored by get_map for key (which must be in keys). */
 static yaml_node_t *field(const char *const *keys, yaml_node_t **v, const char *key) {
@@ -603,6 +628,47 @@ static void parse_breaker(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const c
   if (ig_yaml_present(v[CB_MAX])) dur_of(c, v[CB_MAX], "max_ejection_time", w, 1, DAY_MS, &b->breaker_max_ms);
   if (b->breaker_base_ms && b->breaker_max_ms && b->breaker_max_ms < b->breaker_base_ms)
     err_at(c, v[CB_MAX], "'max_ejection_time' in %s is shorter than 'base_ejection_time'", w);
+}
+
+enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_WEIGHTS };
+static const char *const tuning_keys[] = {"queue_threshold", "kv_threshold", "standard_queue_max",
+                                          "queue_running_weight", "weights", NULL};
+static const char *const weight_keys[] = {"queue", "kv", "prefix", "lora", NULL};
+
+/* pools[].scheduling: thresholds and weights of the pool's scheduler (docs/configuration.md). */
+static void parse_tuning(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const char *what) {
+  yaml_node_t *v[MAX_FIELDS], *w[MAX_FIELDS];
+  char ws[64];
+  snprintf(ws, sizeof ws, "%s scheduling", what);
+  if (get_map(c, n, ws, tuning_keys, v) != 0) return;
+  ig_sched_tuning_cfg_t *t = &b->tuning;
+  static const struct {
+    int key;
+    double min, max;
+    unsigned bit;
+    size_t off;
+  } nums[] = {
+      {ST_QUEUE, 1, 1e6, IG_TUNE_QUEUE_THRESHOLD, offsetof(ig_sched_tuning_cfg_t, queue_threshold)},
+      {ST_KV, 0.01, 1, IG_TUNE_KV_THRESHOLD, offsetof(ig_sched_tuning_cfg_t, kv_threshold)},
+      {ST_STD, 0, 1e6, IG_TUNE_STANDARD_QUEUE_MAX, offsetof(ig_sched_tuning_cfg_t, standard_queue_max)},
+      {ST_RUN, 0, 100, IG_TUNE_RUNNING_WEIGHT, offsetof(ig_sched_tuning_cfg_t, queue_running_weight)},
+  };
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+    double d;
+    if (ig_yaml_present(v[nums[i].key]) &&
+        num_of(c, v[nums[i].key], tuning_keys[nums[i].key], ws, nums[i].min, nums[i].max, &d) == 0) {
+      *(double *)((char *)t + nums[i].off) = d;
+      t->set |= nums[i].bit;
+    }
+  }
+  if (!ig_yaml_present(v[ST_WEIGHTS])) return;
+  char ww[80];
+  snprintf(ww, sizeof ww, "%s weights", ws);
+  if (get_map(c, v[ST_WEIGHTS], ww, weight_keys, w) != 0) return;
+  double *dst[] = {&t->w_queue, &t->w_kv, &t->w_prefix, &t->w_lora};
+  static const unsigned bits[] = {IG_TUNE_W_QUEUE, IG_TUNE_W_KV, IG_TUNE_W_PREFIX, IG_TUNE_W_LORA};
+  for (size_t i = 0; weight_keys[i]; i++)
+    if (ig_yaml_present(w[i]) && num_of(c, w[i], weight_keys[i], ww, 0, 1000, dst[i]) == 0) t->set |= bits[i];
 }
 
 /* The options of issue #9 shared by backends and pools. */
@@ -748,6 +814,7 @@ static void parse_backends(ctx_t *c, yaml_node_t *seq, int pools) {
       free(b->scheduler);
       b->scheduler = ig_strdup(scheduler_names[e]);
     }
+    if (ig_yaml_present(F("scheduling"))) parse_tuning(c, F("scheduling"), b, what);
   }
 }
 #undef F

@@ -117,6 +117,8 @@ typedef struct epp {
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' scraped state, indexed like eps */
   size_t *allowed;      /* scratch: indexes allowed by the subset hint */
   int uses_prefix;      /* the profile scores prefixes: the prompt text is extracted */
+  ig_sched_tuning_cfg_t tuning; /* the pool's scheduling: the scheduler was made with (a reload that changes */
+  unsigned scrape_ms;           /*   it, or the scrape interval, makes a new one) */
   int serving; /* grpc health status: 1 SERVING, 0 NOT_SERVING */
   ig_registry_t *reg;
   ig_metric_t *m_requests, *m_errors, *m_running, *m_ready, *m_sched_dur, *m_streams, *m_streams_active,
@@ -188,6 +190,8 @@ void epp_scrape_free(epp_t *e);
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms);
 /* Stores back what ig_sched_pick changed on pod k (its pending count). */
 void epp_pods_picked(epp_t *e, size_t k);
+/* The pool's scheduler, made as `infergate serve` makes it (src/proxy/pool.c pool_sched_new). */
+ig_sched_t *epp_sched_new(const ig_backend_cfg_t *pool, uint64_t seed);
 /* An adapter request (target, an adapter a pod ever listed) was picked for endpoint k: the pod's lists
  * note it (ig_sched_lora_note_sent) and its count there grows. Returns the adapter id to give back
  * with epp_pods_adapter_done, 0 when nothing was counted (a base model, or no pod state). */

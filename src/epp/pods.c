@@ -85,6 +85,8 @@ void epp_pods_picked(epp_t *e, size_t k) {
   if (ep && ep->pod) ep->pod->sp.pending = e->pods[k].pending;
 }
 
+ig_sched_t *epp_sched_new(const ig_backend_cfg_t *pool, uint64_t seed) { return pool_sched_new(pool, seed); }
+
 uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target) {
   endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
   uint32_t id = target && target[0] ? ig_sched_lora_id(target) : 0;

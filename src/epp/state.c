@@ -131,13 +131,12 @@ int epp_reconfigure(epp_t *e, ig_config_t *cfg) {
   e->allowed = ig_realloc(e->allowed, (k ? k : 1) * sizeof *e->allowed);
   memset(e->pods, 0, (k ? k : 1) * sizeof *e->pods);
   const char *prof = pool->scheduler && ig_sched_profile_exists(pool->scheduler) ? pool->scheduler : "default";
-  if (strcmp(ig_sched_profile_name(e->sched), prof)) {
+  if (strcmp(ig_sched_profile_name(e->sched), prof) || memcmp(&e->tuning, &pool->tuning, sizeof e->tuning) ||
+      e->scrape_ms != pool->scrape_interval_ms) {
     ig_sched_free(e->sched);
-    ig_sched_opts_t so;
-    ig_sched_opts_default(&so);
-    uint64_t stale = 4ull * (pool->scrape_interval_ms ? pool->scrape_interval_ms : 50);
-    if (stale > so.stale_ms) so.stale_ms = stale;
-    e->sched = ig_sched_new_opts(prof, ig_rng_next(&e->rng), &so);
+    e->sched = epp_sched_new(pool, ig_rng_next(&e->rng));
+    e->tuning = pool->tuning;
+    e->scrape_ms = pool->scrape_interval_ms;
     e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
   }
   ig_sched_reserve(e->sched, k);
@@ -188,14 +187,9 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
   }
 
   /* the gateway's scheduler, set up like src/proxy/pool.c does for `infergate serve` */
-  const char *prof = e->pool->scheduler && ig_sched_profile_exists(e->pool->scheduler) ? e->pool->scheduler
-                                                                                       : "default";
-  ig_sched_opts_t so;
-  ig_sched_opts_default(&so);
-  /* a pod is stale after missing a few scrapes, and never sooner than the usual 200 ms */
-  uint64_t stale = 4ull * (e->pool->scrape_interval_ms ? e->pool->scrape_interval_ms : 50);
-  if (stale > so.stale_ms) so.stale_ms = stale;
-  e->sched = ig_sched_new_opts(prof, ig_rng_next(&e->rng), &so);
+  e->sched = epp_sched_new(e->pool, ig_rng_next(&e->rng));
+  e->tuning = e->pool->tuning;
+  e->scrape_ms = e->pool->scrape_interval_ms;
   ig_sched_reserve(e->sched, e->n_eps);
   e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
   e->pods = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->pods);

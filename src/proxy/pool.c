@@ -45,18 +45,32 @@ void pod_free(pod_t *pod) {
   free(pod);
 }
 
+ig_sched_t *pool_sched_new(const ig_backend_cfg_t *cfg, uint64_t seed) {
+  const char *prof = cfg->scheduler && ig_sched_profile_exists(cfg->scheduler) ? cfg->scheduler : "default";
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  /* a pod is stale after missing a few scrapes, and never sooner than the usual 200 ms */
+  uint64_t stale = 4ull * (cfg->scrape_interval_ms ? cfg->scrape_interval_ms : 50);
+  if (stale > o.stale_ms) o.stale_ms = stale;
+  const ig_sched_tuning_cfg_t *t = &cfg->tuning;
+  if (t->set & IG_TUNE_QUEUE_THRESHOLD) o.queue_threshold = t->queue_threshold;
+  if (t->set & IG_TUNE_KV_THRESHOLD) o.kv_threshold = t->kv_threshold;
+  if (t->set & IG_TUNE_STANDARD_QUEUE_MAX) o.standard_queue_max = t->standard_queue_max;
+  if (t->set & IG_TUNE_RUNNING_WEIGHT) o.queue_running_weight = t->queue_running_weight;
+  ig_sched_t *s = ig_sched_new_opts(prof, seed, &o);
+  if (ig_sched_set_weight(s, "queue", ig_sched_weight(s, "queue")) == IG_ENOTSUP) return s; /* no weights */
+  if (t->set & IG_TUNE_W_QUEUE) ig_sched_set_weight(s, "queue", t->w_queue);
+  if (t->set & IG_TUNE_W_KV) ig_sched_set_weight(s, "kv", t->w_kv);
+  if (t->set & IG_TUNE_W_PREFIX) ig_sched_set_weight(s, "prefix", t->w_prefix);
+  if (t->set & IG_TUNE_W_LORA) ig_sched_set_weight(s, "lora", t->w_lora);
+  return s;
+}
+
 /* Creates the runtime of an inference pool (scheduler with the configured profile, queue). */
 pool_t *pool_new(backend_rt_t *be) {
   pool_t *p = IG_NEW(pool_t);
   p->be = be;
-  const char *prof = be->cfg->scheduler && ig_sched_profile_exists(be->cfg->scheduler) ? be->cfg->scheduler
-                                                                                        : "default";
-  ig_sched_opts_t o;
-  ig_sched_opts_default(&o);
-  /* a pod is stale after missing a few scrapes, and never sooner than the usual 200 ms */
-  uint64_t stale = 4ull * (be->cfg->scrape_interval_ms ? be->cfg->scrape_interval_ms : 50);
-  if (stale > o.stale_ms) o.stale_ms = stale;
-  p->sched = ig_sched_new_opts(prof, ig_rng_next(&gw.rng), &o);
+  p->sched = pool_sched_new(be->cfg, ig_rng_next(&gw.rng));
   ig_sched_reserve(p->sched, be->n_eps);
   p->queue = ig_sched_queue_new(QUEUE_CAPACITY);
   p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
@@ -250,8 +264,10 @@ static void queue_track(pool_t *p) {
   }
 }
 
-/* Parks c in the pool's queue until a pod frees up, its TTL runs out (503) or it is evicted (429). */
-static void queue_push(pool_t *p, client_t *c) {
+/* Parks c in the pool's queue until a pod frees up, its TTL runs out (503) or it is evicted (429).
+ * shed_lower: admission queued it for want of capacity, so the queued Sheddable requests (which could
+ * only be served after it) are shed now; not when it waits for a stream slot (max_streams_per_endpoint). */
+static void queue_push(pool_t *p, client_t *c, int shed_lower) {
   req_t *q = &c->req;
   uint64_t now = ig_now_ms();
   uint64_t ttl = QUEUE_TTL_MS;
@@ -274,7 +290,7 @@ static void queue_push(pool_t *p, client_t *c) {
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
   /* queued Sheddable requests would only wait behind this one: shed them now, not after their TTL */
-  while (q->priority >= 0 && ig_sched_queue_evict_below(p->queue, 0, &evicted) == 0 && evicted) {
+  while (shed_lower && q->priority >= 0 && ig_sched_queue_evict_below(p->queue, 0, &evicted) == 0 && evicted) {
     client_t *e = evicted;
     e->req.qnode = NULL;
     send_shed(e, "shed", "the pool is saturated: Sheddable request shed; retry later");
@@ -401,7 +417,7 @@ int pool_admit(client_t *c) {
       send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
       return 1;
     case IG_SCHED_ADMIT_QUEUE:
-      queue_push(p, c);
+      queue_push(p, c, 1);
       return 1;
     case IG_SCHED_ADMIT_PICK:
       break;
@@ -414,7 +430,7 @@ pick:;
     return 1;
   }
   if (rc == IG_EAGAIN) { /* every endpoint is at max_streams_per_endpoint: wait for one */
-    queue_push(p, c);
+    queue_push(p, c, 0);
     return 1;
   }
   if (rc == IG_ECONNECT) {
@@ -479,7 +495,7 @@ void pool_kick(backend_rt_t *be) {
         continue;
       }
       if (rc == IG_EAGAIN) { /* the pods that may serve it are at their cap: back in line */
-        queue_push(p, c);
+        queue_push(p, c, 0);
         break;
       }
       if (rc == IG_ECONNECT) {

@@ -441,6 +441,9 @@ void pool_kick(backend_rt_t *be);
 /* Kicks every pool with queued requests (a scrape of ep came in). */
 void pools_on_scrape(endpoint_t *ep);
 pool_t *pool_new(backend_rt_t *be);
+/* A scheduler for pool config cfg: its profile, a staleness bound from its scrape interval, and its
+ * `scheduling:` thresholds and weights (shared by `serve` and `epp`). */
+ig_sched_t *pool_sched_new(const ig_backend_cfg_t *cfg, uint64_t seed);
 void pool_free(pool_t *p);
 pod_t *pod_new(void);
 void pod_free(pod_t *pod);

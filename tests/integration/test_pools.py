@@ -336,3 +336,15 @@ def test_headroom_for_critical(procs, tmp_path, infergate_bin):
     assert r.status == 200, r
     t.join(60 * SLOW)
     assert not t.is_alive() and result["r"].status == 200, result
+
+
+def test_scheduling_thresholds_from_config(procs, tmp_path, infergate_bin):
+    """pools[].scheduling reaches the running scheduler: with queue_threshold 2 a pod with three
+    waiting requests is saturated, so a Sheddable request is shed (the default 5 would admit it)."""
+    eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "1")
+    port, admin = gateway(procs, tmp_path, eps, extra_pool="    scheduling: {queue_threshold: 2}")
+    wait_scraped(admin, 1)
+    direct_load(eps[0], 4, 300)  # one running, three waiting
+    wait_until(lambda: 3 <= pools(admin)[0]["pods"][0]["waiting"] < 5, what="three waiting")
+    r = complete(port, headers=[("x-infergate-criticality", "Sheddable")])
+    assert r.status == 429 and r.json()["error"]["code"] == "shed", r

@@ -1,5 +1,5 @@
 /* Issue #9 configuration keys (src/config/load.c): backends[]/pools[] tls, circuit_breaker and
- * max_streams_per_endpoint; routes[].auth. */
+ * max_streams_per_endpoint; routes[].auth; and the errors of pools[].scheduling. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,11 +115,38 @@ static void test_max_shorter_than_base(void **state) {
   ig_config_errors_free(&errs);
 }
 
+static void test_scheduling_errors(void **state) {
+  (void)state;
+  const char *yaml = HEAD "pools:\n"
+                          "  - name: p\n    endpoints: [127.0.0.1:2]\n"
+                          "    scheduling:\n"
+                          "      queue_threshold: -1\n"    /* line 8 */
+                          "      kv_threshold: 1.5\n"      /* line 9 */
+                          "      standard_queue_max: 1e3\n" /* line 10 */
+                          "      queue_running_weight: nan\n"
+                          "      weights: {queue: 2, speed: 1, kv: x}\n" /* line 12 */
+                          "      bogus: 1\n"               /* line 13 */
+                          "routes:\n  - name: r\n    backend: p\n";
+  ig_config_errors_t errs;
+  ig_config_t *cfg = load(yaml, &errs);
+  assert_null(cfg);
+  assert_true(has_error(&errs, 8, "invalid number '-1' for 'queue_threshold'"));
+  assert_true(has_error(&errs, 9, "'kv_threshold'"));
+  assert_true(has_error(&errs, 9, "out of range"));
+  assert_true(has_error(&errs, 10, "invalid number '1e3'"));
+  assert_true(has_error(&errs, 11, "invalid number 'nan'"));
+  assert_true(has_error(&errs, 12, "speed"));
+  assert_true(has_error(&errs, 12, "invalid number 'x' for 'kv'"));
+  assert_true(has_error(&errs, 13, "bogus"));
+  ig_config_errors_free(&errs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_values),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_max_shorter_than_base),
+      cmocka_unit_test(test_scheduling_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

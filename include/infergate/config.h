@@ -40,7 +40,7 @@ enum {
   IG_TUNE_W_LORA = 1 << 7,
 };
 typedef struct {
-  unsigned set;
+  uint64_t set; /* IG_TUNE_* bits (64 bits: no padding before the doubles, so memcmp compares values) */
   double queue_threshold, kv_threshold, standard_queue_max, queue_running_weight;
   double w_queue, w_kv, w_prefix, w_lora; /* scorer weights of the "default" profile */
 } ig_sched_tuning_cfg_t;

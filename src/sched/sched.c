@@ -357,7 +357,7 @@ static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const cand_t
   size_t n_slow = 0;
   for (size_t c = 0; c < n; c++) {
     size_t i = rec ? rec[c].idx : cand[c];
-    ig_sched_prefix_t *px = rec ? rec[c].px : pods[i].prefix;
+    ig_sched_prefix_t *px = pods[i].prefix;
     s->match[i] = 0;
     if (!px) s->pc_ptr[i] = NULL; /* cached as "no index" */
     if (!px || !nh) continue;
@@ -424,7 +424,7 @@ static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, si
   }
   if (bad || s->pc_dups) {
     match_prefix(s, pods, f, NULL, n, nh);
-    for (size_t c = 0; c < n; c++) f[c].m = s->match[f[c].idx];
+    for (size_t c = 0; c < n; c++) f[c].m = (uint16_t)s->match[f[c].idx];
     return;
   }
   size_t nl, nm = 0;
@@ -434,15 +434,16 @@ static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, si
     if (slot >= s->slot_cap) continue;
     size_t i = s->slot_pod[slot], c;
     if (i >= s->cap || (c = s->pos[i]) >= n || f[c].idx != i) continue; /* not a candidate */
-    if (!f[c].px || s->pc_slot[i] != slot || f[c].m) continue;       /* not its index, or listed twice */
+    const ig_sched_prefix_t *px = pods[i].prefix;
+    if (!px || s->pc_slot[i] != slot || f[c].m) continue; /* not its index, or listed twice */
     f[c].m = 1;
     s->mpod[nm] = c;
-    s->mpx[nm++] = f[c].px;
+    s->mpx[nm++] = px;
   }
   ig_sched_prefix_match_many(s->mpx, nm, s->hashes, nh, s->mout);
   uint32_t mx = 0;
   for (size_t j = 0; j < nm; j++) {
-    f[s->mpod[j]].m = s->mout[j];
+    f[s->mpod[j]].m = (uint16_t)s->mout[j];
     if (s->mout[j] > mx) mx = s->mout[j];
   }
   s->max_match = mx;
@@ -487,8 +488,7 @@ static inline int load_cand(const ig_sched_opts_t *o, cand_t *e, const ig_sched_
   e->q = ig_sched_pod_qload(o, p);
   e->kv = ig_sched_pod_kv(p);
   e->load = ig_sched_pod_load(p);
-  e->px = p->prefix;
-  e->idx = i;
+  e->idx = (uint32_t)i;
   e->m = 0;
   e->slots_full = (p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1);
   return p->lora != NULL;
@@ -629,10 +629,9 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     e->q = q + rw * run;
     e->kv = kv;
     e->load = wq + run + p->pending;
-    e->px = p->prefix;
-    e->idx = i;
+    e->idx = (uint32_t)i;
     e->m = 0;
-    e->slots_full = (unsigned)(p->lora != NULL) & (p->lora_hint ? (unsigned)(p->lora_full != 0) : 1u);
+    e->slots_full = (uint8_t)((p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1));
     pos[i] = (uint32_t)nu;
     bad |= keep & (pc_ptr[i] != p->prefix); /* the slot cache (match_cands) does not know this one */
     any_lora |= keep & (p->lora != NULL);

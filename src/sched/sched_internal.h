@@ -3,6 +3,8 @@
 #ifndef IG_SCHED_INTERNAL_H
 #define IG_SCHED_INTERNAL_H
 
+#include <stdint.h>
+
 #include <math.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -52,15 +54,16 @@ typedef struct {
 } profile_t;
 
 /* A scored candidate of a "default" pick: what the scorers read, copied once from the pod in the pass
- * that filters the pods, so that scoring reads one small record per candidate instead of the pod. */
+ * that filters the pods, so that scoring reads one small record per candidate instead of the pod.
+ * 32 bytes: the filter pass writes one per pod, so its size is most of that pass's stores. */
 typedef struct {
-  double q, load, kv;     /* ig_sched_pod_qload / _load / _kv (q and load side by side: one
-                             16-byte load in the min/max pass) */
-  ig_sched_prefix_t *px;  /* the pod's prefix index (NULL = none) */
-  size_t idx;             /* pod index */
-  uint32_t m;             /* prefix blocks matched (0 until matched) */
-  uint32_t slots_full;    /* 1 when the pod's adapter slots may all be taken (check the pod), 0 when
-                             an adapter can start there whatever it is (no LoRA data, a free slot) */
+  double q, load, kv; /* ig_sched_pod_qload / _load / _kv (q and load side by side: one 16-byte load
+                         in the min/max pass) */
+  uint32_t idx;       /* pod index */
+  uint16_t m;         /* prefix blocks matched (0 until matched; at most IG_SCHED_PREFIX_MAX_BLOCKS) */
+  uint8_t slots_full; /* 1 when the pod's adapter slots may all be taken (check the pod), 0 when an
+                         adapter can start there whatever it is (no LoRA data, a free slot) */
+  uint8_t pad;
 } cand_t;
 
 typedef struct {

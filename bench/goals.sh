@@ -33,7 +33,8 @@ LORAS=lora-sql,lora-chat,lora-code,lora-math,lora-law,lora-med
 # ~4.5 requests per simulated second (docs/simulator.md closed form; bench/routing.sh uses the same).
 CAP_PER_POD=4.5
 if [ "$QUICK" = 1 ]; then CRIT_REQ=90 LORA_REQ=90; else CRIT_REQ=900 LORA_REQ=400; fi
-SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs 16 --time-scale "$TS" --seed 7)
+MAX_SEQS=16
+SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs "$MAX_SEQS" --time-scale "$TS" --seed 7)
 # wall-clock rate for a fraction of the pool's capacity (simulated time runs TS times faster)
 rate_for() { awk -v f="$1" -v p="$PODS" -v c="$CAP_PER_POD" -v t="$TS" 'BEGIN {printf "%.2f", f * p * c * t}'; }
 
@@ -78,6 +79,7 @@ start_target() {
         echo "  - name: pods"
         echo "    engine: vllm"
         echo "    discovery_interval: 1s"
+        echo "    scheduling: {batch_slots: $MAX_SEQS}" # the pods' --max-num-seqs
         echo "    endpoints:"
         for ep in ${SIM_EPS//,/ }; do echo "      - \"$ep\""; done
         echo "routes: [{name: all, matches: [{path: /}], backend: pods}]"

@@ -38,11 +38,14 @@ enum {
   IG_TUNE_W_KV = 1 << 5,
   IG_TUNE_W_PREFIX = 1 << 6,
   IG_TUNE_W_LORA = 1 << 7,
+  IG_TUNE_CRITICAL_SLOTS = 1 << 8,
 };
 typedef struct {
   uint64_t set; /* IG_TUNE_* bits (64 bits: no padding before the doubles, so memcmp compares values) */
   double queue_threshold, kv_threshold, standard_queue_max, queue_running_weight;
   double w_queue, w_kv, w_prefix, w_lora; /* scorer weights of the "default" profile */
+  double critical_slots;
+  uint64_t batch_slots; /* the engines' max_num_seqs; 0 = not given */
 } ig_sched_tuning_cfg_t;
 
 /* A backend is a static endpoint list with a balancing policy. An inference pool is a backend with

@@ -97,6 +97,9 @@ typedef struct {
                                  picks; the glue resets it to 0 when it stores a new scrape. */
   unsigned inflight;          /* our requests currently outstanding on the pod (glue-maintained:
                                  +1 at dispatch, -1 at completion); used by "least-request" */
+  unsigned batch_slots;       /* the engine's batch size limit (vLLM max_num_seqs) when known, from
+                                 the config or learned by the glue from the metrics; 0 = unknown.
+                                 Read with critical_slots (ig_sched_opts_t). */
   const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
   ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
   /* A copy of *lora's masks and free-slot state, so that a pick over a large pool reads the cold LoRA
@@ -157,8 +160,9 @@ typedef struct {
    * (ig_sched_priority_crit) too. */
   int priority;
   int has_priority;
-  /* 1 = keep the pods' own queues for Critical requests (standard_queue_max applies to this request's
-   * admission); the caller sets it while requests of priority > 0 are around. 0 = off. */
+  /* 1 = keep the pods' own queues and some batch slots for Critical requests (standard_queue_max and
+   * critical_slots apply to this request's admission and pick); the caller sets it while requests of
+   * priority > 0 are around. 0 = off. */
   int reserve_critical;
 } ig_sched_request_t;
 
@@ -174,6 +178,11 @@ typedef struct {
                                    pod only while its waiting + pending < this, so the pods' own (FIFO)
                                    queues keep room for Critical ones and the rest waits in our priority
                                    queue; 0 or >= queue_threshold = off; 1 */
+  double critical_slots;        /* admission with reserve_critical on a pod whose batch_slots is known:
+                                   requests of priority <= 0 go to it only while running + waiting +
+                                   pending + this < batch_slots, so that a Critical request finds a
+                                   free batch slot instead of waiting for a sequence to finish; 0 =
+                                   off; 4 */
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
   double queue_running_weight;  /* the queue scorer's load is waiting + pending + this x running (a
                                    full batch delays a new request like a queue does); 0.05 */
@@ -242,8 +251,9 @@ int ig_sched_pod_saturated(const ig_sched_t *s, const ig_sched_pod_t *pod);
 /* 1 when every pod is saturated (stale pods count as saturated, so also when no pod is fresh). */
 int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n);
 /* 1 when no pod has room for a request of priority prio: every pod is saturated or, for prio <= 0 when
- * reserve (reserve_critical) is set, has waiting + pending >= standard_queue_max. Profiles without
- * admission: ig_sched_pool_saturated. */
+ * reserve (reserve_critical) is set, has waiting + pending >= standard_queue_max or, its batch_slots
+ * known, running + waiting + pending + critical_slots >= batch_slots. Profiles without admission:
+ * ig_sched_pool_saturated. */
 int ig_sched_pool_full_for(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, int prio, int reserve);
 
 typedef enum {
@@ -259,7 +269,7 @@ typedef struct ig_sched_queue ig_sched_queue_t;
  * Profile "default": SHED a request of negative priority (Sheddable) when every pod is saturated;
  * QUEUE when every pod is saturated, when a request of the same or a higher priority waits in q (q may
  * be NULL), or when the request's priority is <= 0, it has reserve_critical set and no pod has room
- * for it (standard_queue_max); a Sheddable request is also SHED when a higher priority is queued;
+ * for it (ig_sched_pool_full_for); a Sheddable request is also SHED when a higher priority is queued;
  * otherwise PICK.
  * Profile "gie" and the baselines never queue: PICK (gie sheds inside ig_sched_pick). */
 ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,

@@ -630,9 +630,9 @@ static void parse_breaker(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const c
     err_at(c, v[CB_MAX], "'max_ejection_time' in %s is shorter than 'base_ejection_time'", w);
 }
 
-enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_WEIGHTS };
+enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_CRIT_SLOTS, ST_BATCH_SLOTS, ST_WEIGHTS };
 static const char *const tuning_keys[] = {"queue_threshold", "kv_threshold", "standard_queue_max",
-                                          "queue_running_weight", "weights", NULL};
+                                          "queue_running_weight", "critical_slots", "batch_slots", "weights", NULL};
 static const char *const weight_keys[] = {"queue", "kv", "prefix", "lora", NULL};
 
 /* pools[].scheduling: thresholds and weights of the pool's scheduler (docs/configuration.md). */
@@ -652,6 +652,7 @@ static void parse_tuning(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const ch
       {ST_KV, 0.01, 1, IG_TUNE_KV_THRESHOLD, offsetof(ig_sched_tuning_cfg_t, kv_threshold)},
       {ST_STD, 0, 1e6, IG_TUNE_STANDARD_QUEUE_MAX, offsetof(ig_sched_tuning_cfg_t, standard_queue_max)},
       {ST_RUN, 0, 100, IG_TUNE_RUNNING_WEIGHT, offsetof(ig_sched_tuning_cfg_t, queue_running_weight)},
+      {ST_CRIT_SLOTS, 0, 1e6, IG_TUNE_CRITICAL_SLOTS, offsetof(ig_sched_tuning_cfg_t, critical_slots)},
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     double d;
@@ -661,6 +662,8 @@ static void parse_tuning(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const ch
       t->set |= nums[i].bit;
     }
   }
+  if (ig_yaml_present(v[ST_BATCH_SLOTS]))
+    uint_of(c, v[ST_BATCH_SLOTS], "batch_slots", ws, 1, 1000000, &t->batch_slots);
   if (!ig_yaml_present(v[ST_WEIGHTS])) return;
   char ww[80];
   snprintf(ww, sizeof ww, "%s weights", ws);

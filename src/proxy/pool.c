@@ -57,6 +57,7 @@ ig_sched_t *pool_sched_new(const ig_backend_cfg_t *cfg, uint64_t seed) {
   if (t->set & IG_TUNE_KV_THRESHOLD) o.kv_threshold = t->kv_threshold;
   if (t->set & IG_TUNE_STANDARD_QUEUE_MAX) o.standard_queue_max = t->standard_queue_max;
   if (t->set & IG_TUNE_RUNNING_WEIGHT) o.queue_running_weight = t->queue_running_weight;
+  if (t->set & IG_TUNE_CRITICAL_SLOTS) o.critical_slots = t->critical_slots;
   ig_sched_t *s = ig_sched_new_opts(prof, seed, &o);
   if (ig_sched_set_weight(s, "queue", ig_sched_weight(s, "queue")) == IG_ENOTSUP) return s; /* no weights */
   if (t->set & IG_TUNE_W_QUEUE) ig_sched_set_weight(s, "queue", t->w_queue);
@@ -111,6 +112,7 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
     }
     sp->id = i;
     sp->inflight = ep->inflight;
+    sp->batch_slots = (unsigned)be->cfg->tuning.batch_slots;
   }
   return ready;
 }
@@ -587,7 +589,9 @@ void pools_debug_json(ig_buf_t *out) {
     json_str(out, ig_sched_profile_name(be->pool->sched));
     ig_buf_puts(out, ",\"engine\":");
     json_str(out, ig_metrics_engine_name(be->cfg->engine));
-    ig_buf_printf(out, ",\"max_streams_per_endpoint\":%u", be->cfg->max_streams_per_endpoint);
+    ig_buf_printf(out, ",\"max_streams_per_endpoint\":%u,\"batch_slots\":%u,\"reserve_critical\":%s",
+                  be->cfg->max_streams_per_endpoint, (unsigned)be->cfg->tuning.batch_slots,
+                  reserve_critical(be->pool, ig_now_ms()) ? "true" : "false");
     ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue\":%zu,\"queue_by_criticality\":{\"Critical\":%zu,"
                   "\"Standard\":%zu,\"Sheddable\":%zu}",
                   be->cfg->scrape_interval_ms, pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),

@@ -35,6 +35,7 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->queue_threshold = 5;
   o->standard_queue_max = 1;
+  o->critical_slots = 4;
   o->kv_threshold = 0.8;
   o->queue_running_weight = 0.05;
   o->stale_ms = 200;
@@ -158,11 +159,25 @@ int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, siz
   return 1;
 }
 
-/* Whether pod p may take a request of priority prio now (see standard_queue_max). */
+/* Whether pod p, its batch size known, can start one more request at once and still have `keep` batch
+ * slots free (running + waiting + pending + keep < batch_slots); 1 when its batch size is unknown. */
+static int pod_slots_free(const ig_sched_pod_t *p, double keep) {
+  if (!p->batch_slots) return 1;
+  return ig_sched_pod_queue(p) + ig_sched_nonneg(p->running) + keep < (double)p->batch_slots;
+}
+
+/* Whether pod p keeps its headroom for Critical requests with one more request of priority <= 0: its
+ * queue below standard_queue_max and critical_slots batch slots free (pod_slots_free). */
+static int pod_headroom(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
+  double low = o->standard_queue_max;
+  if (low > 0 && low < o->queue_threshold && ig_sched_pod_queue(p) >= low) return 0;
+  return o->critical_slots <= 0 || pod_slots_free(p, o->critical_slots);
+}
+
+/* Whether pod p may take a request of priority prio now (see standard_queue_max, critical_slots). */
 static int pod_room(const ig_sched_opts_t *o, const ig_sched_pod_t *p, int prio, int reserve) {
   if (ig_sched_pod_sat(o, p)) return 0;
-  double low = o->standard_queue_max;
-  return prio > 0 || !reserve || low <= 0 || low >= o->queue_threshold || ig_sched_pod_queue(p) < low;
+  return prio > 0 || !reserve || pod_headroom(o, p);
 }
 
 int ig_sched_pool_full_for(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, int prio, int reserve) {
@@ -608,13 +623,13 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
  * information. */
 static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_opts_t *o, const ig_sched_pod_t *pods,
                                                                 const size_t *allowed, size_t n, cand_t *f,
-                                                                size_t *n_fresh, int *any_lora_out,
+                                                                size_t *n_fresh, int *any_lora_out, int *any_slots_out,
                                                                 const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
                                                                 int *pc_bad) {
   const double qt = o->queue_threshold, kt = o->kv_threshold, rw = o->queue_running_weight;
   const uint64_t stale = o->stale_ms;
   size_t nc = 0, nu = 0;
-  int any_lora = 0, bad = 0;
+  int any_lora = 0, any_slots = 0, bad = 0;
   for (size_t a = 0; a < n; a++) {
     size_t i = allowed ? allowed[a] : a;
     const ig_sched_pod_t *p = &pods[i];
@@ -635,11 +650,13 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     pos[i] = (uint32_t)nu;
     bad |= keep & (pc_ptr[i] != p->prefix); /* the slot cache (match_cands) does not know this one */
     any_lora |= keep & (p->lora != NULL);
+    any_slots |= keep & (p->batch_slots != 0);
     nc += (size_t)fresh;
     nu += (size_t)keep;
   }
   *n_fresh = nc;
   *any_lora_out = any_lora;
+  *any_slots_out = any_slots;
   *pc_bad = bad;
   return nu;
 }
@@ -665,6 +682,22 @@ static size_t filter_lora_slots(ig_sched_t *s, const ig_sched_ctx_t *ctx, cand_t
   return m;
 }
 
+/* The filter "batch-slot" over the candidates f[0..n): keeps the pods where the request starts at once
+ * (a free batch slot: pod_slots_free) or, for a request of priority <= 0 while Critical ones are around
+ * (hold), the pods that keep their headroom for Critical requests with it (pod_headroom); when none
+ * passes, keeps them all. Returns the new count; s->pos follows. */
+static size_t filter_batch_slots(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, size_t n, int hold) {
+  size_t m = 0;
+  for (size_t c = 0; c < n; c++) {
+    const ig_sched_pod_t *p = &pods[f[c].idx];
+    if (!(hold ? pod_headroom(&s->o, p) : pod_slots_free(p, 0))) continue;
+    f[m] = f[c];
+    s->pos[f[m].idx] = (uint32_t)m;
+    m++;
+  }
+  return m ? m : n; /* none passed: nothing was moved */
+}
+
 /* The "default" pick: the filters "fresh" then "not-saturated" (when any pod passes it) in one
  * branch-free pass over the allowed pods (allowed NULL = all n), writing what the scorers read into
  * s->flat, then pick_scored. Returns how many were written to order; *n_fresh = 0 (and nothing
@@ -674,12 +707,12 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
   const ig_sched_pod_t *pods = ctx->pods;
   cand_t *f = s->flat;
   size_t nc, nu;
-  int any_lora, bad;
+  int any_lora, any_slots, bad;
   const ig_sched_prefix_t *const *pc = (const ig_sched_prefix_t *const *)s->pc_ptr;
   if (allowed)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, pc, s->pos, &bad);
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, &bad);
   else
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, pc, s->pos, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, &bad);
   *n_fresh = nc;
   if (!nc) return 0;
   if (!nu) { /* every fresh pod is saturated: score them all */
@@ -687,10 +720,14 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
       size_t i = allowed ? allowed[a] : a;
       if (!ig_sched_pod_fresh(&s->o, &pods[i])) continue;
       s->pos[i] = (uint32_t)nu;
+      any_slots |= pods[i].batch_slots != 0;
       any_lora |= load_cand(&s->o, &f[nu++], pods, i);
     }
     bad = 1;
   }
+  const ig_sched_request_t *req = ctx->req;
+  int hold = req->reserve_critical && ig_sched_request_priority(req) <= 0;
+  if (nu > 1 && (hold || any_slots)) nu = filter_batch_slots(s, pods, f, nu, hold);
   if (ctx->model_id && any_lora && nu > 1) nu = filter_lora_slots(s, ctx, f, nu);
   ctx->n = nu;
   return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad);

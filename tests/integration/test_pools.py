@@ -338,6 +338,32 @@ def test_headroom_for_critical(procs, tmp_path, infergate_bin):
     assert not t.is_alive() and result["r"].status == 200, result
 
 
+def test_batch_slots_for_critical(procs, tmp_path, infergate_bin):
+    """With the pods' batch size given (batch_slots) and Critical traffic around, a Standard request is
+    held while a pod would have fewer than critical_slots free batch slots with it, so a Critical one
+    starts at once; the Standard one goes when slots free up. (The queue rule alone would send it: the
+    pod's queue is empty.)"""
+    eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "4")
+    port, admin = gateway(procs, tmp_path, eps, extra_pool="    scheduling: {batch_slots: 4, critical_slots: 2}")
+    wait_scraped(admin, 1)
+    crit = [("x-infergate-criticality", "Critical")]
+    r = complete(port, prompt="critical", headers=crit)  # Critical traffic around (the window is 10 s)
+    assert r.status == 200, r
+    direct_load(eps[0], 2, 300)  # two of the four slots busy: 2 + 2 kept = 4
+    wait_until(lambda: pools(admin)[0]["pods"][0]["running"] == 2, what="two running")
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=complete(port, prompt="standard",
+                                                                 headers=[("x-infergate-criticality", "Standard")])),
+                         daemon=True)
+    t.start()
+    wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, what="standard held by us")
+    r = complete(port, prompt="critical again", headers=crit)  # a free slot: not held
+    assert r.status == 200, r
+    assert pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, "standard sent before the slots freed up"
+    t.join(60 * SLOW)
+    assert not t.is_alive() and result["r"].status == 200, result
+
+
 def test_scheduling_thresholds_from_config(procs, tmp_path, infergate_bin):
     """pools[].scheduling reaches the running scheduler: with queue_threshold 2 a pod with three
     waiting requests is saturated, so a Sheddable request is shed (the default 5 would admit it)."""

@@ -126,6 +126,8 @@ static void test_scheduling_errors(void **state) {
                           "      queue_running_weight: nan\n"
                           "      weights: {queue: 2, speed: 1, kv: x}\n" /* line 12 */
                           "      bogus: 1\n"               /* line 13 */
+                          "      batch_slots: 2.5\n"       /* line 14 */
+                          "      critical_slots: -2\n"     /* line 15 */
                           "routes:\n  - name: r\n    backend: p\n";
   ig_config_errors_t errs;
   ig_config_t *cfg = load(yaml, &errs);
@@ -138,6 +140,8 @@ static void test_scheduling_errors(void **state) {
   assert_true(has_error(&errs, 12, "speed"));
   assert_true(has_error(&errs, 12, "invalid number 'x' for 'kv'"));
   assert_true(has_error(&errs, 13, "bogus"));
+  assert_true(has_error(&errs, 14, "invalid integer '2.5' for 'batch_slots'"));
+  assert_true(has_error(&errs, 15, "invalid number '-2' for 'critical_slots'"));
   ig_config_errors_free(&errs);
 }
 

@@ -19,7 +19,7 @@ static void test_values_applied(void **state) {
                           "  - name: tuned\n    endpoints: [127.0.0.1:2]\n"
                           "    scheduling:\n"
                           "      queue_threshold: 8\n      kv_threshold: 0.9\n      standard_queue_max: 0\n"
-                          "      queue_running_weight: 0.25\n"
+                          "      queue_running_weight: 0.25\n      critical_slots: 3\n      batch_slots: 24\n"
                           "      weights: {queue: 1, prefix: 4.5, lora: 0}\n"
                           "  - name: plain\n    endpoints: [127.0.0.1:3]\n"
                           "  - name: gie\n    endpoints: [127.0.0.1:4]\n    scheduler: gie\n"
@@ -34,7 +34,9 @@ static void test_values_applied(void **state) {
   ig_sched_t *s = pool_sched_new(&cfg->backends[0], 1);
   const ig_sched_opts_t *o = ig_sched_opts(s);
   assert_true(o->queue_threshold == 8 && o->kv_threshold == 0.9 && o->standard_queue_max == 0 &&
-              o->queue_running_weight == 0.25);
+              o->queue_running_weight == 0.25 && o->critical_slots == 3);
+  assert_int_equal(cfg->backends[0].tuning.batch_slots, 24);
+  assert_int_equal(cfg->backends[1].tuning.batch_slots, 0);
   assert_true(ig_sched_weight(s, "queue") == 1 && ig_sched_weight(s, "kv") == 2 &&
               ig_sched_weight(s, "prefix") == 4.5 && ig_sched_weight(s, "lora") == 0);
   ig_sched_free(s);
@@ -44,7 +46,7 @@ static void test_values_applied(void **state) {
   s = pool_sched_new(&cfg->backends[1], 1);
   o = ig_sched_opts(s);
   assert_true(o->queue_threshold == d.queue_threshold && o->standard_queue_max == d.standard_queue_max &&
-              o->queue_running_weight == d.queue_running_weight);
+              o->queue_running_weight == d.queue_running_weight && o->critical_slots == d.critical_slots);
   assert_true(ig_sched_weight(s, "prefix") == 3);
   ig_sched_free(s);
   /* a profile without weights takes the thresholds only */

@@ -554,6 +554,75 @@ static void test_priority_random(void **state) {
 
 /* Admission by integer priority: the sign decides shedding; queued requests of the same or a higher
  * priority are not overtaken, lower ones are. */
+/* Batch slots kept for Critical requests (critical_slots 4): with a pod's batch size known, priority
+ * <= 0 goes there only while running + waiting + pending + 4 < batch_slots, and the pick sends it to
+ * such a pod even when another one scores better; any request prefers a pod with a free slot. */
+static void test_admit_batch_slots(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 3);
+  assert_true(ig_sched_opts(s)->critical_slots == 4);
+  ig_sched_pod_t pods[2];
+  pod_set(&pods[0], 0, 0);
+  pod_set(&pods[1], 0, 0.78); /* pod 0 scores better (kv 2 x 0.78 > queue 2 x 10 x 0.05) */
+  pods[0].running = 11;
+  pods[1].running = 2;
+  ig_sched_request_t crit = {.crit = IG_SCHED_CRIT_CRITICAL, .reserve_critical = 1},
+                     std = {.crit = IG_SCHED_CRIT_STANDARD, .reserve_critical = 1};
+  /* unknown batch sizes: only the queue rule applies */
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK);
+  pods[0].batch_slots = pods[1].batch_slots = 16;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK); /* 11 + 4 < 16 */
+  pods[0].running = 12;                                                            /* 12 + 4 = 16 */
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_QUEUE);
+  assert_int_equal(ig_sched_admit(s, pods, 1, &crit, NULL), IG_SCHED_ADMIT_PICK);
+  pods[0].running = 10;
+  pods[0].pending = 2; /* our own sends since the scrape count as well */
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_QUEUE);
+  pods[0].pending = 0;
+  pods[0].running = 12;
+  /* the pick: pod 0 has the better kv score, but only pod 1 keeps 4 slots free with a Standard one */
+  size_t order[2], n = 2;
+  for (int i = 0; i < 20; i++) {
+    n = 2;
+    assert_int_equal(ig_sched_pick(s, pods, 2, &std, order, &n), 0);
+    assert_int_equal(order[0], 1);
+    pods[1].pending = 0;
+  }
+  /* Critical ignores the reserve, and so does a request without Critical traffic around */
+  ig_sched_request_t plain = {.crit = IG_SCHED_CRIT_STANDARD};
+  int seen0 = 0;
+  for (int i = 0; i < 20; i++) {
+    n = 2;
+    assert_int_equal(ig_sched_pick(s, pods, 2, i % 2 ? &crit : &plain, order, &n), 0);
+    seen0 += order[0] == 0;
+    pods[0].pending = pods[1].pending = 0;
+  }
+  assert_int_equal(seen0, 20);
+  /* a full batch (12 running + 4 waiting of 16): every request goes where it starts at once */
+  pods[0].waiting = 4;
+  for (int i = 0; i < 20; i++) {
+    n = 2;
+    assert_int_equal(ig_sched_pick(s, pods, 2, i % 2 ? &crit : &plain, order, &n), 0);
+    assert_int_equal(order[0], 1);
+    pods[0].pending = pods[1].pending = 0;
+  }
+  pods[0].waiting = 0;
+  /* when no pod keeps the reserve, admission queues; a pick made anyway still picks */
+  pods[1].running = 12;
+  assert_true(ig_sched_pool_full_for(s, pods, 2, 0, 1) && !ig_sched_pool_full_for(s, pods, 2, 1, 1));
+  n = 2;
+  assert_int_equal(ig_sched_pick(s, pods, 2, &std, order, &n), 0);
+  assert_int_equal(n, 2);
+  /* critical_slots 0 turns it off */
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  o.critical_slots = 0;
+  ig_sched_t *off = ig_sched_new_opts("default", 3, &o);
+  assert_false(ig_sched_pool_full_for(off, pods, 2, 0, 1));
+  ig_sched_free(off);
+  ig_sched_free(s);
+}
+
 static void test_admit_priority(void **state) {
   (void)state;
   ig_sched_t *s = ig_sched_new("default", 1);
@@ -602,6 +671,7 @@ int main(void) {
       cmocka_unit_test(test_priority_fairness), cmocka_unit_test(test_priority_eviction),
       cmocka_unit_test(test_band_bound), cmocka_unit_test(test_crit_wrappers),
       cmocka_unit_test(test_priority_random), cmocka_unit_test(test_admit_priority),
+      cmocka_unit_test(test_admit_batch_slots),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

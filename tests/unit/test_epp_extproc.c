@@ -587,6 +587,18 @@ static void test_sched_profile(void **state) {
   setup_epp(y, NULL, 0);
   assert_string_equal(ig_sched_profile_name(E.sched), "round-robin");
   assert_false(E.uses_prefix);
+  assert_int_equal(E.pods[0].batch_slots, 0);
+  /* the pool's batch size reaches the scheduler's pods (the batch-slot filter) */
+  epp_free(&E);
+  static const char *z = "listeners: [{name: l, address: \"127.0.0.1:1\"}]\n"
+                         "pools:\n"
+                         "  - name: p\n"
+                         "    scheduling: {batch_slots: 8}\n"
+                         "    endpoints: [\"10.0.0.1:8000\", \"10.0.0.2:8000\"]\n";
+  setup_epp(z, NULL, 0);
+  epp_pods_fill(&E, ig_now_ms());
+  assert_int_equal(E.pods[0].batch_slots, 8);
+  assert_int_equal(E.pods[1].batch_slots, 8);
 }
 
 static void test_shed(void **state) {

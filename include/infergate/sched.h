@@ -97,9 +97,11 @@ typedef struct {
                                  picks; the glue resets it to 0 when it stores a new scrape. */
   unsigned inflight;          /* our requests currently outstanding on the pod (glue-maintained:
                                  +1 at dispatch, -1 at completion); used by "least-request" */
-  unsigned batch_slots;       /* the engine's batch size limit (vLLM max_num_seqs) when known, from
-                                 the config or learned by the glue from the metrics; 0 = unknown.
-                                 Read with critical_slots (ig_sched_opts_t). */
+  unsigned batch_slots;       /* the engine's batch size limit (vLLM max_num_seqs) when known (from
+                                 the config); 0 = unknown. Read with critical_slots (ig_sched_opts_t). */
+  unsigned done;              /* our requests that finished on the pod since the last scrape (glue-
+                                 maintained, reset with pending): their batch slots are free again
+                                 although the scraped counts still hold them */
   const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
   ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
   /* A copy of *lora's masks and free-slot state, so that a pick over a large pool reads the cold LoRA
@@ -180,7 +182,7 @@ typedef struct {
                                    queue; 0 or >= queue_threshold = off; 1 */
   double critical_slots;        /* admission with reserve_critical on a pod whose batch_slots is known:
                                    requests of priority <= 0 go to it only while running + waiting +
-                                   pending + this < batch_slots, so that a Critical request finds a
+                                   pending - done + this < batch_slots, so that a Critical request finds a
                                    free batch slot instead of waiting for a sequence to finish; 0 =
                                    off; 4 */
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
@@ -252,7 +254,7 @@ int ig_sched_pod_saturated(const ig_sched_t *s, const ig_sched_pod_t *pod);
 int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n);
 /* 1 when no pod has room for a request of priority prio: every pod is saturated or, for prio <= 0 when
  * reserve (reserve_critical) is set, has waiting + pending >= standard_queue_max or, its batch_slots
- * known, running + waiting + pending + critical_slots >= batch_slots. Profiles without admission:
+ * known, running + waiting + pending - done + critical_slots >= batch_slots. Profiles without admission:
  * ig_sched_pool_saturated. */
 int ig_sched_pool_full_for(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, int prio, int reserve);
 

@@ -194,9 +194,11 @@ void epp_pods_picked(epp_t *e, size_t k);
 ig_sched_t *epp_sched_new(const ig_backend_cfg_t *pool, uint64_t seed);
 /* An adapter request (target, an adapter a pod ever listed) was picked for endpoint k: the pod's lists
  * note it (ig_sched_lora_note_sent) and its count there grows. Returns the adapter id to give back
- * with epp_pods_adapter_done, 0 when nothing was counted (a base model, or no pod state). */
+ * with epp_pods_finished, 0 when nothing was counted (a base model, or no pod state). */
 uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target);
-void epp_pods_adapter_done(epp_t *e, size_t k, uint32_t id);
+/* A request picked for endpoint k finished (its stream ended): its batch slot counts as free until the
+ * next scrape (ig_sched_pod_t.done), and its adapter id (0 = none) leaves the pod's count. */
+void epp_pods_finished(epp_t *e, size_t k, uint32_t id);
 /* Successful scrapes of endpoint i so far. */
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
 

@@ -109,5 +109,5 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
 void epp_release(epp_t *e, size_t ep, uint32_t lora_id) {
   if (ep >= e->n_eps) return;
   if (e->eps[ep].inflight > 0) e->eps[ep].inflight--;
-  epp_pods_adapter_done(e, ep, lora_id);
+  epp_pods_finished(e, ep, lora_id);
 }

@@ -96,9 +96,11 @@ uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target) {
   return ig_sched_lora_flight_add(&ep->pod->flight, id, 1) == 0 ? id : 0;
 }
 
-void epp_pods_adapter_done(epp_t *e, size_t k, uint32_t id) {
+void epp_pods_finished(epp_t *e, size_t k, uint32_t id) {
   endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
-  if (id && ep && ep->pod) ig_sched_lora_flight_add(&ep->pod->flight, id, -1);
+  if (!ep || !ep->pod) return;
+  ep->pod->sp.done++;
+  if (id) ig_sched_lora_flight_add(&ep->pod->flight, id, -1);
 }
 
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i) {

@@ -61,6 +61,7 @@ static void brk_abandon(upconn_t *up) {
 static void up_uncount(upconn_t *up) {
   if (!up->counted) return;
   up->ep->inflight--;
+  if (up->ep->pod) up->ep->pod->sp.done++; /* its batch slot is free before the next scrape says so */
   if (up->lora_id && up->ep->pod) ig_sched_lora_flight_add(&up->ep->pod->flight, up->lora_id, -1);
   up->lora_id = 0;
   up->counted = 0;

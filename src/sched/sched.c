@@ -160,10 +160,12 @@ int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, siz
 }
 
 /* Whether pod p, its batch size known, can start one more request at once and still have `keep` batch
- * slots free (running + waiting + pending + keep < batch_slots); 1 when its batch size is unknown. */
+ * slots free (running + waiting + pending - done + keep < batch_slots); 1 when its batch size is
+ * unknown. */
 static int pod_slots_free(const ig_sched_pod_t *p, double keep) {
   if (!p->batch_slots) return 1;
-  return ig_sched_pod_queue(p) + ig_sched_nonneg(p->running) + keep < (double)p->batch_slots;
+  double used = ig_sched_pod_queue(p) + ig_sched_nonneg(p->running) - p->done;
+  return (used > 0 ? used : 0) + keep < (double)p->batch_slots;
 }
 
 /* Whether pod p keeps its headroom for Critical requests with one more request of priority <= 0: its

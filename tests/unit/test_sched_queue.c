@@ -580,6 +580,11 @@ static void test_admit_batch_slots(void **state) {
   assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_QUEUE);
   pods[0].pending = 0;
   pods[0].running = 12;
+  pods[0].done = 1; /* one of ours finished since the scrape: its slot is free (11 + 4 < 16) */
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK);
+  pods[0].done = 20; /* more than the scrape showed: no fewer than 0 used */
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK);
+  pods[0].done = 0;
   /* the pick: pod 0 has the better kv score, but only pod 1 keeps 4 slots free with a Standard one */
   size_t order[2], n = 2;
   for (int i = 0; i < 20; i++) {

@@ -271,7 +271,8 @@ typedef struct ig_sched_queue ig_sched_queue_t;
  * Profile "default": SHED a request of negative priority (Sheddable) when every pod is saturated;
  * QUEUE when every pod is saturated, when a request of the same or a higher priority waits in q (q may
  * be NULL), or when the request's priority is <= 0, it has reserve_critical set and no pod has room
- * for it (ig_sched_pool_full_for); a Sheddable request is also SHED when a higher priority is queued;
+ * for it (ig_sched_pool_full_for); a Sheddable request is also SHED when a higher priority is queued
+ * (the proxy queues it instead while that hold is young);
  * otherwise PICK.
  * Profile "gie" and the baselines never queue: PICK (gie sheds inside ig_sched_pick). */
 ig_sched_admit_t ig_sched_admit(const ig_sched_t *s, const ig_sched_pod_t *pods, size_t n,

@@ -23,12 +23,17 @@ struct pool {
   int uses_prefix;
   int kicking, kick_again;
   uint64_t critical_ms; /* ig_now_ms() when a request of priority > 0 last arrived (0: never) */
+  uint64_t pressure_ms; /* since when requests of priority >= 0 wait in the queue without a break (0: none) */
   size_t *avail; /* scratch: indexes of the endpoints that may take a request (issue #9) */
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
 /* The pods' own queues are kept for Critical requests (standard_queue_max) while one arrived this recently. */
 #define CRITICAL_WINDOW_MS 10000
+/* Sheddable requests are shed because more important ones wait only once those have waited this long
+ * (or two scrape intervals, when longer): a hold that the next scrape clears (a burst left every pod
+ * with a request we just sent) is no reason for a 429. */
+#define PRESSURE_MS 200
 static ig_buf_t prompt_buf;                     /* scratch: the prompt text of the request being picked */
 
 pod_t *pod_new(void) {
@@ -264,11 +269,37 @@ static void queue_track(pool_t *p) {
   } else {
     list_remove(&p->qlink);
   }
+  int top;
+  if (ig_sched_queue_top_priority(p->queue, &top) == 0 && top >= 0) {
+    if (!p->pressure_ms) p->pressure_ms = ig_now_ms() | 1;
+  } else {
+    p->pressure_ms = 0;
+  }
+}
+
+/* Whether requests of priority >= 0 have waited in the queue long enough that Sheddable ones are shed
+ * rather than queued behind them (PRESSURE_MS). */
+static int pressure_sustained(const pool_t *p, uint64_t now) {
+  uint64_t after = 2ull * p->be->cfg->scrape_interval_ms;
+  if (after < PRESSURE_MS) after = PRESSURE_MS;
+  return p->pressure_ms && now >= p->pressure_ms && now - p->pressure_ms >= after;
+}
+
+/* Sheds the queued requests of negative priority (they could only be served after those waiting). */
+static void shed_queued_below(pool_t *p) {
+  void *evicted = NULL;
+  while (ig_sched_queue_evict_below(p->queue, 0, &evicted) == 0 && evicted) {
+    client_t *e = evicted;
+    e->req.qnode = NULL;
+    send_shed(e, "shed", "the pool is saturated: Sheddable request shed; retry later");
+  }
+  queue_track(p);
 }
 
 /* Parks c in the pool's queue until a pod frees up, its TTL runs out (503) or it is evicted (429).
  * shed_lower: admission queued it for want of capacity, so the queued Sheddable requests (which could
- * only be served after it) are shed now; not when it waits for a stream slot (max_streams_per_endpoint). */
+ * only be served after it) are shed now when the pressure is sustained (pressure_sustained; else
+ * pool_kick sheds them once it is); not when it waits for a stream slot (max_streams_per_endpoint). */
 static void queue_push(pool_t *p, client_t *c, int shed_lower) {
   req_t *q = &c->req;
   uint64_t now = ig_now_ms();
@@ -292,11 +323,7 @@ static void queue_push(pool_t *p, client_t *c, int shed_lower) {
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
   /* queued Sheddable requests would only wait behind this one: shed them now, not after their TTL */
-  while (shed_lower && q->priority >= 0 && ig_sched_queue_evict_below(p->queue, 0, &evicted) == 0 && evicted) {
-    client_t *e = evicted;
-    e->req.qnode = NULL;
-    send_shed(e, "shed", "the pool is saturated: Sheddable request shed; retry later");
-  }
+  if (shed_lower && q->priority >= 0 && pressure_sustained(p, now)) shed_queued_below(p);
 }
 /* Whether the request is GET (or HEAD) /v1/models, with or without a query string. */
 static int is_models_list(const req_t *q) {
@@ -416,6 +443,13 @@ int pool_admit(client_t *c) {
     if (usable_subset(p, &sr.subset, &sr.n_subset, ig_now_ms()) < 0) goto pick; /* pool_do_pick says why */
     switch (ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, p->queue)) {
     case IG_SCHED_ADMIT_SHED:
+      /* shed for the requests queued ahead of it: only when they have waited a while (else it waits
+       * behind them); shed for a saturated pool: always */
+      if (!pressure_sustained(p, ig_now_ms()) &&
+          ig_sched_admit(p->sched, p->pods, p->be->n_eps, &sr, NULL) != IG_SCHED_ADMIT_SHED) {
+        queue_push(p, c, 0);
+        return 1;
+      }
       send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
       return 1;
     case IG_SCHED_ADMIT_QUEUE:
@@ -470,6 +504,7 @@ void pool_kick(backend_rt_t *be) {
     return;
   }
   p->kicking = 1;
+  if (pressure_sustained(p, ig_now_ms())) shed_queued_below(p);
   do {
     p->kick_again = 0;
     while (ig_sched_queue_len(p->queue)) {

@@ -338,6 +338,29 @@ def test_headroom_for_critical(procs, tmp_path, infergate_bin):
     assert not t.is_alive() and result["r"].status == 200, result
 
 
+def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
+    """A Standard request held only until the next scrape (the pod has a request we just sent, and
+    Critical traffic is around) is no reason to shed a Sheddable one: it waits behind it and is served.
+    Sheddable is shed for requests queued ahead of it only once they have waited 2 scrape intervals
+    (test_headroom_for_critical)."""
+    eps = start_sim(procs, infergate_bin, 1)
+    port, admin = gateway(procs, tmp_path, eps, extra_pool="    scrape_interval: 700ms")
+    wait_scraped(admin, 1)
+    wait_no_pending(admin)
+    r = complete(port, prompt="critical", headers=[("x-infergate-criticality", "Critical")])
+    assert r.status == 200, r  # Critical traffic around; the pod has 1 pending until the next scrape
+    result = {}
+    classes = ("Standard", "Sheddable")
+    threads = [threading.Thread(target=lambda k=k: result.update({k: complete(
+        port, prompt=k, headers=[("x-infergate-criticality", k)])}), daemon=True) for k in classes]
+    threads[0].start()
+    wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, what="standard held by us")
+    threads[1].start()
+    for t in threads:
+        t.join(60 * SLOW)
+    assert all(result[k].status == 200 for k in classes), result
+
+
 def test_batch_slots_for_critical(procs, tmp_path, infergate_bin):
     """With the pods' batch size given (batch_slots) and Critical traffic around, a Standard request is
     held while a pod would have fewer than critical_slots free batch slots with it, so a Critical one

@@ -58,6 +58,10 @@ void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q) {
       ig_buf_printf(y, "\n    %s: ", opt[i].key);
       yaml_quote(y, v, strlen(v));
     }
+    if (q->batch_slots) {
+      ig_buf_puts(y, "\n    scheduling:\n      batch_slots: ");
+      yaml_quote(y, q->batch_slots, strlen(q->batch_slots));
+    }
   } else {
     ig_buf_puts(y, "backends:\n  - name: default\n    endpoints: ");
     yaml_list(y, q->backend ? q->backend : "");

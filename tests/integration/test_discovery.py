@@ -152,21 +152,22 @@ routes:
 def test_engine_and_profile_flags(procs, infergate_bin):
     eps = start_sim(procs, infergate_bin, 2, "llama3", "--engine", "sglang")
     port, admin = quick_gateway(procs, infergate_bin, eps, "--engine", "sglang", "--profile", "round-robin",
-                                "--model", "llama3", "--model", "alias")
+                                "--model", "llama3", "--model", "alias", "--batch-slots", "32")
     wait_until(lambda: all(p["has_metrics"] for p in pools(admin)[0]["pods"]), what="sglang metrics scraped")
     p = pools(admin)[0]
-    assert p["engine"] == "sglang" and p["scheduler"] == "round-robin"
+    assert p["engine"] == "sglang" and p["scheduler"] == "round-robin" and p["batch_slots"] == 32
     served = [served_port(complete(port, "llama3", prompt=f"r{i}")) for i in range(6)]
     assert sorted(served) == sorted(eps * 3), served  # round-robin: an even split
     assert set(listed(port)) == {"llama3", "alias"}
     assert complete(port, "qwen").status == 404
     for args, msg in ((["--profile", "fastest"], "unknown scheduler profile 'fastest'"),
-                      (["--engine", "tgi"], "unknown engine 'tgi'")):
+                      (["--engine", "tgi"], "unknown engine 'tgi'"),
+                      (["--batch-slots", "0"], "'batch_slots' in pool scheduling is out of range")):
         r = subprocess.run([infergate_bin, "serve", "--listen", "127.0.0.1:1", "--pool", "127.0.0.1:2", *args],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
     r = subprocess.run([infergate_bin, "serve", "--help"], capture_output=True, text=True, timeout=30)
-    assert "--engine" in r.stdout and "--profile" in r.stdout and "--discovery-interval" in r.stdout
+    assert all(f in r.stdout for f in ("--engine", "--profile", "--discovery-interval", "--batch-slots"))
 
 
 PRIORITY_CONFIG = """

@@ -205,7 +205,8 @@ static void test_quick_yaml(void **state) {
                       .pool = "127.0.0.1:8001,127.0.0.1:8002",
                       .engine = "sglang",
                       .profile = "round-robin",
-                      .discovery_interval = "250ms"};
+                      .discovery_interval = "250ms",
+                      .batch_slots = "48"};
   ig_config_quick_yaml(&y, &q);
   ig_config_t *cfg = NULL;
   ig_config_errors_t errs = {0};
@@ -214,6 +215,7 @@ static void test_quick_yaml(void **state) {
   assert_int_equal(cfg->backends[0].engine, IG_ENGINE_SGLANG);
   assert_string_equal(cfg->backends[0].scheduler, "round-robin");
   assert_int_equal(cfg->backends[0].discovery_interval_ms, 250);
+  assert_int_equal(cfg->backends[0].tuning.batch_slots, 48);
   assert_int_equal(cfg->n_models, 0);
   ig_config_free(cfg);
   ig_buf_reset(&y);

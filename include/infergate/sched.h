@@ -98,7 +98,8 @@ typedef struct {
   unsigned inflight;          /* our requests currently outstanding on the pod (glue-maintained:
                                  +1 at dispatch, -1 at completion); used by "least-request" */
   unsigned batch_slots;       /* the engine's batch size limit (vLLM max_num_seqs) when known (from
-                                 the config); 0 = unknown. Read with critical_slots (ig_sched_opts_t). */
+                                 the config, or ig_sched_slots_learn); 0 = unknown. Read with
+                                 critical_slots (ig_sched_opts_t). */
   unsigned done;              /* our requests that finished on the pod since the last scrape (glue-
                                  maintained, reset with pending): their batch slots are free again
                                  although the scraped counts still hold them */
@@ -170,6 +171,26 @@ typedef struct {
 
 /* The request's effective priority: req->priority when has_priority, else crit's (1 / 0 / -1). */
 int ig_sched_request_priority(const ig_sched_request_t *req);
+
+/* ---- batch size learned from the metrics --------------------------------------------------------- */
+
+/* What a pod's scrapes showed of its batch size limit (vLLM max_num_seqs), which engines do not
+ * publish: the running count never exceeds it, and a pod that keeps requests waiting at the same,
+ * highest running count seen is at it. Zero it to start; feed it every successful scrape. */
+typedef struct {
+  double run_max;      /* largest running count seen */
+  double prev_running; /* the previous scrape's running count */
+  int prev_queued;     /* and whether it had a request waiting */
+  unsigned slots;      /* the learned limit; 0 = not known */
+} ig_sched_slots_est_t;
+
+/* Feeds one scrape (running, waiting: the pod's counts, waiting without requests that wait for an
+ * adapter slot) and returns the learned limit, 0 while unknown: the running count of two scrapes in a
+ * row that both had a request waiting with the same running count, which is also the largest seen.
+ * Forgotten when a larger running count shows up (until confirmed there). A pod that queues for want
+ * of KV cache or prefill budget below its limit teaches its effective limit, which is what a new
+ * request meets there. Non-finite or negative counts count as 0. */
+unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting);
 
 /* ---- the scheduler ----------------------------------------------------------------------------- */
 

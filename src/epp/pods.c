@@ -76,7 +76,7 @@ size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
     }
     sp->id = i;
     sp->inflight = e->eps[i].inflight;
-    sp->batch_slots = (unsigned)e->tuning.batch_slots; /* a free batch slot is preferred (batch-slot filter) */
+    if (e->tuning.batch_slots) sp->batch_slots = (unsigned)e->tuning.batch_slots; /* else learned (scrape.c) */
   }
   return ready;
 }

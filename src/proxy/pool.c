@@ -117,7 +117,7 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
     }
     sp->id = i;
     sp->inflight = ep->inflight;
-    sp->batch_slots = (unsigned)be->cfg->tuning.batch_slots;
+    if (be->cfg->tuning.batch_slots) sp->batch_slots = (unsigned)be->cfg->tuning.batch_slots; /* else learned */
   }
   return ready;
 }
@@ -658,9 +658,10 @@ void pools_debug_json(ig_buf_t *out) {
       else
         ig_buf_puts(out, ",\"age_ms\":null");
       ig_buf_printf(out,
-                    ",\"pending\":%u,\"done\":%u,\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,"
+                    ",\"pending\":%u,\"done\":%u,\"batch_slots\":%u,\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,"
                     "\"prefix_blocks\":%zu,\"max_lora\":%d,\"loras\":",
-                    sp->pending, sp->done, (unsigned long long)pod->scrapes_ok, (unsigned long long)pod->scrapes_failed,
+                    sp->pending, sp->done, be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots,
+                    (unsigned long long)pod->scrapes_ok, (unsigned long long)pod->scrapes_failed,
                     pod->last_status, sp->prefix ? ig_sched_prefix_size(sp->prefix) : (size_t)0,
                     pod->lora.max_lora);
       json_names(out, pod->lora.running_loras, pod->lora.n_running_loras);

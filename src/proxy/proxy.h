@@ -157,6 +157,7 @@ struct pod {
   ig_sched_lora_flight_t flight; /* our in-flight requests per adapter (upstream.c) */
   double raw_waiting;            /* the scraped waiting count; sp.waiting leaves out lora_blocked */
   unsigned lora_blocked;         /* of those, ours that wait for an adapter slot (ig_sched_lora_blocked) */
+  ig_sched_slots_est_t slots_est; /* the batch size limit learned from the scrapes (sp.batch_slots) */
   uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape */
   uint64_t scrapes_ok, scrapes_failed;
   int last_status;     /* HTTP status of the last scrape answer (0: no answer) */

@@ -855,3 +855,20 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
   for (size_t i = 0; i < n; i++) out[i] = ig_sched_scorers[sc].score(&ctx, i);
   return 0;
 }
+
+/* ---- batch size learned from the metrics ---- */
+
+unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting) {
+  double r = ig_sched_nonneg(running), w = ig_sched_nonneg(waiting);
+  if (r > 1e6) r = 1e6;
+  r = floor(r);
+  if (r > e->run_max) { /* more than the limit we believed in: not the limit */
+    e->run_max = r;
+    e->slots = 0;
+  }
+  int queued = w >= 1;
+  if (queued && e->prev_queued && r == e->prev_running && r >= e->run_max && r >= 1) e->slots = (unsigned)r;
+  e->prev_queued = queued;
+  e->prev_running = r;
+  return e->slots;
+}

@@ -5,6 +5,8 @@ tight timings: CI runs this on two busy cores and under ASan."""
 import json
 import threading
 
+import pytest
+
 from conftest import SLOW, free_port, free_port_range, wait_until
 from rawhttp import admin_get, metric, post_json, sse_events, start_gateway
 
@@ -361,19 +363,30 @@ def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
     assert all(result[k].status == 200 for k in classes), result
 
 
-def test_batch_slots_for_critical(procs, tmp_path, infergate_bin):
-    """With the pods' batch size given (batch_slots) and Critical traffic around, a Standard request is
-    held while a pod would have fewer than critical_slots free batch slots with it, so a Critical one
-    starts at once; the Standard one goes when slots free up. (The queue rule alone would send it: the
-    pod's queue is empty.)"""
+@pytest.mark.parametrize("learned", [False, True])
+def test_batch_slots_for_critical(procs, tmp_path, infergate_bin, learned):
+    """With the pods' batch size known (batch_slots, or learned from scrapes that show requests waiting
+    at the largest running count) and Critical traffic around, a Standard request is held while a pod
+    would have fewer than critical_slots free batch slots with it, so a Critical one starts at once;
+    the Standard one goes when slots free up. (The queue rule alone would send it: the pod's queue is
+    empty.)"""
     eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "4")
-    port, admin = gateway(procs, tmp_path, eps, extra_pool="    scheduling: {batch_slots: 4, critical_slots: 2}")
+    sched = "{critical_slots: 2}" if learned else "{batch_slots: 4, critical_slots: 2}"
+    port, admin = gateway(procs, tmp_path, eps, extra_pool=f"    scheduling: {sched}")
     wait_scraped(admin, 1)
+    pod = lambda: pools(admin)[0]["pods"][0]
+    if learned:
+        assert pod()["batch_slots"] == 0
+        load = direct_load(eps[0], 6, 60)  # 4 running, 2 waiting
+        wait_until(lambda: pod()["batch_slots"] == 4, what="batch size learned")
+        for t in load:
+            t.join(60 * SLOW)
+        wait_until(lambda: pod()["running"] == 0, what="pod idle")
     crit = [("x-infergate-criticality", "Critical")]
     r = complete(port, prompt="critical", headers=crit)  # Critical traffic around (the window is 10 s)
     assert r.status == 200, r
     direct_load(eps[0], 2, 300)  # two of the four slots busy: 2 + 2 kept = 4
-    wait_until(lambda: pools(admin)[0]["pods"][0]["running"] == 2, what="two running")
+    wait_until(lambda: pod()["running"] == 2, what="two running")
     result = {}
     t = threading.Thread(target=lambda: result.update(r=complete(port, prompt="standard",
                                                                  headers=[("x-infergate-criticality", "Standard")])),
@@ -385,6 +398,7 @@ def test_batch_slots_for_critical(procs, tmp_path, infergate_bin):
     assert pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, "standard sent before the slots freed up"
     t.join(60 * SLOW)
     assert not t.is_alive() and result["r"].status == 200, result
+    assert pod()["batch_slots"] == 4
 
 
 def test_scheduling_thresholds_from_config(procs, tmp_path, infergate_bin):

@@ -1,5 +1,6 @@
 /* Unit tests for admission and the flow-control queue: bands (criticalities and integer priorities),
  * fairness, TTL, capacity and eviction, the band bound, and the criticality wrappers. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -628,6 +629,33 @@ static void test_admit_batch_slots(void **state) {
   ig_sched_free(s);
 }
 
+/* The batch size learned from the scrapes: confirmed by two queueing scrapes at the largest running
+ * count seen, forgotten when a larger one shows up. */
+static void test_slots_learn(void **state) {
+  (void)state;
+  ig_sched_slots_est_t e;
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 0), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 2), 0);  /* queueing once */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 2), 0);  /* a different count */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 1), 0);  /* twice at 7, but 8 was seen: not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 3), 8);  /* twice at the largest count: learned */
+  assert_int_equal(ig_sched_slots_learn(&e, 5, 0), 8);  /* kept while the load drops */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 0), 0);  /* 9 running: 8 was not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1), 9);
+  /* a waiting count below one (an average, or nothing) is no queue; odd values count as 0 */
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, NAN, 2), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, -1, 2), 0); /* 0 running: never a limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, INFINITY), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1), 0); /* the previous one counted as not queued */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1), 4);
+}
+
 static void test_admit_priority(void **state) {
   (void)state;
   ig_sched_t *s = ig_sched_new("default", 1);
@@ -676,7 +704,7 @@ int main(void) {
       cmocka_unit_test(test_priority_fairness), cmocka_unit_test(test_priority_eviction),
       cmocka_unit_test(test_band_bound), cmocka_unit_test(test_crit_wrappers),
       cmocka_unit_test(test_priority_random), cmocka_unit_test(test_admit_priority),
-      cmocka_unit_test(test_admit_batch_slots),
+      cmocka_unit_test(test_admit_batch_slots), cmocka_unit_test(test_slots_learn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,7 +38,8 @@ SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs "$MAX_SEQS"
 # wall-clock rate for a fraction of the pool's capacity (simulated time runs TS times faster)
 rate_for() { awk -v f="$1" -v p="$PODS" -v c="$CAP_PER_POD" -v t="$TS" 'BEGIN {printf "%.2f", f * p * c * t}'; }
 
-# Starts a target in front of SIM_EPS; sets GW. kind: pool | least-request | nginx-leastconn.
+# Starts a target in front of SIM_EPS; sets GW. kind: pool (told the pods' batch size) | pool-learned
+# (learns it from their metrics) | least-request | nginx-leastconn.
 start_target() {
   local kind="$1" label="$2"
   GW="$(ig_free_ports 1)"
@@ -67,7 +68,7 @@ start_target() {
       "$BIN" serve --listen "127.0.0.1:$GW" --backend "$SIM_EPS" --policy least-request --log-level warn \
         2>"$ig_work/gw-$label.log" & pids+=($!)
       ;;
-    pool)
+    pool|pool-learned)
       # The pods' models and adapters are discovered (no InferenceModel), so the bench's
       # x-infergate-criticality header sets each request's class; one load generator on one address
       # needs more than the default 256 connections per client IP under overload.
@@ -79,7 +80,7 @@ start_target() {
         echo "  - name: pods"
         echo "    engine: vllm"
         echo "    discovery_interval: 1s"
-        echo "    scheduling: {batch_slots: $MAX_SEQS}" # the pods' --max-num-seqs
+        if [ "$kind" = pool ]; then echo "    scheduling: {batch_slots: $MAX_SEQS}"; fi # the pods' --max-num-seqs
         echo "    endpoints:"
         for ep in ${SIM_EPS//,/ }; do echo "      - \"$ep\""; done
         echo "routes: [{name: all, matches: [{path: /}], backend: pods}]"
@@ -137,6 +138,7 @@ for g in "${goals[@]}"; do
     criticality)
       crit_run unloaded pool 0.3
       crit_run overload pool 1.5
+      crit_run overload-learned pool-learned 1.5
       [ -n "$NGINX" ] && crit_run nginx-overload nginx-leastconn 1.5
       ;;
     lora-mix)
@@ -159,7 +161,7 @@ def load(name):
 def f(x, fmt="{:.0f}"):
     return "-" if x is None else fmt.format(x)
 if "criticality" in goals:
-    runs = [(l, load(f"crit-{l}.json")) for l in ("unloaded", "overload", "nginx-overload")]
+    runs = [(l, load(f"crit-{l}.json")) for l in ("unloaded", "overload", "overload-learned", "nginx-overload")]
     runs = [(l, d) for l, d in runs if d]
     base = dict(runs).get("unloaded")
     base_p99 = base["summary"]["by_class"]["Critical"]["ttft_ms"]["p99"] if base else None
@@ -178,6 +180,8 @@ if "criticality" in goals:
             print(f"| {l} | {s['rate']:.1f} req/s | {cls} | {g['sent']} | {g['completed']} | {g['shed']} | "
                   f"{g['failed']} | {f(t['p50'] if t['count'] else None)} ms | "
                   f"{f(t['p99'] if t['count'] else None)} ms | {ratio} |")
+    print("\noverload: the pool is told the pods' batch size (scheduling.batch_slots); overload-learned: it "
+          "learns it from their metrics.")
     print("\nGoal: Critical p99 TTFT under overload within 2x of its unloaded value while Sheddable is shed.")
 if "lora-mix" in goals:
     runs = [(l, load(f"lora-{l}.json"), load(f"lora-{l}.loads.json"))

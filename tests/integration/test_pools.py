@@ -340,6 +340,23 @@ def test_headroom_for_critical(procs, tmp_path, infergate_bin):
     assert not t.is_alive() and result["r"].status == 200, result
 
 
+def test_done_counts_until_the_next_scrape(procs, tmp_path, infergate_bin):
+    """A request of ours that finished counts as `done` on its pod (its batch slot is free) until the
+    next scrape, which shows the pod's own counts again."""
+    eps = start_sim(procs, infergate_bin, 1)
+    port, admin = gateway(procs, tmp_path, eps, extra_pool="    scrape_interval: 1s")
+    wait_scraped(admin, 1)
+    pod = lambda: pools(admin)[0]["pods"][0]
+    before = pod()
+    assert before["done"] == 0
+    assert complete(port, prompt="one").status == 200
+    after = pod()
+    if after["scrapes_ok"] == before["scrapes_ok"]:  # no scrape in between (almost always)
+        assert after["done"] == 1 and after["pending"] == 1, after
+    wait_until(lambda: pod()["scrapes_ok"] > after["scrapes_ok"], what="next scrape")
+    assert pod()["done"] == 0 and pod()["pending"] == 0
+
+
 def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
     """A Standard request held only until the next scrape (the pod has a request we just sent, and
     Critical traffic is around) is no reason to shed a Sheddable one: it waits behind it and is served.

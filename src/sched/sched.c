@@ -169,11 +169,14 @@ static int pod_slots_free(const ig_sched_pod_t *p, double keep) {
 }
 
 /* Whether pod p keeps its headroom for Critical requests with one more request of priority <= 0: its
- * queue below standard_queue_max and critical_slots batch slots free (pod_slots_free). */
+ * queue below standard_queue_max and critical_slots batch slots free (pod_slots_free), at most a
+ * quarter of its batch, so that lower priorities always keep three quarters of it. */
 static int pod_headroom(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
   double low = o->standard_queue_max;
   if (low > 0 && low < o->queue_threshold && ig_sched_pod_queue(p) >= low) return 0;
-  return o->critical_slots <= 0 || pod_slots_free(p, o->critical_slots);
+  double keep = o->critical_slots, quarter = floor(p->batch_slots / 4.0);
+  if (keep > quarter) keep = quarter;
+  return keep <= 0 || pod_slots_free(p, keep);
 }
 
 /* Whether pod p may take a request of priority prio now (see standard_queue_max, critical_slots). */

@@ -387,23 +387,23 @@ def test_batch_slots_for_critical(procs, tmp_path, infergate_bin, learned):
     would have fewer than critical_slots free batch slots with it, so a Critical one starts at once;
     the Standard one goes when slots free up. (The queue rule alone would send it: the pod's queue is
     empty.)"""
-    eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "4")
-    sched = "{critical_slots: 2}" if learned else "{batch_slots: 4, critical_slots: 2}"
+    eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "8")
+    sched = "{critical_slots: 2}" if learned else "{batch_slots: 8, critical_slots: 2}"
     port, admin = gateway(procs, tmp_path, eps, extra_pool=f"    scheduling: {sched}")
     wait_scraped(admin, 1)
     pod = lambda: pools(admin)[0]["pods"][0]
     if learned:
         assert pod()["batch_slots"] == 0
-        load = direct_load(eps[0], 6, 60)  # 4 running, 2 waiting
-        wait_until(lambda: pod()["batch_slots"] == 4, what="batch size learned")
+        load = direct_load(eps[0], 10, 60)  # 8 running, 2 waiting
+        wait_until(lambda: pod()["batch_slots"] == 8, what="batch size learned")
         for t in load:
             t.join(60 * SLOW)
         wait_until(lambda: pod()["running"] == 0, what="pod idle")
     crit = [("x-infergate-criticality", "Critical")]
     r = complete(port, prompt="critical", headers=crit)  # Critical traffic around (the window is 10 s)
     assert r.status == 200, r
-    direct_load(eps[0], 2, 300)  # two of the four slots busy: 2 + 2 kept = 4
-    wait_until(lambda: pod()["running"] == 2, what="two running")
+    direct_load(eps[0], 6, 300)  # six of the eight slots busy: 6 + 2 kept = 8
+    wait_until(lambda: pod()["running"] == 6, what="six running")
     result = {}
     t = threading.Thread(target=lambda: result.update(r=complete(port, prompt="standard",
                                                                  headers=[("x-infergate-criticality", "Standard")])),
@@ -415,7 +415,7 @@ def test_batch_slots_for_critical(procs, tmp_path, infergate_bin, learned):
     assert pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, "standard sent before the slots freed up"
     t.join(60 * SLOW)
     assert not t.is_alive() and result["r"].status == 200, result
-    assert pod()["batch_slots"] == 4
+    assert pod()["batch_slots"] == 8
 
 
 def test_scheduling_thresholds_from_config(procs, tmp_path, infergate_bin):

@@ -619,6 +619,17 @@ static void test_admit_batch_slots(void **state) {
   n = 2;
   assert_int_equal(ig_sched_pick(s, pods, 2, &std, order, &n), 0);
   assert_int_equal(n, 2);
+  /* at most a quarter of a pod's batch is kept: with 8 slots, 2 (6 + 2 = 8: no room; 5 + 2 < 8) */
+  pods[0].batch_slots = pods[1].batch_slots = 8;
+  pods[0].running = pods[1].running = 6;
+  assert_true(ig_sched_pool_full_for(s, pods, 2, 0, 1));
+  pods[1].running = 5;
+  assert_false(ig_sched_pool_full_for(s, pods, 2, 0, 1));
+  pods[1].batch_slots = 3; /* a quarter of 3 is 0: nothing kept */
+  pods[1].running = 2;
+  assert_false(ig_sched_pool_full_for(s, pods, 2, 0, 1));
+  pods[0].batch_slots = pods[1].batch_slots = 16;
+  pods[0].running = pods[1].running = 12;
   /* critical_slots 0 turns it off */
   ig_sched_opts_t o;
   ig_sched_opts_default(&o);

@@ -204,8 +204,8 @@ typedef struct {
   double critical_slots;        /* admission with reserve_critical on a pod whose batch_slots is known:
                                    requests of priority <= 0 go to it only while running + waiting +
                                    pending - done + this < batch_slots, so that a Critical request finds a
-                                   free batch slot instead of waiting for a sequence to finish; 0 =
-                                   off; 4 */
+                                   free batch slot instead of waiting for a sequence to finish; at
+                                   most a quarter of batch_slots is kept; 0 = off; 4 */
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
   double queue_running_weight;  /* the queue scorer's load is waiting + pending + this x running (a
                                    full batch delays a new request like a queue does); 0.05 */

@@ -185,12 +185,14 @@ typedef struct {
 } ig_sched_slots_est_t;
 
 /* Feeds one scrape (running, waiting: the pod's counts, waiting without requests that wait for an
- * adapter slot) and returns the learned limit, 0 while unknown: the running count of two scrapes in a
- * row that both had a request waiting with the same running count, which is also the largest seen.
- * Forgotten when a larger running count shows up (until confirmed there). A pod that queues for want
- * of KV cache or prefill budget below its limit teaches its effective limit, which is what a new
- * request meets there. Non-finite or negative counts count as 0. */
-unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting);
+ * adapter slot; kv_usage) and returns the learned limit, 0 while unknown: the running count of two
+ * scrapes in a row that both had a request waiting with the same running count, which is also the
+ * largest seen. Forgotten when a larger running count shows up (until confirmed there). A scrape with
+ * KV usage at or above IG_SCHED_SLOTS_KV_MAX counts as not queueing (the pod waits for KV blocks, not
+ * for a slot); a pod that queues below its limit for want of prefill budget teaches its effective
+ * limit, which is what a new request meets there. Non-finite or negative counts count as 0. */
+#define IG_SCHED_SLOTS_KV_MAX 0.8
+unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage);
 
 /* ---- the scheduler ----------------------------------------------------------------------------- */
 

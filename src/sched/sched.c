@@ -861,7 +861,7 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
 
 /* ---- batch size learned from the metrics ---- */
 
-unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting) {
+unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage) {
   double r = ig_sched_nonneg(running), w = ig_sched_nonneg(waiting);
   if (r > 1e6) r = 1e6;
   r = floor(r);
@@ -869,7 +869,7 @@ unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double wa
     e->run_max = r;
     e->slots = 0;
   }
-  int queued = w >= 1;
+  int queued = w >= 1 && !(kv_usage >= IG_SCHED_SLOTS_KV_MAX); /* NaN KV: as if low */
   if (queued && e->prev_queued && r == e->prev_running && r >= e->run_max && r >= 1) e->slots = (unsigned)r;
   e->prev_queued = queued;
   e->prev_running = r;

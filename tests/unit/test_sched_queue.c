@@ -646,25 +646,31 @@ static void test_slots_learn(void **state) {
   (void)state;
   ig_sched_slots_est_t e;
   memset(&e, 0, sizeof e);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 0), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 2), 0);  /* queueing once */
-  assert_int_equal(ig_sched_slots_learn(&e, 7, 2), 0);  /* a different count */
-  assert_int_equal(ig_sched_slots_learn(&e, 7, 1), 0);  /* twice at 7, but 8 was seen: not the limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 3), 8);  /* twice at the largest count: learned */
-  assert_int_equal(ig_sched_slots_learn(&e, 5, 0), 8);  /* kept while the load drops */
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 0), 0);  /* 9 running: 8 was not the limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 1), 9);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 0, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.1), 0);  /* queueing once */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 2, 0.1), 0);  /* a different count */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 1, 0.1), 0);  /* twice at 7, but 8 was seen: not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 1, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 3, 0.1), 8);  /* twice at the largest count: learned */
+  assert_int_equal(ig_sched_slots_learn(&e, 5, 0, 0.1), 8);  /* kept while the load drops */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 0, 0.1), 0);  /* 9 running: 8 was not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1), 9);
   /* a waiting count below one (an average, or nothing) is no queue; odd values count as 0 */
   memset(&e, 0, sizeof e);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, NAN, 2), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, -1, 2), 0); /* 0 running: never a limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 4, INFINITY), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 1), 0); /* the previous one counted as not queued */
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 1), 4);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, NAN, 2, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, -1, 2, 0.1), 0); /* 0 running: never a limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, INFINITY, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1), 0); /* the previous one counted as not queued */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1), 4);
+  /* waiting for KV blocks is no batch limit */
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.5), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, NAN), 3);
 }
 
 static void test_admit_priority(void **state) {

@@ -23,7 +23,8 @@ struct pool {
   int uses_prefix;
   int kicking, kick_again;
   uint64_t critical_ms; /* ig_now_ms() when a request of priority > 0 last arrived (0: never) */
-  uint64_t pressure_ms; /* since when requests of priority >= 0 wait in the queue without a break (0: none) */
+  uint64_t pressure_ms; /* since when requests of priority >= 0 wait in the queue for want of capacity
+                           (not for a stream slot) without a break (0: none) */
   size_t *avail; /* scratch: indexes of the endpoints that may take a request (issue #9) */
 };
 
@@ -270,11 +271,7 @@ static void queue_track(pool_t *p) {
     list_remove(&p->qlink);
   }
   int top;
-  if (ig_sched_queue_top_priority(p->queue, &top) == 0 && top >= 0) {
-    if (!p->pressure_ms) p->pressure_ms = ig_now_ms() | 1;
-  } else {
-    p->pressure_ms = 0;
-  }
+  if (ig_sched_queue_top_priority(p->queue, &top) != 0 || top < 0) p->pressure_ms = 0; /* set by queue_push */
 }
 
 /* Whether requests of priority >= 0 have waited in the queue long enough that Sheddable ones are shed
@@ -322,8 +319,11 @@ static void queue_push(pool_t *p, client_t *c, int shed_lower) {
     e->req.qnode = NULL;
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
-  /* queued Sheddable requests would only wait behind this one: shed them now, not after their TTL */
-  if (shed_lower && q->priority >= 0 && pressure_sustained(p, now)) shed_queued_below(p);
+  /* queued Sheddable requests would only wait behind this one: shed them now (pool_kick does once the
+   * pressure is sustained), not after their TTL */
+  if (!shed_lower || q->priority < 0) return;
+  if (!p->pressure_ms) p->pressure_ms = now | 1;
+  if (pressure_sustained(p, now)) shed_queued_below(p);
 }
 /* Whether the request is GET (or HEAD) /v1/models, with or without a query string. */
 static int is_models_list(const req_t *q) {

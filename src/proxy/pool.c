@@ -319,12 +319,13 @@ static void queue_push(pool_t *p, client_t *c, int shed_lower) {
     e->req.qnode = NULL;
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
-  /* queued Sheddable requests would only wait behind this one: shed them now (pool_kick does once the
-   * pressure is sustained), not after their TTL */
+  /* queued Sheddable requests would only wait behind requests like this one: once those have waited
+   * PRESSURE_MS, shed them (here or in pool_kick) rather than after their TTL */
   if (!shed_lower || q->priority < 0) return;
   if (!p->pressure_ms) p->pressure_ms = now | 1;
   if (pressure_sustained(p, now)) shed_queued_below(p);
 }
+
 /* Whether the request is GET (or HEAD) /v1/models, with or without a query string. */
 static int is_models_list(const req_t *q) {
   if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "HEAD") != 0) return 0;

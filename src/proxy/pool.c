@@ -101,6 +101,12 @@ void pools_free_globals(void) {
   ig_buf_free(&prompt_buf);
 }
 
+/* The batch size the scheduler uses for a pod: the pool's configured one, else what its scrapes taught
+ * (scrape.c, ig_sched_slots_learn). */
+static unsigned pod_batch_slots(const backend_rt_t *be, const ig_sched_pod_t *sp) {
+  return be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots;
+}
+
 /* Copies the endpoints' state into p->pods for a pick at now_ms. Returns the number of pods whose
  * metrics are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
 static size_t pods_fill(pool_t *p, uint64_t now_ms) {
@@ -118,7 +124,7 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
     }
     sp->id = i;
     sp->inflight = ep->inflight;
-    if (be->cfg->tuning.batch_slots) sp->batch_slots = (unsigned)be->cfg->tuning.batch_slots; /* else learned */
+    sp->batch_slots = pod_batch_slots(be, sp);
   }
   return ready;
 }
@@ -661,7 +667,7 @@ void pools_debug_json(ig_buf_t *out) {
       ig_buf_printf(out,
                     ",\"pending\":%u,\"done\":%u,\"batch_slots\":%u,\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,"
                     "\"prefix_blocks\":%zu,\"max_lora\":%d,\"loras\":",
-                    sp->pending, sp->done, be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots,
+                    sp->pending, sp->done, pod_batch_slots(be, sp),
                     (unsigned long long)pod->scrapes_ok, (unsigned long long)pod->scrapes_failed,
                     pod->last_status, sp->prefix ? ig_sched_prefix_size(sp->prefix) : (size_t)0,
                     pod->lora.max_lora);

@@ -6,11 +6,14 @@
  *
  *   bench_sched_pick [--iters N] [--seed S] [--pods N] [--profile NAME]
  *
- * --pods and --profile run one pool size / one profile only (for profiling); round-robin, the
- * baseline, is always measured.
+ * --pods and --profile run one pool size / one case only (for profiling: a profile name, or "default,
+ * unstamped"); round-robin, the baseline, is always measured.
  *
- * Between picks, every 64th pick simulates a scrape (pending reset to 0, outside the timed region),
- * as the proxy does when fresh metrics arrive. */
+ * Scrapes are simulated between picks, outside the timed region: before each pick, n/64 pods (in turn)
+ * get new waiting, running and KV values, pending reset to 0 and a new stamp (ig_sched_pod_touch), as
+ * the proxy's scraper does, so that every pod is scraped once per 64 picks, spread evenly as
+ * independent 50 ms scrapes are. The row "default, unstamped" runs the default profile over pods that
+ * are never stamped (seq 0), so every pick derives everything from every pod. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +29,16 @@
 #define N_ADAPTERS 8
 #define SCRAPE_EVERY 64
 
-static const char *const profiles[] = {"round-robin", "least-request", "gie", "default"};
-#define N_PROFILES (sizeof profiles / sizeof profiles[0])
+typedef struct {
+  const char *label, *profile;
+  int stamped; /* the scraper stamps the pods (ig_sched_pod_touch) */
+} case_t;
+static const case_t cases[] = {{"round-robin", "round-robin", 1},
+                               {"least-request", "least-request", 1},
+                               {"gie", "gie", 1},
+                               {"default", "default", 1},
+                               {"default, unstamped", "default", 0}};
+#define N_CASES (sizeof cases / sizeof cases[0])
 static const size_t sizes[] = {10, 100, 1000};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
@@ -44,9 +55,18 @@ static void random_text(ig_rng_t *r, char *out, size_t n) {
     out[i] = alpha[ig_rng_next(r) % (sizeof alpha - 1)];
 }
 
+/* New scraped values for pod p, as a scrape stores them. */
+static void scrape(ig_rng_t *r, ig_sched_pod_t *p, int stamped) {
+  p->waiting = (double)(ig_rng_next(r) % 8);
+  p->running = (double)(ig_rng_next(r) % 48);
+  p->kv_usage = ig_rng_double(r) * 0.95;
+  p->pending = 0;
+  if (stamped) ig_sched_pod_touch(p);
+}
+
 /* A pool of n pods in a random steady state; every pod's prefix index holds the blocks of a few
  * prompts built on the system prompts it has served. Free with pods_free. */
-static ig_sched_pod_t *pods_new(size_t n, uint64_t seed, ig_sched_lora_t **loras_out) {
+static ig_sched_pod_t *pods_new(size_t n, uint64_t seed, int stamped, ig_sched_lora_t **loras_out) {
   ig_rng_t r;
   ig_rng_seed(&r, seed);
   ig_sched_pod_t *pods = ig_calloc(n, sizeof *pods);
@@ -57,9 +77,7 @@ static ig_sched_pod_t *pods_new(size_t n, uint64_t seed, ig_sched_lora_t **loras
     ig_sched_pod_t *p = &pods[i];
     p->id = i;
     p->has_metrics = 1;
-    p->waiting = (double)(ig_rng_next(&r) % 8);
-    p->running = (double)(ig_rng_next(&r) % 48);
-    p->kv_usage = ig_rng_double(&r) * 0.95;
+    scrape(&r, p, stamped);
     p->metrics_age_ms = ig_rng_next(&r) % 100;
     p->inflight = (unsigned)(ig_rng_next(&r) % 16);
     ig_sched_lora_t *l = &loras[i];
@@ -99,12 +117,16 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* Times iters picks of profile over a fresh pool of n pods (same seed for every profile). */
-static int run_case(const char *profile, size_t n, size_t iters, uint64_t seed, char (*prompts)[PROMPT_CHARS],
+/* Times iters picks of one case over a fresh pool of n pods (same seed for every case). */
+static int run_case(const case_t *cs, size_t n, size_t iters, uint64_t seed, char (*prompts)[PROMPT_CHARS],
                     const char **models, result_t *res) {
+  const char *profile = cs->profile;
   ig_sched_lora_t *loras;
-  ig_sched_pod_t *pods = pods_new(n, seed, &loras);
+  ig_sched_pod_t *pods = pods_new(n, seed, cs->stamped, &loras);
   ig_sched_t *s = ig_sched_new(profile, seed ^ 0x5bd1e995u);
+  ig_rng_t r;
+  ig_rng_seed(&r, seed ^ 0x9e3779b9u);
+  size_t per_pick = (n + SCRAPE_EVERY - 1) / SCRAPE_EVERY, next = 0;
   uint64_t *lat = ig_calloc(iters, sizeof *lat);
   int rc = 0;
   if (!s) {
@@ -116,9 +138,8 @@ static int run_case(const char *profile, size_t n, size_t iters, uint64_t seed, 
   size_t warm = iters / 10 + 100;
   double sum = 0;
   for (size_t i = 0; i < warm + iters; i++) {
-    if (i % SCRAPE_EVERY == 0)
-      for (size_t k = 0; k < n; k++)
-        pods[k].pending = 0;
+    for (size_t k = 0; k < per_pick; k++, next = (next + 1) % n)
+      scrape(&r, &pods[next], cs->stamped);
     ig_sched_request_t req = {0};
     size_t j = i % N_REQS;
     req.model = models[j];
@@ -183,23 +204,24 @@ int main(int argc, char **argv) {
     random_text(&r, prompts[i] + SYSTEM_CHARS, PROMPT_CHARS - SYSTEM_CHARS);
     models[i] = adapters[ig_rng_next(&r) % N_ADAPTERS];
   }
-  printf("ig_sched_pick latency, %zu timed picks per case, 1 KB prompts, seed %llu\n\n", iters,
-         (unsigned long long)seed);
+  printf("ig_sched_pick latency, %zu timed picks per case, 1 KB prompts, each pod scraped once per %d picks, "
+         "seed %llu\n\n",
+         iters, SCRAPE_EVERY, (unsigned long long)seed);
   printf("| pods | profile | p50 us | p99 us | mean us | mean vs round-robin | p99 vs round-robin |\n");
   printf("|---:|---|---:|---:|---:|---:|---:|\n");
   int rc = 0;
   for (size_t si = 0; si < N_SIZES; si++) {
-    result_t res[N_PROFILES] = {{0}};
+    result_t res[N_CASES] = {{0}};
     if (only_pods && sizes[si] != only_pods) continue;
-    for (size_t pi = 0; pi < N_PROFILES; pi++) {
-      if (pi && only_prof && strcmp(only_prof, profiles[pi])) continue;
-      rc = run_case(profiles[pi], sizes[si], iters, seed + sizes[si], prompts, models, &res[pi]);
+    for (size_t pi = 0; pi < N_CASES; pi++) {
+      if (pi && only_prof && strcmp(only_prof, cases[pi].label)) continue;
+      rc = run_case(&cases[pi], sizes[si], iters, seed + sizes[si], prompts, models, &res[pi]);
       if (rc < 0) goto out;
     }
-    for (size_t pi = 0; pi < N_PROFILES; pi++)
-      if (!pi || !only_prof || !strcmp(only_prof, profiles[pi]))
-        printf("| %zu | %s | %.2f | %.2f | %.2f | %.1fx | %.1fx |\n", sizes[si], profiles[pi], res[pi].p50,
-             res[pi].p99, res[pi].mean, res[pi].mean / res[0].mean, res[pi].p99 / res[0].p99);
+    for (size_t pi = 0; pi < N_CASES; pi++)
+      if (!pi || !only_prof || !strcmp(only_prof, cases[pi].label))
+        printf("| %zu | %s | %.2f | %.2f | %.2f | %.1fx | %.1fx |\n", sizes[si], cases[pi].label, res[pi].p50,
+               res[pi].p99, res[pi].mean, res[pi].mean / res[0].mean, res[pi].p99 / res[0].p99);
   }
 out:
   free(prompts);

@@ -87,6 +87,9 @@ void ig_sched_lora_intern(ig_sched_lora_t *l);
  * prefix index of the pod it picks. */
 typedef struct {
   size_t id;                  /* caller's endpoint id, opaque here */
+  uint64_t seq;               /* change stamp (ig_sched_pod_touch), so that a pick reuses what it
+                                 derived from the pod last time instead of reading it all again; 0 (a
+                                 zeroed struct) = not tracked, read on every pick. See below. */
   double waiting;             /* scraped queue length */
   double running;             /* scraped batch size */
   double kv_usage;            /* scraped KV-cache usage, 0..1 */
@@ -114,8 +117,20 @@ typedef struct {
   uint64_t lora_running_mask, lora_waiting_mask;
 } ig_sched_pod_t;
 
+/* A pod's scraped state changes once per scrape, while a pool of 1,000 pods sees many picks between
+ * two scrapes of any one pod: a caller that stamps its pods lets the scheduler keep, per pod, what a
+ * pick derives from them (queue, KV, saturation, adapter slots) and redo it only for the pods that
+ * changed. Stamp a pod (a new, process-wide unique seq) whenever waiting, running, kv_usage,
+ * has_metrics, lora (the pointer), lora_hint/free/full, the masks or prefix (the pointer) change; a
+ * copy of the struct keeps its stamp (same content). pending and batch_slots are compared on every
+ * pick, so picks and the glue may change them freely; metrics_age_ms, inflight, done and the adapter
+ * lists behind lora are read afresh every pick, never kept. ig_sched_pod_set_lora stamps a tracked
+ * pod itself. Thread-safe. */
+void ig_sched_pod_touch(ig_sched_pod_t *p);
+
 /* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state
- * into p. Call it again whenever l changes (the scraper does once per scrape); l NULL clears. */
+ * into p. Call it again whenever l changes (the scraper does once per scrape); l NULL clears. Stamps p
+ * (ig_sched_pod_touch) when it is tracked (seq not 0). */
 void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l);
 
 /* The id of an adapter name, 0 when no pod ever listed it (ig_sched_lora_intern): a model with id 0

@@ -41,6 +41,7 @@ pod_t *pod_new(void) {
   pod_t *pod = IG_NEW(pod_t);
   pod->sp.prefix = ig_sched_prefix_new(0);
   pod->sp.lora = &pod->lora;
+  ig_sched_pod_touch(&pod->sp); /* tracked: stamped on every change (scrape.c), see sched.h */
   return pod;
 }
 

@@ -135,6 +135,7 @@ static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t
   pod->lora_blocked = ig_sched_lora_blocked(l, &pod->flight);
   sp->waiting = sp->waiting > pod->lora_blocked ? sp->waiting - pod->lora_blocked : 0;
   sp->batch_slots = ig_sched_slots_learn(&pod->slots_est, sp->running, sp->waiting, sp->kv_usage);
+  ig_sched_pod_touch(sp); /* picks remake what they derived from this pod */
   pools_on_scrape(s->ep);
 }
 

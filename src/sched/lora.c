@@ -71,13 +71,17 @@ void ig_sched_lora_intern(ig_sched_lora_t *l) {
 void ig_sched_pod_set_lora(ig_sched_pod_t *p, ig_sched_lora_t *l) {
   p->lora = l;
   p->lora_hint = 0;
-  if (!l) return;
+  if (!l) {
+    if (p->seq) ig_sched_pod_touch(p);
+    return;
+  }
   ig_sched_lora_intern(l);
   p->lora_running_mask = l->running_mask;
   p->lora_waiting_mask = l->waiting_mask;
   p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
   p->lora_full = l->max_lora > 0 && l->n_running_loras >= l->max_lora;
   p->lora_hint = 1;
+  if (p->seq) ig_sched_pod_touch(p);
 }
 
 /* The id of name, or 0 when it was never interned (then no interned entry equals it). */

@@ -2,6 +2,7 @@
  * saturation and admission. No I/O, no clock; scratch buffers are owned by ig_sched_t so a pick
  * allocates nothing once they fit the pool. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,11 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
   o->prefix_max_blocks = IG_SCHED_PREFIX_MAX_BLOCKS;
 }
 
+void ig_sched_pod_touch(ig_sched_pod_t *p) {
+  static _Atomic uint64_t stamps;
+  p->seq = atomic_fetch_add_explicit(&stamps, 1, memory_order_relaxed) + 1;
+}
+
 /* Creates a scheduler; see sched.h. */
 ig_sched_t *ig_sched_new_opts(const char *profile, uint64_t seed, const ig_sched_opts_t *opts) {
   const profile_t *p = profile_find(profile);
@@ -80,6 +86,7 @@ void ig_sched_free(ig_sched_t *s) {
   free(s->slot_pod);
   free(s->slow);
   free(s->flat);
+  free(s->snap);
   free(s->pos);
   free(s->mpx);
   free(s->mpod);
@@ -129,6 +136,8 @@ void ig_sched_reserve(ig_sched_t *s, size_t n) {
   s->slow = ig_malloc(cap * sizeof *s->slow);
   free(s->flat);
   s->flat = ig_malloc(cap * sizeof *s->flat);
+  free(s->snap);
+  s->snap = ig_calloc(cap, sizeof *s->snap); /* seq 0: made on first sight */
   free(s->pos);
   s->pos = ig_calloc(cap, sizeof *s->pos);
   free(s->mpx);
@@ -276,6 +285,14 @@ static int64_t quant(double v) {
   if (!(x > -9e18)) return -(int64_t)9e18; /* also NaN; keeps the cast defined */
   if (x > 9e18) return (int64_t)9e18;
   return (int64_t)(x < 0 ? x - 0.5 : x + 0.5);
+}
+
+/* quant for a weighted sum of the default pick: never negative and at most the sum of the weights
+ * (each term is a weight times a score in [0,1], weights at most MAX_WEIGHT), so neither clamp of
+ * quant can apply: the same key without its branches. */
+static inline int64_t quant_sum(double v) {
+  double x = v * 1e9;
+  return (int64_t)(x + 0.5);
 }
 
 /* Appends to order the allowed pods that are not candidates, least queue first. */
@@ -502,18 +519,6 @@ static inline double lora_term(const lora_q_t *lq, const ig_sched_pod_t *p) {
   return lq->term[code];
 }
 
-/* Copies what the scorers read of pod i into e; returns whether the pod has adapter information. */
-static inline int load_cand(const ig_sched_opts_t *o, cand_t *e, const ig_sched_pod_t *pods, size_t i) {
-  const ig_sched_pod_t *p = &pods[i];
-  e->q = ig_sched_pod_qload(o, p);
-  e->kv = ig_sched_pod_kv(p);
-  e->load = ig_sched_pod_load(p);
-  e->idx = (uint32_t)i;
-  e->m = 0;
-  e->slots_full = (p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1);
-  return p->lora != NULL;
-}
-
 /* The smallest and largest q and load of f[0..n) (n >= 1; never NaN, so any order gives the same). */
 static void minmax_cands(const cand_t *f, size_t n, double *qmin, double *qmax, double *lo, double *hi) {
 #if defined(__SSE2__)
@@ -609,11 +614,11 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
     if (use_l) {
       /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
        * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
-      if (t.n == t.k && !t.big && quant(sum + lq.term[3]) < t.v[t.n - 1].key) continue;
+      if (t.n == t.k && !t.big && quant_sum(sum + lq.term[3]) < t.v[t.n - 1].key) continue;
       double lt = lora_term(&lq, &ctx->pods[e->idx]);
       sum += lt >= 0 ? lt : w[SC_LORA] * ig_sched_lora_score(ctx, &ctx->pods[e->idx]);
     }
-    int64_t key = quant(sum);
+    int64_t key = quant_sum(sum);
     if (t.n == t.k && !t.big && key < t.v[t.n - 1].key) continue; /* topk_push's first test, inline */
     topk_push(s, &t, key, e->idx);
   }
@@ -622,47 +627,80 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   return got;
 }
 
-/* The filters "fresh" then "not-saturated" in one branch-free pass over pods allowed[0..n) (allowed
- * NULL = pods 0..n-1; inlined twice so that each loop knows): the unsaturated fresh pods' records go to
- * f, their count is returned; *n_fresh counts the fresh pods, *any_lora whether a kept pod has adapter
- * information. */
+/* Writes pod i's candidate record (m = 0) to e and returns its SNAP_* flags: the values of
+ * ig_sched_pod_queue / _qload / _kv / _load and the saturation test of ig_sched_pod_sat without its
+ * freshness half (the age is read on every pick). Branch-free. */
+static inline __attribute__((always_inline)) unsigned cand_make(const ig_sched_opts_t *o, cand_t *e,
+                                                                const ig_sched_pod_t *p, size_t i) {
+  double wq = ig_sched_nonneg_fast(p->waiting), run = ig_sched_nonneg_fast(p->running);
+  double q = wq + p->pending;
+  double kv = ig_sched_nonneg_fast(p->kv_usage);
+  kv = kv > 1 ? 1 : kv;
+  e->q = q + o->queue_running_weight * run;
+  e->kv = kv;
+  e->load = wq + run + p->pending;
+  e->idx = (uint32_t)i;
+  e->m = 0;
+  e->slots_full = (uint8_t)((p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1));
+  e->pad = 0;
+  unsigned sat = (q >= o->queue_threshold) | (kv >= o->kv_threshold);
+  return (unsigned)(p->has_metrics != 0) * SNAP_METRICS | sat * SNAP_SAT |
+         (unsigned)(p->lora != NULL) * SNAP_LORA | (unsigned)(p->batch_slots != 0) * SNAP_SLOTS;
+}
+
+/* Remakes the kept record of pod i. */
+static void snap_make(const ig_sched_opts_t *o, snap_t *sn, const ig_sched_pod_t *p, size_t i) {
+  sn->flags = cand_make(o, &sn->rec, p, i);
+  sn->seq = p->seq;
+  sn->prefix = p->prefix;
+  sn->pending = p->pending;
+  sn->slots = p->batch_slots;
+}
+
+/* The filters "fresh" then "not-saturated" in one pass over pods allowed[0..n) (allowed NULL = pods
+ * 0..n-1): the unsaturated fresh pods' records go to f, their count is returned; *n_fresh counts the
+ * fresh pods, *any_lora whether a kept pod has adapter information, *any_slots whether one has a known
+ * batch size, *pc_bad whether one's prefix index is not the one the slot cache (match_cands) knows for
+ * its index. With snap, a pod's record is the one kept there, remade (snap_make) only when the pod is
+ * untracked or changed since: the pass reads four fields of the pod and copies the record. Without,
+ * every record is derived from its pod (cand_make). Either way the same records; inlined for each
+ * combination so that every loop knows its case. */
 static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_opts_t *o, const ig_sched_pod_t *pods,
                                                                 const size_t *allowed, size_t n, cand_t *f,
                                                                 size_t *n_fresh, int *any_lora_out, int *any_slots_out,
                                                                 const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
-                                                                int *pc_bad) {
-  const double qt = o->queue_threshold, kt = o->kv_threshold, rw = o->queue_running_weight;
+                                                                snap_t *snap, int *pc_bad) {
   const uint64_t stale = o->stale_ms;
   size_t nc = 0, nu = 0;
-  int any_lora = 0, any_slots = 0, bad = 0;
+  unsigned any = 0, bad = 0;
   for (size_t a = 0; a < n; a++) {
     size_t i = allowed ? allowed[a] : a;
     const ig_sched_pod_t *p = &pods[i];
-    /* same values as ig_sched_pod_queue / _qload / _kv / _load / _fresh / _sat */
-    int fresh = (p->has_metrics != 0) & (p->metrics_age_ms <= stale);
-    double wq = ig_sched_nonneg_fast(p->waiting), run = ig_sched_nonneg_fast(p->running);
-    double q = wq + p->pending;
-    double kv = ig_sched_nonneg_fast(p->kv_usage);
-    kv = kv > 1 ? 1 : kv;
-    int keep = fresh & !((q >= qt) | (kv >= kt));
-    cand_t *e = &f[nu];
-    e->q = q + rw * run;
-    e->kv = kv;
-    e->load = wq + run + p->pending;
-    e->idx = (uint32_t)i;
-    e->m = 0;
-    e->slots_full = (uint8_t)((p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1));
+    unsigned fl;
+    const ig_sched_prefix_t *px;
+    if (snap) {
+      snap_t *sn = &snap[i];
+      int same = p->seq && p->seq == sn->seq && p->pending == sn->pending && p->batch_slots == sn->slots;
+      if (__builtin_expect(!same, 0)) snap_make(o, sn, p, i);
+      fl = sn->flags;
+      px = sn->prefix;
+      f[nu] = sn->rec;
+    } else {
+      fl = cand_make(o, &f[nu], p, i);
+      px = p->prefix;
+    }
+    unsigned fresh = (fl & SNAP_METRICS) & (p->metrics_age_ms <= stale);
+    unsigned keep = fresh & !(fl & SNAP_SAT);
     pos[i] = (uint32_t)nu;
-    bad |= keep & (pc_ptr[i] != p->prefix); /* the slot cache (match_cands) does not know this one */
-    any_lora |= keep & (p->lora != NULL);
-    any_slots |= keep & (p->batch_slots != 0);
-    nc += (size_t)fresh;
-    nu += (size_t)keep;
+    bad |= keep & (pc_ptr[i] != px);
+    any |= fl & (0u - keep);
+    nc += fresh;
+    nu += keep;
   }
   *n_fresh = nc;
-  *any_lora_out = any_lora;
-  *any_slots_out = any_slots;
-  *pc_bad = bad;
+  *any_lora_out = (any & SNAP_LORA) != 0;
+  *any_slots_out = (any & SNAP_SLOTS) != 0;
+  *pc_bad = (int)bad;
   return nu;
 }
 
@@ -714,10 +752,17 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
   size_t nc, nu;
   int any_lora, any_slots, bad;
   const ig_sched_prefix_t *const *pc = (const ig_sched_prefix_t *const *)s->pc_ptr;
-  if (allowed)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, &bad);
+  /* the first allowed pod says whether the caller stamps its pods (any mix gives the same records) */
+  int stamped = pods[allowed ? allowed[0] : 0].seq != 0;
+  snap_t *sn = s->snap;
+  if (allowed && stamped)
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, sn, &bad);
+  else if (allowed)
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, NULL, &bad);
+  else if (stamped)
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, sn, &bad);
   else
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, NULL, &bad);
   *n_fresh = nc;
   if (!nc) return 0;
   if (!nu) { /* every fresh pod is saturated: score them all */
@@ -726,7 +771,7 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
       if (!ig_sched_pod_fresh(&s->o, &pods[i])) continue;
       s->pos[i] = (uint32_t)nu;
       any_slots |= pods[i].batch_slots != 0;
-      any_lora |= load_cand(&s->o, &f[nu++], pods, i);
+      any_lora |= (cand_make(&s->o, &f[nu++], &pods[i], i) & SNAP_LORA) != 0;
     }
     bad = 1;
   }

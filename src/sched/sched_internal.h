@@ -66,6 +66,18 @@ typedef struct {
   uint8_t pad;
 } cand_t;
 
+/* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
+ * remade when the pod's stamp, pending count or batch size differ from those it was made with. */
+enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8 };
+typedef struct {
+  cand_t rec;                      /* the pod's candidate record (m = 0) */
+  uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick */
+  const ig_sched_prefix_t *prefix; /* the pod's prefix index */
+  uint32_t pending, slots;         /* pending and batch_slots it was made with */
+  uint32_t flags;                  /* SNAP_*: has metrics, saturated by queue or KV, has adapter
+                                      information, batch size known */
+} snap_t;
+
 typedef struct {
   int64_t key; /* larger is better */
   uint64_t rnd; /* random tie-break */
@@ -143,6 +155,7 @@ struct ig_sched {
   size_t *mpod;                  /*   pod indexes */
   uint32_t *mout;                /*   and matched blocks */
   cand_t *flat; /* scored candidates of a "default" pick */
+  snap_t *snap; /* by pod index: what the filter pass derived from the pod (tracked pods) */
   uint32_t *pos; /* by pod index: its position in flat in the current pick (check flat[pos].idx) */
   uint64_t pc_gen; /* space gen the pc_ptr / pc_slot cache was built under */
   int pc_dups; /* some index was seen on two pod indexes: the cache cannot map slots to pods */

@@ -532,6 +532,174 @@ static void test_large_pool(void **state) {
   free(pods);
 }
 
+/* Two copies of one pool, one stamped (ig_sched_pod_touch on every change, as the scraper does; but
+ * for two pods, which move around, sometimes to index 0) and one never stamped, go through the same scrapes,
+ * age changes, pending and batch-size changes the glue makes without a stamp, pods moving to other indexes,
+ * and requests of every kind (subsets, adapters, priorities, the Critical reserve): every pick must give the
+ * same answer in both, so the records kept between picks are never stale. */
+enum { DIFF_PODS = 48, DIFF_ADAPTERS = 5 };
+
+typedef struct {
+  ig_sched_pod_t pods[DIFF_PODS];
+  ig_sched_lora_t loras[DIFF_PODS];
+  ig_sched_t *s;
+} diff_pool_t;
+
+static void diff_lora(ig_sched_lora_t *l, ig_rng_t *r) {
+  memset(l, 0, sizeof *l);
+  l->max_lora = 2;
+  l->n_running_loras = (int)(ig_rng_next(r) % 3);
+  for (int k = 0; k < l->n_running_loras; k++)
+    snprintf(l->running_loras[k], IG_SCHED_LORA_NAME_MAX, "diff-lora-%d",
+             (int)(ig_rng_next(r) % DIFF_ADAPTERS));
+}
+
+/* One scrape of pod i with the values r draws (the same draws for both copies: r is copied). */
+static void diff_scrape(diff_pool_t *d, size_t i, ig_rng_t r) {
+  ig_sched_pod_t *p = &d->pods[i];
+  p->waiting = (double)(ig_rng_next(&r) % 7);
+  p->running = (double)(ig_rng_next(&r) % 20);
+  p->kv_usage = ig_rng_double(&r) * (ig_rng_next(&r) % 4 ? 0.85 : 1.2);
+  p->has_metrics = ig_rng_next(&r) % 16 != 0;
+  p->pending = 0;
+  p->done = 0;
+  if (ig_rng_next(&r) % 3 == 0) {
+    diff_lora(&d->loras[i], &r);
+    ig_sched_pod_set_lora(p, &d->loras[i]);
+  } else if (ig_rng_next(&r) % 8 == 0) {
+    ig_sched_pod_set_lora(p, NULL);
+  }
+  if (p->seq) ig_sched_pod_touch(p); /* a pod never stamped stays so */
+}
+
+static void diff_init(diff_pool_t *d, int stamped) {
+  memset(d, 0, sizeof *d);
+  d->s = ig_sched_new("default", 77);
+  ig_rng_t r;
+  ig_rng_seed(&r, 5);
+  for (size_t i = 0; i < DIFF_PODS; i++) {
+    ig_sched_pod_t *p = &d->pods[i];
+    p->id = i;
+    p->prefix = ig_sched_prefix_new(512);
+    p->metrics_age_ms = 10;
+    if (stamped && i % 23 != 7) ig_sched_pod_touch(p); /* two pods of the stamped pool are not */
+    diff_scrape(d, i, r);
+    ig_rng_next(&r);
+  }
+}
+
+static void diff_free(diff_pool_t *d) {
+  for (size_t i = 0; i < DIFF_PODS; i++)
+    ig_sched_prefix_free(d->pods[i].prefix);
+  ig_sched_free(d->s);
+}
+
+/* Swaps pods i and j (their adapter state travels with them). */
+static void diff_swap(diff_pool_t *d, size_t i, size_t j) {
+  ig_sched_pod_t t = d->pods[i];
+  d->pods[i] = d->pods[j];
+  d->pods[j] = t;
+  ig_sched_lora_t l = d->loras[i];
+  d->loras[i] = d->loras[j];
+  d->loras[j] = l;
+  /* the pods point at their adapter state, which moved with them */
+  for (size_t k = 0; k < 2; k++) {
+    ig_sched_pod_t *p = &d->pods[k ? j : i];
+    if (p->lora) p->lora = &d->loras[k ? j : i];
+  }
+}
+
+static void test_stamped_same_as_unstamped(void **state) {
+  (void)state;
+  static diff_pool_t a, b;
+  diff_init(&a, 1);
+  diff_init(&b, 0);
+  ig_rng_t r;
+  ig_rng_seed(&r, 11);
+  char prompt[512];
+  size_t subset[DIFF_PODS];
+  size_t refreshed = 0;
+  for (int it = 0; it < 6000; it++) {
+    unsigned what = (unsigned)(ig_rng_next(&r) % 16);
+    size_t i = ig_rng_next(&r) % DIFF_PODS, j = ig_rng_next(&r) % DIFF_PODS;
+    if (what < 3) { /* a scrape */
+      ig_rng_t draw = r;
+      diff_scrape(&a, i, draw);
+      diff_scrape(&b, i, draw);
+      ig_rng_next(&r);
+      refreshed++;
+    } else if (what == 3) { /* time passes: ages change without a stamp */
+      uint64_t age = ig_rng_next(&r) % 300;
+      a.pods[i].metrics_age_ms = b.pods[i].metrics_age_ms = age;
+    } else if (what == 4) { /* the glue's own counts, never stamped */
+      unsigned v = (unsigned)(ig_rng_next(&r) % 20);
+      a.pods[i].batch_slots = b.pods[i].batch_slots = v;
+      a.pods[j].done = b.pods[j].done = v % 3;
+      a.pods[j].pending = b.pods[j].pending = v % 4;
+    } else if (what == 5) {
+      diff_swap(&a, i, j);
+      diff_swap(&b, i, j);
+    } else if (what == 6 && ig_rng_next(&r) % 4 == 0) { /* batch sizes forgotten (unknown again) */
+      for (size_t k = 0; k < DIFF_PODS; k++)
+        a.pods[k].batch_slots = b.pods[k].batch_slots = 0;
+    }
+    ig_sched_request_t q = {0};
+    int m = (int)(ig_rng_next(&r) % (DIFF_ADAPTERS + 2));
+    char model[32];
+    snprintf(model, sizeof model, m < DIFF_ADAPTERS ? "diff-lora-%d" : "base", m);
+    q.model = m == DIFF_ADAPTERS + 1 ? NULL : model;
+    q.priority = (int)(ig_rng_next(&r) % 3) - 1;
+    q.has_priority = 1;
+    q.crit = ig_sched_priority_crit(q.priority);
+    q.reserve_critical = ig_rng_next(&r) % 2 == 0;
+    int group = (int)(ig_rng_next(&r) % 6);
+    memset(prompt, 'a' + group, sizeof prompt);
+    q.prompt = prompt;
+    q.prompt_len = 64 + (size_t)(ig_rng_next(&r) % 400);
+    if (ig_rng_next(&r) % 4 == 0) {
+      size_t n = 1 + ig_rng_next(&r) % DIFF_PODS;
+      for (size_t k = 0; k < n; k++)
+        subset[k] = ig_rng_next(&r) % DIFF_PODS;
+      q.subset = subset;
+      q.n_subset = n;
+    }
+    size_t oa[3], ob[3], ka = 3, kb = 3;
+    int ra = ig_sched_pick(a.s, a.pods, DIFF_PODS, &q, oa, &ka);
+    int rb = ig_sched_pick(b.s, b.pods, DIFF_PODS, &q, ob, &kb);
+    assert_int_equal(ra, rb);
+    assert_int_equal(ka, kb);
+    for (size_t k = 0; k < ka; k++)
+      assert_int_equal(oa[k], ob[k]);
+    assert_true(ig_sched_last_prefix_hit(a.s) == ig_sched_last_prefix_hit(b.s));
+    for (size_t k = 0; k < DIFF_PODS; k++)
+      assert_int_equal(a.pods[k].pending, b.pods[k].pending);
+  }
+  assert_true(refreshed > 500);
+  diff_free(&a);
+  diff_free(&b);
+}
+
+/* A stamp is unique and changes on every touch; ig_sched_pod_set_lora stamps tracked pods only. */
+static void test_pod_touch(void **state) {
+  (void)state;
+  ig_sched_pod_t p, q;
+  memset(&p, 0, sizeof p);
+  memset(&q, 0, sizeof q);
+  ig_sched_lora_t l;
+  memset(&l, 0, sizeof l);
+  ig_sched_pod_set_lora(&p, &l);
+  assert_true(p.seq == 0); /* untracked stays untracked */
+  ig_sched_pod_touch(&p);
+  ig_sched_pod_touch(&q);
+  assert_true(p.seq != 0 && q.seq != 0 && p.seq != q.seq);
+  uint64_t before = p.seq;
+  ig_sched_pod_set_lora(&p, &l);
+  assert_true(p.seq != before);
+  before = p.seq;
+  ig_sched_pod_set_lora(&p, NULL);
+  assert_true(p.seq != before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_profiles),          cmocka_unit_test(test_queue_scorer),
@@ -541,7 +709,8 @@ int main(void) {
       cmocka_unit_test(test_not_saturated_preferred), cmocka_unit_test(test_herding_guard),
       cmocka_unit_test(test_fallback_order),    cmocka_unit_test(test_subset_and_errors),
       cmocka_unit_test(test_imbalance_fallback), cmocka_unit_test(test_baselines),
-      cmocka_unit_test(test_large_pool),
+      cmocka_unit_test(test_large_pool),        cmocka_unit_test(test_stamped_same_as_unstamped),
+      cmocka_unit_test(test_pod_touch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

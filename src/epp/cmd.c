@@ -55,6 +55,9 @@ static void usage(FILE *f) {
           "                         full-duplex (default; FULL_DUPLEX_STREAMED), buffered, streamed, none\n"
           "  --shed-inflight N      shed Sheddable requests (429) when every endpoint has N picks in flight\n"
           "                         (default 0: never)\n"
+          "  --queue-ttl MS         flow control: Critical/Standard requests on a saturated pool wait up to\n"
+          "                         MS for a pod with room (then 503), their stream unanswered; raise\n"
+          "                         Envoy's ext_proc message_timeout above MS (default 0: picked at once)\n"
           "  --seed N               seed of the weighted target choice\n"
           "  --log-level LEVEL      debug | info | warn | error (default info)\n"
           "\n"
@@ -101,6 +104,7 @@ static void on_stop(uv_signal_t *h, int signum) {
     epp_grpc_stop();
     epp_admin_stop();
     epp_scrape_stop(the_epp);
+    epp_queue_stop(the_epp);
   }
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
@@ -157,6 +161,7 @@ static int servers_start(uv_loop_t *loop) {
   if (epp_grpc_start(loop, the_epp, grpc_at, health_at) != 0) return -1;
   if (metrics_at && epp_admin_start(loop, the_epp, metrics_at) != 0) return -1;
   epp_scrape_start(the_epp, loop);
+  epp_queue_start(the_epp, loop);
   started = 1;
   ig_info("epp: picking from pool '%s' (%zu endpoints)", the_epp->pool->name, the_epp->n_eps);
   return 0;
@@ -307,6 +312,15 @@ int ig_cmd_epp(int argc, char **argv) {
         goto out;
       }
       opts.shed_inflight = (unsigned)n;
+    } else if (!strcmp(a, "--queue-ttl")) {
+      NEED();
+      char *end;
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end || end == v || n > 3600000) {
+        fprintf(stderr, "infergate epp: bad --queue-ttl '%s' (milliseconds, at most 3600000)\n", v);
+        goto out;
+      }
+      opts.queue_ttl_ms = n;
     } else if (!strcmp(a, "--seed")) {
       NEED();
       opts.seed = strtoull(v, NULL, 10);
@@ -427,6 +441,7 @@ stop:
   epp_grpc_stop();
   epp_admin_stop();
   epp_scrape_stop(&e);
+  epp_queue_stop(&e);
   uv_run(&loop, UV_RUN_DEFAULT);
 out:
   if (loop_ok) {

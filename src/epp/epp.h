@@ -97,6 +97,8 @@ typedef struct {
 typedef struct {
   int default_mode;       /* body mode assumed when Envoy sends no protocol_config; FULL_DUPLEX default */
   unsigned shed_inflight; /* shed Sheddable when every candidate has this many in flight; 0 = never */
+  uint64_t queue_ttl_ms;  /* flow control: a Critical/Standard request on a saturated pool waits up to
+                             this long for a pod with room (then 503); 0 = picked at once (the default) */
   uint64_t seed;          /* weighted target choice */
 } epp_opts_t;
 
@@ -120,9 +122,16 @@ typedef struct epp {
   ig_sched_tuning_cfg_t tuning; /* the pool's scheduling: the scheduler was made with (a reload that changes */
   unsigned scrape_ms;           /*   it, or the scrape interval, makes a new one) */
   int serving; /* grpc health status: 1 SERVING, 0 NOT_SERVING */
+  /* flow control (queue.c), when opts.queue_ttl_ms is set */
+  ig_sched_queue_t *queue; /* parked streams (epp_stream_t *) */
+  uv_timer_t qtimer;       /* expires parked streams and retries them while any is parked */
+  int qtimer_on, kicking, kick_again;
+  /* Delivers output that a stream got outside its own messages (a parked stream answered): set by the
+   * gRPC server, called with the stream's owner (epp_stream_t.owner). NULL: nothing to do. */
+  void (*deliver)(void *owner);
   ig_registry_t *reg;
   ig_metric_t *m_requests, *m_errors, *m_running, *m_ready, *m_sched_dur, *m_streams, *m_streams_active,
-      *m_picks, *m_inflight, *m_grpc_errors, *m_scraped, *m_waiting, *m_scrapes;
+      *m_picks, *m_inflight, *m_grpc_errors, *m_scraped, *m_waiting, *m_scrapes, *m_queue;
 } epp_t;
 
 /* Sets up e over cfg (taking ownership of it, also on failure) for the pool named pool_name (NULL:
@@ -166,10 +175,35 @@ typedef struct {
  * scheduler (ig_sched_admit + ig_sched_pick over the scraped pods) when some pod has fresh metrics,
  * else least outstanding over our own in-flight picks. On success the primary's
  * in-flight count is taken (give it back with epp_release). Returns 0, IG_ENOENT when no endpoint is
- * allowed (503), or IG_EFULL when a Sheddable request is shed (429). */
-int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out);
+ * allowed (503), IG_EFULL when a Sheddable request is shed (429), or, only when may_wait and the
+ * flow-control queue is on, IG_EAGAIN when the request is to wait (epp_queue_park): the pool is
+ * saturated for it, or requests of its priority or higher already wait. */
+int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait);
 /* Gives back a pick of endpoint ep (and its adapter count lora_id, epp_pick_t.lora_id). */
 void epp_release(epp_t *e, size_t ep, uint32_t lora_id);
+
+/* ---- flow control (queue.c) ---- */
+
+/* Creates the queue when opts.queue_ttl_ms is set (from epp_init). */
+void epp_queue_init(epp_t *e);
+/* Arms the queue's timer on loop (once the servers run). */
+void epp_queue_start(epp_t *e, uv_loop_t *loop);
+/* Closes the timer (its handle closes on the next loop run); parked streams stay until their
+ * connections close. */
+void epp_queue_stop(epp_t *e);
+/* Frees the queue (from epp_free). */
+void epp_queue_free(epp_t *e);
+/* Parks stream s (its request body kept in s->body) at priority prio until a pod has room for it.
+ * Returns 0, or IG_EFULL when the queue is full of requests of its priority or higher (answer 429). A
+ * lower-priority stream evicted to make room is answered 429 here. */
+int epp_queue_park(epp_t *e, struct epp_stream *s, int prio);
+/* Takes s out of the queue (its stream ended). */
+void epp_queue_cancel(epp_t *e, struct epp_stream *s);
+/* Capacity may have changed (a pick was given back): retry the parked streams soon, from the loop. */
+void epp_queue_poke(epp_t *e);
+/* Answers the parked streams that may go now (in priority order while some pod has room for the top
+ * priority) and the expired ones (503); the timer calls it. */
+void epp_queue_kick(epp_t *e);
 
 /* ---- scraped pods (pods.c, over src/proxy/scrape.c) ---- */
 
@@ -235,6 +269,13 @@ typedef struct epp_stream {
   char ep_addr[EPP_ADDR_MAX];
   char model[IG_OAI_MODEL_MAX + 1];
   char target[IG_OAI_MODEL_MAX + 1];
+  /* flow control: a stream parked in epp_t.queue until a pod has room (queue.c) */
+  ig_sched_qnode_t *qnode; /* its queue entry while parked */
+  int crit;                /* ig_criticality_t of the request */
+  unsigned park_changed : 1, park_has_body : 1, park_eos : 1, park_trailers : 1;
+  ig_buf_t *out; /* where output made outside the stream's own messages goes (the gRPC server's output
+                    buffer of the call); NULL: the stream cannot be parked */
+  void *owner;   /* passed to epp_t.deliver after such output */
 } epp_stream_t;
 
 void epp_stream_init(epp_stream_t *s);
@@ -244,8 +285,14 @@ void epp_stream_init(epp_stream_t *s);
 int epp_stream_handle(epp_t *e, epp_stream_t *s, const epp_preq_t *rq, ig_buf_t *out);
 /* Same from the serialized message; IG_EPARSE when it is not a ProcessingRequest. */
 int epp_stream_recv(epp_t *e, epp_stream_t *s, const uint8_t *msg, size_t len, ig_buf_t *out);
-/* Ends a stream: gives back its pick, frees its buffers. */
+/* Ends a stream: takes it out of the queue, gives back its pick, frees its buffers. */
 void epp_stream_end(epp_t *e, epp_stream_t *s);
+/* A parked stream's turn (queue.c): picks now (never parks again) and appends the answer to *s->out. */
+void epp_stream_resume(epp_t *e, epp_stream_t *s);
+/* A parked stream waited too long: appends a 503 to *s->out. */
+void epp_stream_expired(epp_t *e, epp_stream_t *s);
+/* A parked stream was evicted from a full queue by a more important one: appends a 429 to *s->out. */
+void epp_stream_evicted(epp_t *e, epp_stream_t *s);
 
 /* ---- gRPC framing (extproc.c) ---- */
 

@@ -11,8 +11,12 @@
  *    the last chunk carries the destination header, the metadata and, when the model was rewritten,
  *    BodyMutation.body;
  *  - NONE (no body will come): the pick is made on the headers.
+ * With flow control on (--queue-ttl, queue.c), a request the pool has no room for is parked instead:
+ * nothing is answered until its turn comes (epp_stream_resume writes the answer to the stream's own
+ * output buffer, s->out) or its time runs out.
  * Errors become an ImmediateResponse with an OpenAI error body: 400 (bad JSON, no model), 404 (unknown
- * model), 413 (body over max_body_bytes), 429 (shed), 503 (no allowed endpoint).
+ * model), 413 (body over max_body_bytes), 429 (shed, queue full), 503 (no allowed endpoint, waited too
+ * long in the queue).
  * Response path. response_headers get x-gateway-destination-endpoint-served; body chunks are echoed
  * (full duplex) or acknowledged; the pick is released at the end of the response or of the stream. */
 #include <string.h>
@@ -366,27 +370,33 @@ static int is_duplex(int mode) {
   return mode == EPP_MODE_FULL_DUPLEX;
 }
 
-/* The end of the request: resolve the model, pick, and answer. The request body is bd[0..bl): the
- * accumulated s->body, or the only body message itself (not copied). The body is scanned once; the
- * scan serves the model resolution and the prompt spans. has_body: a body phase happened (so in
- * full-duplex mode the body is streamed back); eos: the body ends the request (no trailers follow). */
-static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char *bd, size_t bl, int has_body,
-                           int eos) {
-  if (s->body_done) return; /* the request phase ends once: a late request_headers (after trailers) must not
-                             * pick a second time */
-  s->body_done = 1;
-  uint64_t t0 = ig_now_us();
-  ig_criticality_t crit;
-  ig_buf_t nb;
-  ig_buf_init(&nb);
-  int changed = 0;
-  ig_arena_t a;
-  ig_arena_init(&a, 4096);
-  ig_oai_req_t scan;
-  int scan_rc = bl ? ig_oai_scan(bd, bl, &scan) : IG_EINVAL;
-  if (resolve_model(e, s, out, bd, bl, &scan, scan_rc, &crit, &nb, &changed) != 0) goto out;
+/* The prompt text for the scheduler's prefix affinity, when the profile scores prefixes: decoded like
+ * the gateway's (src/proxy/pool.c hashes the decoded text cut to what the prefix index uses), so the
+ * same request hashes to the same blocks in both; only that leading part is decoded. sc: the scan of
+ * bd[0..bl) (valid). */
+static void prompt_of(epp_t *e, const char *bd, size_t bl, const ig_oai_req_t *sc, ig_buf_t *prompt) {
+  if (!e->uses_prefix || !e->sched || !bl || sc->prompt_kind == IG_OAI_PROMPT_NONE) return;
+  const ig_sched_opts_t *o = ig_sched_opts(e->sched);
+  size_t cap = o->prefix_block_chars * o->prefix_max_blocks;
+  if (ig_oai_prompt_text_max(bd, bl, sc, cap, prompt) != 0) ig_buf_reset(prompt);
+}
 
-  epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = crit, .has_subset = s->has_subset,
+/* What goes on once the request is resolved: the body to forward (rewritten when changed), whether a
+ * body phase happened (so in full-duplex mode the body is streamed back) and whether it ended the
+ * request (no trailers follow). */
+typedef struct {
+  ig_criticality_t crit;
+  const char *body;
+  size_t blen;
+  int changed, has_body, eos;
+} fwd_t;
+
+/* Picks an endpoint for the resolved request and answers it (destination header and metadata, the
+ * body), or answers it with a local error. Returns IG_EAGAIN, with nothing written, when may_wait and
+ * the request is to wait for a pod with room (the caller parks it); else 0. */
+static int pick_and_answer(epp_t *e, epp_stream_t *s, ig_buf_t *out, const fwd_t *fw, const ig_buf_t *prompt,
+                           int may_wait, uint64_t t0) {
+  epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = fw->crit, .has_subset = s->has_subset,
                        .subset = s->subset, .n_subset = s->n_subset};
   /* no InferenceModel names the pool: the model must be served by a pod (discovered models) */
   if (epp_disc_subset(e, s->target, &rq.disc, &rq.n_disc) == IG_ENOENT) {
@@ -395,34 +405,25 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char 
     ig_buf_printf(&msg, "The model `%s` does not exist.", s->model);
     send_immediate(e, s, out, 404, "model_not_found", msg.data);
     ig_buf_free(&msg);
-    goto out;
+    return 0;
   }
-  ig_buf_t prompt;
-  ig_buf_init(&prompt);
-  if (e->uses_prefix && e->sched && bl && scan_rc == 0 && scan.prompt_kind != IG_OAI_PROMPT_NONE) {
-    /* The prompt text for the scheduler's prefix affinity: decoded like the gateway's (src/proxy/pool.c
-     * hashes the decoded text cut to what the prefix index uses), so the same request hashes to the
-     * same blocks in both; only that leading part is decoded (the scan above validated the body). */
-    const ig_sched_opts_t *o = ig_sched_opts(e->sched);
-    size_t cap = o->prefix_block_chars * o->prefix_max_blocks;
-    if (ig_oai_prompt_text_max(bd, bl, &scan, cap, &prompt) == 0) {
-      rq.prompt = prompt.data;
-      rq.prompt_len = prompt.len;
-    }
+  if (prompt->len) {
+    rq.prompt = prompt->data;
+    rq.prompt_len = prompt->len;
   }
   epp_pick_t pk;
-  int rc = epp_pick(e, &rq, &pk);
-  ig_buf_free(&prompt);
+  int rc = epp_pick(e, &rq, &pk, may_wait);
+  if (rc == IG_EAGAIN) return IG_EAGAIN;
   ig_metric_observe(e->m_sched_dur, NULL, (double)(ig_now_us() - t0) / 1e6);
   if (rc == IG_EFULL) {
     send_immediate(e, s, out, 429, "request_shed", "the pool is saturated; sheddable request rejected");
-    goto out;
+    return 0;
   }
   if (rc < 0) {
     send_immediate(e, s, out, 503, "no_endpoint",
                    s->has_subset ? "no endpoint of the pool is allowed by the subset hint"
                                  : "the pool has no endpoint");
-    goto out;
+    return 0;
   }
   s->picked = 1;
   s->ep = pk.order[0];
@@ -446,17 +447,19 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char 
   /* The answer: destination header and metadata. When the body changed in buffered mode the
    * content-length must match the new body (Envoy rejects the mutation otherwise); in full-duplex
    * mode Envoy drops content-length itself and streams the body. */
+  ig_arena_t a;
+  ig_arena_init(&a, 4096);
   ig_buf_t list;
   ig_buf_init(&list);
   for (size_t i = 0; i < pk.n; i++)
     ig_buf_printf(&list, "%s%s", i ? "," : "", e->eps[pk.order[i]].addr);
   char clen[32];
-  const char *body = changed ? nb.data : bd;
-  size_t blen = changed ? nb.len : bl;
+  const char *body = fw->body;
+  size_t blen = fw->blen;
   snprintf(clen, sizeof clen, "%zu", blen);
   epp_hmut_t *hm = hmut_new(&a, 2);
   hmut_set(&a, hm, EPP_HDR_DEST, e->eps[s->ep].addr);
-  if (changed && !(has_body && is_duplex(s->req_mode))) hmut_set(&a, hm, "content-length", clen);
+  if (fw->changed && !(fw->has_body && is_duplex(s->req_mode))) hmut_set(&a, hm, "content-length", clen);
   epp_common_t *c = common_new(&a);
   c->header_mutation = hm;
   epp_struct_t *meta = dest_metadata(&a, list.data);
@@ -468,13 +471,13 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char 
       emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_HEADERS,
                 headers_resp(&a, c), meta);
       s->headers_answered = 1;
-      if (has_body && is_duplex(s->req_mode)) {
+      if (fw->has_body && is_duplex(s->req_mode)) {
         /* one allocation for every chunk's frame (5 + message overhead each) */
         ig_buf_reserve(out, blen + (blen / EPP_CHUNK_MAX + 1) * 64);
-        emit_streamed_body(&a, out, body, blen, eos);
+        emit_streamed_body(&a, out, body, blen, fw->eos);
       }
-    } else if (has_body) {
-      if (changed) {
+    } else if (fw->has_body) {
+      if (fw->changed) {
         body_mut_t *bm = zalloc(&a, sizeof *bm);
         envoy__service__ext_proc__v3__body_mutation__init(bm);
         bm->mutation_case = ENVOY__SERVICE__EXT_PROC__V3__BODY_MUTATION__MUTATION_BODY;
@@ -487,10 +490,102 @@ static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char 
     }
   }
   ig_buf_free(&list);
+  ig_arena_free(&a);
+  return 0;
+}
+
+/* Keeps the request in the stream (the body to forward into s->body) and parks it in the queue; a
+ * full queue answers 429. */
+static void park(epp_t *e, epp_stream_t *s, ig_buf_t *out, const fwd_t *fw, ig_buf_t *nb) {
+  if (fw->changed) {
+    ig_buf_t t = s->body;
+    s->body = *nb;
+    *nb = t;
+  } else if (fw->body != s->body.data) { /* the only body message: used where it was until now */
+    ig_buf_reset(&s->body);
+    ig_buf_append(&s->body, fw->body ? fw->body : "", fw->blen);
+  }
+  s->crit = (int)fw->crit;
+  s->park_changed = fw->changed != 0;
+  s->park_has_body = fw->has_body != 0;
+  s->park_eos = fw->eos != 0;
+  if (epp_queue_park(e, s, ig_sched_crit_priority((ig_sched_crit_t)fw->crit)) != 0) {
+    send_immediate(e, s, out, 429, "queue_full", "the pool is saturated and its queue is full; retry later");
+    ig_buf_free(&s->body);
+  }
+}
+
+/* The end of the request: resolve the model, pick, and answer (or park the stream until a pod has
+ * room, --queue-ttl). The request body is bd[0..bl): the accumulated s->body, or the only body message
+ * itself (not copied). The body is scanned once; the scan serves the model resolution and the prompt
+ * spans. has_body: a body phase happened (so in full-duplex mode the body is streamed back); eos: the
+ * body ends the request (no trailers follow). */
+static void finish_request(epp_t *e, epp_stream_t *s, ig_buf_t *out, const char *bd, size_t bl, int has_body,
+                           int eos) {
+  if (s->body_done) return; /* the request phase ends once: a late request_headers (after trailers) must not
+                             * pick a second time */
+  s->body_done = 1;
+  uint64_t t0 = ig_now_us();
+  ig_buf_t nb, prompt;
+  ig_buf_init(&nb);
+  ig_buf_init(&prompt);
+  fwd_t fw = {.has_body = has_body, .eos = eos};
+  ig_oai_req_t scan;
+  int scan_rc = bl ? ig_oai_scan(bd, bl, &scan) : IG_EINVAL;
+  if (resolve_model(e, s, out, bd, bl, &scan, scan_rc, &fw.crit, &nb, &fw.changed) != 0) goto out;
+  if (scan_rc == 0) prompt_of(e, bd, bl, &scan, &prompt);
+  fw.body = fw.changed ? nb.data : bd;
+  fw.blen = fw.changed ? nb.len : bl;
+  int may_wait = e->queue && s->out && !s->observe;
+  if (pick_and_answer(e, s, out, &fw, &prompt, may_wait, t0) == IG_EAGAIN) {
+    park(e, s, out, &fw, &nb);
+    ig_buf_free(&nb);
+    ig_buf_free(&prompt);
+    return; /* the body stays with the parked stream */
+  }
 out:
   ig_buf_free(&nb);
-  ig_arena_free(&a);
+  ig_buf_free(&prompt);
   /* the request body is no longer needed */
+  ig_buf_free(&s->body);
+}
+
+/* An empty TrailersResponse of the given case (request or response trailers). */
+typedef Envoy__Service__ExtProc__V3__ProcessingResponse__ResponseCase resp_case_t;
+
+static void emit_trailers(ig_buf_t *out, resp_case_t which) {
+  trailers_resp_t t = ENVOY__SERVICE__EXT_PROC__V3__TRAILERS_RESPONSE__INIT;
+  emit_case(out, which, &t, NULL);
+}
+
+/* The request trailers' answer (after the request's, which a parked stream has not given yet). */
+static void answer_trailers(epp_stream_t *s, ig_buf_t *out) {
+  if (s->done || s->observe) return;
+  emit_trailers(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_TRAILERS);
+}
+
+void epp_stream_resume(epp_t *e, epp_stream_t *s) {
+  ig_buf_t prompt;
+  ig_buf_init(&prompt);
+  ig_oai_req_t scan;
+  if (s->body.len && ig_oai_scan(s->body.data, s->body.len, &scan) == 0)
+    prompt_of(e, s->body.data, s->body.len, &scan, &prompt);
+  fwd_t fw = {.crit = (ig_criticality_t)s->crit, .body = s->body.data, .blen = s->body.len,
+              .changed = s->park_changed, .has_body = s->park_has_body, .eos = s->park_eos};
+  pick_and_answer(e, s, s->out, &fw, &prompt, 0, ig_now_us());
+  if (s->park_trailers) answer_trailers(s, s->out);
+  ig_buf_free(&prompt);
+  ig_buf_free(&s->body);
+}
+
+void epp_stream_expired(epp_t *e, epp_stream_t *s) {
+  send_immediate(e, s, s->out, 503, "queue_timeout", "timed out waiting for a model server with capacity");
+  ig_buf_free(&s->body);
+}
+
+void epp_stream_evicted(epp_t *e, epp_stream_t *s) {
+  send_immediate(e, s, s->out, 429, "queue_full",
+                 "evicted from the queue by a request of higher priority; retry later");
   ig_buf_free(&s->body);
 }
 
@@ -576,13 +671,11 @@ static void on_request_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_b
 static void on_request_trailers(epp_t *e, epp_stream_t *s, ig_buf_t *out) {
   if (!s->done && !s->body_done)
     finish_request(e, s, out, s->body.data, s->body.len, s->n_chunks > 0 || is_duplex(s->req_mode), 0);
-  if (s->done || s->observe) return;
-  ig_arena_t a;
-  ig_arena_init(&a, 512);
-  trailers_resp_t *t = zalloc(&a, sizeof *t);
-  envoy__service__ext_proc__v3__trailers_response__init(t);
-  emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_TRAILERS, t, NULL);
-  ig_arena_free(&a);
+  if (s->qnode) { /* parked: answered after the request (epp_stream_resume) */
+    s->park_trailers = 1;
+    return;
+  }
+  answer_trailers(s, out);
 }
 
 /* ---------------------------------------------------------------- response path */
@@ -621,14 +714,8 @@ static void on_response_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_
 }
 
 static void on_response_trailers(epp_t *e, epp_stream_t *s, ig_buf_t *out) {
-  if (!s->observe) {
-    ig_arena_t a;
-    ig_arena_init(&a, 512);
-    trailers_resp_t *t = zalloc(&a, sizeof *t);
-    envoy__service__ext_proc__v3__trailers_response__init(t);
-    emit_case(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_TRAILERS, t, NULL);
-    ig_arena_free(&a);
-  }
+  if (!s->observe)
+    emit_trailers(out, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_RESPONSE_TRAILERS);
   release(e, s);
 }
 
@@ -684,6 +771,7 @@ int epp_stream_recv(epp_t *e, epp_stream_t *s, const uint8_t *msg, size_t len, i
 }
 
 void epp_stream_end(epp_t *e, epp_stream_t *s) {
+  epp_queue_cancel(e, s);
   release(e, s);
   if (s->counted) ig_metric_add(e->m_streams_active, NULL, -1);
   s->counted = 0;

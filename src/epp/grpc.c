@@ -39,7 +39,7 @@ typedef struct conn {
   int extproc; /* accepted on the ext_proc port */
   size_t wpending;
   size_t in_bytes; /* sum of the streams' undeframed input */
-  unsigned reading : 1, closing : 1;
+  unsigned reading : 1, closing : 1, want_flush : 1;
 } conn_t;
 
 typedef struct {
@@ -70,6 +70,7 @@ static struct {
   glisten_t lst[2];
   epp_link_t conns;
   int inited;
+  uv_timer_t flush_timer; /* flushes connections that got output outside their own reads (deliver) */
 } srv;
 
 static char rbuf[65536]; /* one loop thread: reads are consumed before the next one */
@@ -336,6 +337,8 @@ static void dispatch(gstream_t *s) {
     s->kind = K_EXTPROC;
     epp_stream_init(&s->ep);
     s->ep_init = 1;
+    s->ep.out = &s->out; /* a parked request is answered later (queue.c, deliver) */
+    s->ep.owner = s;
   } else if (!s->path_long && strcmp(s->path, CHECK_PATH) == 0) {
     s->kind = K_CHECK;
   } else if (!s->path_long && strcmp(s->path, WATCH_PATH) == 0) {
@@ -587,11 +590,34 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ---------------------------------------------------------------- start / stop */
 
+/* Writes out what deliver queued, from the loop (never from inside an nghttp2 callback). */
+static void on_flush_timer(uv_timer_t *t) {
+  (void)t;
+  for (epp_link_t *l = srv.conns.next, *next; l != &srv.conns; l = next) {
+    next = l->next; /* conn_flush may close c */
+    conn_t *c = epp_container_of(l, conn_t, link);
+    if (!c->want_flush) continue;
+    c->want_flush = 0;
+    conn_flush(c);
+  }
+}
+
+/* epp_t.deliver: the ext_proc stream owner got output outside its own messages (a parked request was
+ * answered). It may run inside another stream's callbacks, so the connection is flushed from the loop. */
+static void deliver(void *owner) {
+  gstream_t *s = owner;
+  kick(s);
+  s->c->want_flush = 1;
+  uv_timer_start(&srv.flush_timer, on_flush_timer, 0, 0);
+}
+
 int epp_grpc_start(uv_loop_t *loop, epp_t *e, const char *grpc_addr, const char *health_addr) {
   srv.loop = loop;
   srv.e = e;
   epp_list_init(&srv.conns);
   srv.inited = 1;
+  uv_timer_init(loop, &srv.flush_timer);
+  e->deliver = deliver;
   const char *addrs[2] = {grpc_addr, health_addr};
   const char *what[2] = {"ext_proc gRPC", "gRPC health"};
   for (int i = 0; i < 2; i++) {
@@ -620,5 +646,7 @@ void epp_grpc_stop(void) {
     conn_flush(c); /* GOAWAY goes out (uv_write tries at once) */
     conn_close(c);
   }
+  uv_close((uv_handle_t *)&srv.flush_timer, NULL);
+  srv.e->deliver = NULL;
   srv.inited = 0;
 }

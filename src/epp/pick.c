@@ -1,8 +1,8 @@
 /* The endpoint choice of the picker: the gateway's scheduler (include/infergate/sched.h) with the
  * pool's profile over the scraped pods (pods.c), exactly like src/proxy/pool.c picks for `infergate
  * serve`, with the request's target model, criticality, prompt text (prefix affinity) and Envoy's
- * subset hint. Admission: SHED gives 429; QUEUE (Critical/Standard on a saturated pool) is picked
- * anyway, because an ext_proc stream cannot be parked cheaply (Envoy's message_timeout runs). When no
+ * subset hint. Admission: SHED gives 429; QUEUE (Critical/Standard on a saturated pool) waits in the
+ * flow-control queue when it is on (--queue-ttl, queue.c), else is picked anyway. When no
  * pod has fresh metrics (the pool exposes none, or all went quiet) the pick is least outstanding over
  * our own in-flight picks. --shed-inflight N sheds Sheddable requests on our own counts in both cases. */
 #include <string.h>
@@ -49,8 +49,9 @@ static void pick_least(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp
   }
 }
 
-/* The scheduler's pick. Returns 0, IG_EFULL (shed) or another negative code (fall back). */
-static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_pick_t *out) {
+/* The scheduler's pick. Returns 0, IG_EFULL (shed), IG_EAGAIN (wait: may_wait and the queue is on) or
+ * another negative code (fall back). */
+static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_pick_t *out, int may_wait) {
   ig_sched_request_t sr;
   memset(&sr, 0, sizeof sr);
   sr.model = rq->target && rq->target[0] ? rq->target : NULL;
@@ -68,8 +69,17 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
     sr.subset = e->allowed;
     sr.n_subset = k;
   }
-  if (ig_sched_admit(e->sched, e->pods, e->n_eps, &sr, NULL) == IG_SCHED_ADMIT_SHED) return IG_EFULL;
-  /* IG_SCHED_ADMIT_QUEUE: pick anyway (see the comment at the top) */
+  /* with the queue on, a new request does not overtake those of its priority or higher that wait */
+  const ig_sched_queue_t *q = may_wait ? e->queue : NULL;
+  switch (ig_sched_admit(e->sched, e->pods, e->n_eps, &sr, q)) {
+  case IG_SCHED_ADMIT_SHED:
+    return IG_EFULL;
+  case IG_SCHED_ADMIT_QUEUE:
+    if (q) return IG_EAGAIN;
+    break; /* no queue: picked anyway (see the comment at the top) */
+  case IG_SCHED_ADMIT_PICK:
+    break;
+  }
   size_t order[1 + EPP_FALLBACKS], n_order = 1 + EPP_FALLBACKS;
   int rc = ig_sched_pick(e->sched, e->pods, e->n_eps, &sr, order, &n_order);
   if (rc < 0) return rc;
@@ -81,7 +91,7 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
   return 0;
 }
 
-int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
+int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) {
   out->n = 0;
   size_t n_allowed = 0, n_busy = 0;
   for (size_t i = 0; i < e->n_eps; i++) {
@@ -93,8 +103,8 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out) {
   if (rq->crit == IG_CRIT_SHEDDABLE && e->opts.shed_inflight && n_busy == n_allowed) return IG_EFULL;
   int rc = IG_ENOENT;
   if (e->sched && epp_pods_fill(e, ig_now_ms()) > 0) {
-    rc = pick_sched(e, rq, n_allowed, out);
-    if (rc == IG_EFULL) return rc;
+    rc = pick_sched(e, rq, n_allowed, out, may_wait);
+    if (rc == IG_EFULL || rc == IG_EAGAIN) return rc;
   }
   if (rc < 0) pick_least(e, rq, n_allowed, out);
   epp_endpoint_t *p = &e->eps[out->order[0]];
@@ -110,4 +120,5 @@ void epp_release(epp_t *e, size_t ep, uint32_t lora_id) {
   if (ep >= e->n_eps) return;
   if (e->eps[ep].inflight > 0) e->eps[ep].inflight--;
   epp_pods_finished(e, ep, lora_id);
+  epp_queue_poke(e); /* its batch slot may be what a parked request waits for */
 }

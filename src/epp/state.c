@@ -220,6 +220,10 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
                                    "Scraped queue length (waiting requests) of the endpoint, last known value.");
   e->m_scrapes = ig_registry_gauge(e->reg, "infergate_epp_endpoint_scrapes_ok",
                                    "Successful metrics scrapes of the endpoint so far.");
+  epp_queue_init(e);
+  if (e->queue)
+    e->m_queue = ig_registry_gauge(e->reg, "flow_control_queue_size",
+                                   "Requests parked in the flow-control queue (--queue-ttl), by class.");
   return 0;
 fail:
   ig_config_free(cfg);
@@ -261,6 +265,7 @@ void epp_free(epp_t *e) {
   if (e->reg) ig_registry_free(e->reg);
   if (e->eps) epp_scrape_free(e);
   if (e->sched) ig_sched_free(e->sched);
+  epp_queue_free(e);
   free(e->pods);
   free(e->allowed);
   free(e->eps);

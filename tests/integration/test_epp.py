@@ -532,13 +532,124 @@ def test_sched_sheddable_shed_when_all_saturated(procs, infergate_bin, tmp_path)
         wait_waiting(e, a, 7)
     status, _ = pick(e, model="batch")
     assert status == 429
-    # Critical/Standard on a saturated pool: picked anyway (the picker cannot queue a stream)
+    # Critical/Standard on a saturated pool: picked anyway (without --queue-ttl, the picker queues nothing)
     status, ep = pick(e, model="llama3")
     assert status == 200 and ep in eps
     text = e.metrics_text()
     assert metric(text, 'inference_objective_request_error_total{model_name="batch",'
                         'target_model_name="llama3",error_code="429"}') == 1
     e.close()
+
+
+class Parked:
+    """A request whose answers are read in the background (they may be held back). Full duplex by
+    default; buffered=True: buffered body modes, the body in one chunk without end of stream, then
+    request trailers (the headers are answered at once, the body and the trailers after the pick)."""
+
+    def __init__(self, e, model="llama3", buffered=False):
+        self.s = E.Stream(e.channel, timeout=60 * SLOW)
+        self.expect = 3 if buffered else 1
+        if buffered:
+            self.s.send(E.request_headers(E.post_headers(), protocol_config=(E.BUFFERED, E.BUFFERED)))
+            self.s.send(E.request_body(body_of(model, "parked"), eos=False))
+            self.s.send(E.request_trailers([("x-end", "1")]))
+        else:
+            self.s.send(E.request_headers(E.post_headers()))
+            self.s.send(E.request_body(body_of(model, "parked"), eos=True))
+        self.answers = []
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        try:
+            for _ in range(self.expect):
+                self.answers.append(self.s.recv())
+        except Exception as err:  # noqa: BLE001 - a cancelled call ends the read
+            self.answers.append(err)
+
+    def all_answers(self, timeout):
+        self.t.join(timeout * SLOW)
+        assert len(self.answers) == self.expect, self.answers
+        return self.answers
+
+    def answer(self, timeout):
+        return self.all_answers(timeout)[0]
+
+
+def queued(e, crit="Standard"):
+    return metric(e.metrics_text(), f'flow_control_queue_size{{name="llama",criticality="{crit}"}}') or 0
+
+
+def saturate(procs, infergate_bin, tmp_path, ttl_ms, max_tokens):
+    """Two one-slot sim pods with long queues, and a picker with flow control that sees them."""
+    eps = start_sims(procs, infergate_bin, 2, "--max-num-seqs", "1", "--time-scale", "0.5")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(SIM_CONFIG.format(eps=", ".join(eps)))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--queue-ttl", str(ttl_ms)])
+    wait_scraped(e, eps)
+    for a in eps:
+        sim_load(a, 10, max_tokens=max_tokens)
+    for a in eps:
+        wait_waiting(e, a, 7)
+    return e, eps
+
+
+def test_flow_control_parks_until_a_pod_has_room(procs, infergate_bin, tmp_path):
+    # short answers: the pods drain their queues in a few seconds
+    e, eps = saturate(procs, infergate_bin, tmp_path, 60000, 24)
+    held = Parked(e)
+    wait_until(lambda: queued(e) == 1, what="the request parked")
+    gone = Parked(e)  # a second one, whose client goes away while it waits
+    wait_until(lambda: queued(e) == 2, what="the second request parked")
+    buffered = Parked(e, buffered=True)  # buffered modes, with request trailers
+    wait_until(lambda: queued(e) == 3, what="the third request parked")
+    assert not held.answers and not gone.answers  # the saturated pool answers neither yet
+    assert [a["kind"] for a in buffered.answers] == ["request_headers"]  # headers: CONTINUE at once
+    gone.s.cancel()
+    wait_until(lambda: queued(e) == 2, what="the cancelled request out of the queue")
+    # Sheddable is still shed at once, not parked
+    assert pick(e, model="batch")[0] == 429
+    # once a pod's queue drains below the threshold, the parked requests get their picks, in order
+    r = held.answer(30)
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "request_headers", r
+    assert r["set_headers"]["x-gateway-destination-endpoint"] in eps
+    rs = buffered.all_answers(30)
+    assert [a["kind"] for a in rs] == ["request_headers", "request_body", "request_trailers"], rs
+    assert rs[1]["set_headers"]["x-gateway-destination-endpoint"] in eps
+    assert queued(e) == 0
+    held.s.close()
+    buffered.s.close()
+    # the picker still serves
+    assert pick(e)[0] == 200
+    e.close()
+
+
+def test_flow_control_ttl_gives_503(procs, infergate_bin, tmp_path):
+    # long answers: the pods stay saturated past the TTL
+    e, _ = saturate(procs, infergate_bin, tmp_path, 1500, 400)
+    held = Parked(e)
+    r = held.answer(15)
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "immediate_response" and r["status"] == 503, r
+    assert b"queue_timeout" in r["body"]
+    held.s.close()
+    assert queued(e) == 0
+    text = e.metrics_text()
+    assert metric(text, 'inference_objective_request_error_total{model_name="llama3",'
+                        'target_model_name="llama3",error_code="503"}') == 1
+    # a request still parked when the picker stops: it exits cleanly (no leak, no late answer)
+    Parked(e)
+    wait_until(lambda: queued(e) == 1, what="a request parked")
+    assert procs.stop(e.proc) == 0
+    e.close()
+
+
+def test_flow_control_ttl_arg(infergate_bin):
+    import subprocess
+    r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--queue-ttl", "soon"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "bad --queue-ttl 'soon'" in r.stderr
 
 
 # Only pools, pods and models: the picker needs no Gateway (unlike `serve --manifests`).

@@ -1,0 +1,158 @@
+/* Flow control for the endpoint picker (--queue-ttl MS): a Critical or Standard request that finds the
+ * pool saturated for it waits, its ext_proc stream unanswered, in the scheduler's priority queue
+ * (bands by priority, fairness by x-gateway-inference-fairness-id), as the gateway's requests do in
+ * src/proxy/pool.c. The parked streams are answered in priority order while some pod has room for the
+ * top priority (checked whenever a pick is given back and on a timer while any is parked, which also
+ * sees each scrape), with a 503 once they have waited the TTL, or with a 429 when a more important
+ * request needs the room of a full queue. Envoy waits for the answer only as long as its ext_proc
+ * `message_timeout`: set it above the TTL. */
+#include <string.h>
+
+#include "epp.h"
+
+#define QUEUE_CAPACITY 1024
+#define RETRY_MS 10 /* how often parked streams are retried: scrapes land every 50 ms by default */
+
+void epp_queue_init(epp_t *e) {
+  if (e->opts.queue_ttl_ms && !e->queue) e->queue = ig_sched_queue_new(QUEUE_CAPACITY);
+}
+
+static void on_timer(uv_timer_t *t) {
+  epp_queue_kick(t->data);
+}
+
+void epp_queue_start(epp_t *e, uv_loop_t *loop) {
+  if (!e->queue || e->qtimer_on) return;
+  uv_timer_init(loop, &e->qtimer);
+  e->qtimer.data = e;
+  e->qtimer_on = 1;
+}
+
+void epp_queue_stop(epp_t *e) {
+  if (!e->qtimer_on) return;
+  e->qtimer_on = 0;
+  uv_close((uv_handle_t *)&e->qtimer, NULL);
+}
+
+void epp_queue_free(epp_t *e) {
+  ig_sched_queue_free(e->queue);
+  e->queue = NULL;
+}
+
+/* Runs the timer while streams are parked: soon (a retry after a pick was given back), else every
+ * RETRY_MS. */
+static void arm(epp_t *e, uint64_t after_ms) {
+  if (!e->qtimer_on) return;
+  if (!ig_sched_queue_len(e->queue)) {
+    uv_timer_stop(&e->qtimer);
+    return;
+  }
+  /* a running timer is left alone unless sooner is asked for: new arrivals must not push it back */
+  if (after_ms && uv_is_active((uv_handle_t *)&e->qtimer)) return;
+  uv_timer_start(&e->qtimer, on_timer, after_ms, RETRY_MS);
+}
+
+/* flow_control_queue_size{name, criticality}, as the gateway exports it. */
+static void update_gauge(epp_t *e) {
+  static const char *const names[3] = {"Critical", "Standard", "Sheddable"};
+  if (!e->m_queue || !e->pool) return;
+  ig_buf_t l;
+  ig_buf_init(&l);
+  for (int c = 0; c < 3; c++) {
+    ig_buf_reset(&l);
+    ig_buf_puts(&l, "name=\"");
+    ig_prom_label_escape(&l, e->pool->name);
+    ig_buf_printf(&l, "\",criticality=\"%s\"", names[c]);
+    ig_metric_set(e->m_queue, l.data, (double)ig_sched_queue_band_len(e->queue, (ig_sched_crit_t)c));
+  }
+  ig_buf_free(&l);
+}
+
+static void deliver(epp_t *e, epp_stream_t *s) {
+  if (e->deliver && s->owner) e->deliver(s->owner);
+}
+
+/* The value of the request header name (lower-case), or NULL. */
+static const char *header(const epp_stream_t *s, const char *name, size_t *len) {
+  size_t n = strlen(name);
+  for (size_t i = 0; i < s->n_hdrs; i++)
+    if (s->hdrs[i].name_len == n && memcmp(s->hdrs[i].name, name, n) == 0) {
+      *len = s->hdrs[i].value_len;
+      return s->hdrs[i].value;
+    }
+  return NULL;
+}
+
+int epp_queue_park(epp_t *e, epp_stream_t *s, int prio) {
+  if (!e->queue || !s->out) return IG_EINVAL;
+  size_t flen = 0;
+  const char *flow = header(s, "x-gateway-inference-fairness-id", &flen);
+  void *evicted = NULL;
+  ig_sched_qnode_t *node = NULL;
+  int rc = ig_sched_queue_push_prio(e->queue, s, prio, flow, flen, ig_now_ms(), e->opts.queue_ttl_ms, &node,
+                                    &evicted);
+  if (rc < 0) return IG_EFULL;
+  s->qnode = node;
+  if (evicted) {
+    epp_stream_t *v = evicted;
+    v->qnode = NULL;
+    epp_stream_evicted(e, v);
+    deliver(e, v);
+  }
+  update_gauge(e);
+  arm(e, RETRY_MS);
+  return 0;
+}
+
+void epp_queue_cancel(epp_t *e, epp_stream_t *s) {
+  if (!s->qnode || !e->queue) return;
+  ig_sched_queue_cancel(e->queue, s->qnode);
+  s->qnode = NULL;
+  update_gauge(e);
+  arm(e, RETRY_MS);
+}
+
+void epp_queue_poke(epp_t *e) {
+  if (e->queue && ig_sched_queue_len(e->queue)) arm(e, 0);
+}
+
+/* Whether the stream at the head of the queue (priority top) may be picked now: the pool is blind
+ * (least outstanding decides), or some pod has room for that priority. */
+static int room_for(epp_t *e, int top) {
+  if (!e->sched || epp_pods_fill(e, ig_now_ms()) == 0) return 1;
+  return !ig_sched_pool_full_for(e->sched, e->pods, e->n_eps, top, 0);
+}
+
+void epp_queue_kick(epp_t *e) {
+  if (!e->queue) return;
+  if (e->kicking) { /* an answer that ended a stream came back here */
+    e->kick_again = 1;
+    return;
+  }
+  e->kicking = 1;
+  do {
+    e->kick_again = 0;
+    void *data = NULL;
+    while (ig_sched_queue_expire(e->queue, ig_now_ms(), &data) == 0 && data) {
+      epp_stream_t *s = data;
+      s->qnode = NULL;
+      epp_stream_expired(e, s);
+      deliver(e, s);
+    }
+    int top;
+    while (ig_sched_queue_top_priority(e->queue, &top) == 0 && room_for(e, top)) {
+      int rc = ig_sched_queue_pop_prio(e->queue, ig_now_ms(), &data, NULL);
+      if (rc == IG_ENOENT || !data) break;
+      epp_stream_t *s = data;
+      s->qnode = NULL;
+      if (rc == IG_ETIMEDOUT)
+        epp_stream_expired(e, s);
+      else
+        epp_stream_resume(e, s);
+      deliver(e, s);
+    }
+  } while (e->kick_again);
+  e->kicking = 0;
+  update_gauge(e);
+  arm(e, RETRY_MS);
+}

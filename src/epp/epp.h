@@ -126,6 +126,7 @@ typedef struct epp {
   ig_sched_queue_t *queue; /* parked streams (epp_stream_t *) */
   uv_timer_t qtimer;       /* expires parked streams and retries them while any is parked */
   int qtimer_on, kicking, kick_again;
+  uint64_t critical_ms; /* ig_now_ms() when a Critical request last arrived (0: never) */
   /* Delivers output that a stream got outside its own messages (a parked stream answered): set by the
    * gRPC server, called with the stream's owner (epp_stream_t.owner). NULL: nothing to do. */
   void (*deliver)(void *owner);
@@ -179,6 +180,9 @@ typedef struct {
  * flow-control queue is on, IG_EAGAIN when the request is to wait (epp_queue_park): the pool is
  * saturated for it, or requests of its priority or higher already wait. */
 int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait);
+/* Whether the pods keep headroom for Critical requests now (the gateway's rule, docs/scheduling.md):
+ * only with the flow-control queue on, while a Critical request arrived in the last 10 s. */
+int epp_reserve_critical(const epp_t *e, uint64_t now_ms);
 /* Gives back a pick of endpoint ep (and its adapter count lora_id, epp_pick_t.lora_id). */
 void epp_release(epp_t *e, size_t ep, uint32_t lora_id);
 

@@ -9,6 +9,13 @@
 
 #include "epp.h"
 
+/* Headroom for Critical requests is kept this long after one arrived (as src/proxy/pool.c does). */
+#define CRITICAL_WINDOW_MS 10000
+
+int epp_reserve_critical(const epp_t *e, uint64_t now_ms) {
+  return e->queue && e->critical_ms && now_ms - e->critical_ms < CRITICAL_WINDOW_MS;
+}
+
 /* Whether endpoint idx (ep) serves the model (discovery) and is allowed by the request's subset hint. */
 static int allowed(const epp_pick_req_t *rq, size_t idx, const epp_endpoint_t *ep) {
   if (rq->disc) {
@@ -56,6 +63,9 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
   memset(&sr, 0, sizeof sr);
   sr.model = rq->target && rq->target[0] ? rq->target : NULL;
   sr.crit = (ig_sched_crit_t)rq->crit; /* same order by value (sched.h) */
+  uint64_t now = ig_now_ms();
+  if (rq->crit == IG_CRIT_CRITICAL) e->critical_ms = now | 1;
+  sr.reserve_critical = epp_reserve_critical(e, now); /* lower priorities may wait: a queue to wait in */
   if (e->uses_prefix && rq->prompt && rq->prompt_len) {
     const ig_sched_opts_t *o = ig_sched_opts(e->sched);
     size_t cap = o->prefix_block_chars * o->prefix_max_blocks; /* what the prefix index can use */

@@ -4,7 +4,9 @@
  * src/proxy/pool.c. The parked streams are answered in priority order while some pod has room for the
  * top priority (checked whenever a pick is given back and on a timer while any is parked, which also
  * sees each scrape), with a 503 once they have waited the TTL, or with a 429 when a more important
- * request needs the room of a full queue. Envoy waits for the answer only as long as its ext_proc
+ * request needs the room of a full queue. While Critical requests are around, the pods keep headroom
+ * for them as in the gateway (epp_reserve_critical: lower priorities wait rather than take the last
+ * queue places or batch slots). Envoy waits for the answer only as long as its ext_proc
  * `message_timeout`: set it above the TTL. */
 #include <string.h>
 
@@ -120,7 +122,7 @@ void epp_queue_poke(epp_t *e) {
  * (least outstanding decides), or some pod has room for that priority. */
 static int room_for(epp_t *e, int top) {
   if (!e->sched || epp_pods_fill(e, ig_now_ms()) == 0) return 1;
-  return !ig_sched_pool_full_for(e->sched, e->pods, e->n_eps, top, 0);
+  return !ig_sched_pool_full_for(e->sched, e->pods, e->n_eps, top, epp_reserve_critical(e, ig_now_ms()));
 }
 
 void epp_queue_kick(epp_t *e) {

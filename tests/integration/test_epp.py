@@ -645,6 +645,36 @@ def test_flow_control_ttl_gives_503(procs, infergate_bin, tmp_path):
     e.close()
 
 
+CRIT_CONFIG = SIM_CONFIG + """  - name: crit
+    pool: llama
+    criticality: Critical
+    targets: [{{name: llama3, weight: 1}}]
+"""
+
+
+def test_flow_control_keeps_headroom_for_critical(procs, infergate_bin, tmp_path):
+    eps = start_sims(procs, infergate_bin, 2, "--max-num-seqs", "1", "--time-scale", "0.5")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CRIT_CONFIG.format(eps=", ".join(eps)))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--queue-ttl", "60000"])
+    wait_scraped(e, eps)
+    for a in eps:  # one running and one waiting on each pod: busy, far from saturated (5 waiting)
+        sim_load(a, 2, max_tokens=60)
+    for a in eps:
+        wait_waiting(e, a, 1)
+    assert pick(e)[0] == 200  # no Critical request seen yet: Standard takes a queue place
+    assert pick(e, model="crit")[0] == 200
+    # Critical traffic is around: the pods keep their queues for it, so Standard waits
+    held = Parked(e)
+    wait_until(lambda: queued(e) == 1, what="Standard parked behind the Critical headroom")
+    assert pick(e, model="crit")[0] == 200  # Critical is not held back
+    r = held.answer(30)  # the pods' queues empty: Standard goes
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "request_headers" and r["set_headers"]["x-gateway-destination-endpoint"] in eps, r
+    held.s.close()
+    e.close()
+
+
 def test_flow_control_ttl_arg(infergate_bin):
     import subprocess
     r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--queue-ttl", "soon"],

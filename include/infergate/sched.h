@@ -180,9 +180,12 @@ typedef struct {
   int has_priority;
   /* 1 = keep the pods' own queues and some batch slots for Critical requests (standard_queue_max and
    * critical_slots apply to this request's admission and pick); the caller sets it while requests of
-   * priority > 0 are around. 0 = off. */
+   * priority > 0 are around (one arrived within IG_SCHED_CRITICAL_WINDOW_MS). 0 = off. */
   int reserve_critical;
 } ig_sched_request_t;
+
+/* How long after a request of priority > 0 the callers keep reserve_critical set. */
+#define IG_SCHED_CRITICAL_WINDOW_MS 10000
 
 /* The request's effective priority: req->priority when has_priority, else crit's (1 / 0 / -1). */
 int ig_sched_request_priority(const ig_sched_request_t *req);

@@ -9,11 +9,8 @@
 
 #include "epp.h"
 
-/* Headroom for Critical requests is kept this long after one arrived (as src/proxy/pool.c does). */
-#define CRITICAL_WINDOW_MS 10000
-
 int epp_reserve_critical(const epp_t *e, uint64_t now_ms) {
-  return e->queue && e->critical_ms && now_ms - e->critical_ms < CRITICAL_WINDOW_MS;
+  return e->queue && e->critical_ms && now_ms - e->critical_ms < IG_SCHED_CRITICAL_WINDOW_MS;
 }
 
 /* Whether endpoint idx (ep) serves the model (discovery) and is allowed by the request's subset hint. */

@@ -74,21 +74,11 @@ static void deliver(epp_t *e, epp_stream_t *s) {
   if (e->deliver && s->owner) e->deliver(s->owner);
 }
 
-/* The value of the request header name (lower-case), or NULL. */
-static const char *header(const epp_stream_t *s, const char *name, size_t *len) {
-  size_t n = strlen(name);
-  for (size_t i = 0; i < s->n_hdrs; i++)
-    if (s->hdrs[i].name_len == n && memcmp(s->hdrs[i].name, name, n) == 0) {
-      *len = s->hdrs[i].value_len;
-      return s->hdrs[i].value;
-    }
-  return NULL;
-}
-
 int epp_queue_park(epp_t *e, epp_stream_t *s, int prio) {
   if (!e->queue || !s->out) return IG_EINVAL;
-  size_t flen = 0;
-  const char *flow = header(s, "x-gateway-inference-fairness-id", &flen);
+  const ig_http_header_t *fh = ig_http_header_find(s->hdrs, s->n_hdrs, "x-gateway-inference-fairness-id");
+  const char *flow = fh ? fh->value : NULL;
+  size_t flen = fh ? fh->value_len : 0;
   void *evicted = NULL;
   ig_sched_qnode_t *node = NULL;
   int rc = ig_sched_queue_push_prio(e->queue, s, prio, flow, flen, ig_now_ms(), e->opts.queue_ttl_ms, &node,

@@ -29,8 +29,6 @@ struct pool {
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
-/* The pods' own queues are kept for Critical requests (standard_queue_max) while one arrived this recently. */
-#define CRITICAL_WINDOW_MS 10000
 /* Sheddable requests are shed because more important ones wait only once those have waited this long
  * (or two scrape intervals, when longer): a hold that the next scrape clears (a burst left every pod
  * with a request we just sent) is no reason for a 429. */
@@ -132,7 +130,7 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
 
 /* Whether the pods' queues are kept for Critical requests now (one arrived within the window). */
 static int reserve_critical(const pool_t *p, uint64_t now) {
-  return p->critical_ms && now - p->critical_ms < CRITICAL_WINDOW_MS;
+  return p->critical_ms && now - p->critical_ms < IG_SCHED_CRITICAL_WINDOW_MS;
 }
 
 /* The request's integer priority (and its class) for the scheduler. */

@@ -159,7 +159,7 @@ unsigned ig_sched_lora_blocked(const ig_sched_lora_t *l, const ig_sched_lora_fli
 /* Records that a request for adapter model (id from ig_sched_lora_id, not 0) was just sent to the pod
  * of l: listed as running when a slot is free (the pod will load it), else as waiting, unless listed
  * already; then p's copy is refreshed (ig_sched_pod_set_lora). So picks before the next scrape see the
- * slot taken. Returns 1 when l changed. */
+ * slot taken; a tracked p is stamped (ig_sched_pod_touch). Returns 1 when l changed. */
 int ig_sched_lora_note_sent(ig_sched_pod_t *p, ig_sched_lora_t *l, const char *model, uint32_t id);
 
 /* One request to place. Nothing is retained after the call. */

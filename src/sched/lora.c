@@ -185,6 +185,7 @@ int ig_sched_lora_note_sent(ig_sched_pod_t *p, ig_sched_lora_t *l, const char *m
     p->lora_waiting_mask = l->waiting_mask;
     p->lora_free = l->max_lora > 0 && l->n_running_loras < l->max_lora;
     p->lora_full = l->max_lora > 0 && l->n_running_loras >= l->max_lora;
+    if (p->seq) ig_sched_pod_touch(p); /* picks remake what they derived (the adapter-slot flag) */
   }
   return 1;
 }

@@ -535,8 +535,9 @@ static void test_large_pool(void **state) {
 /* Two copies of one pool, one stamped (ig_sched_pod_touch on every change, as the scraper does; but
  * for two pods, which move around, sometimes to index 0) and one never stamped, go through the same scrapes,
  * age changes, pending and batch-size changes the glue makes without a stamp, pods moving to other indexes,
- * and requests of every kind (subsets, adapters, priorities, the Critical reserve): every pick must give the
- * same answer in both, so the records kept between picks are never stale. */
+ * adapters noted as sent to the picked pod (ig_sched_lora_note_sent), and requests of every kind (subsets,
+ * adapters, priorities, the Critical reserve): every pick must give the same answer in both, so the records
+ * kept between picks are never stale. */
 enum { DIFF_PODS = 48, DIFF_ADAPTERS = 5 };
 
 typedef struct {
@@ -618,7 +619,7 @@ static void test_stamped_same_as_unstamped(void **state) {
   ig_rng_seed(&r, 11);
   char prompt[512];
   size_t subset[DIFF_PODS];
-  size_t refreshed = 0;
+  size_t refreshed = 0, noted = 0;
   for (int it = 0; it < 6000; it++) {
     unsigned what = (unsigned)(ig_rng_next(&r) % 16);
     size_t i = ig_rng_next(&r) % DIFF_PODS, j = ig_rng_next(&r) % DIFF_PODS;
@@ -673,7 +674,18 @@ static void test_stamped_same_as_unstamped(void **state) {
     assert_true(ig_sched_last_prefix_hit(a.s) == ig_sched_last_prefix_hit(b.s));
     for (size_t k = 0; k < DIFF_PODS; k++)
       assert_int_equal(a.pods[k].pending, b.pods[k].pending);
+    /* an adapter noted as sent (it may take the pod's last slot): the glue does it for the picked pod,
+     * whose pending count changed too; here also for another pod, where nothing else changed */
+    uint32_t id = ra == 0 && q.model ? ig_sched_lora_id(q.model) : 0;
+    size_t t = ig_rng_next(&r) % 2 ? oa[0] : j;
+    if (id && a.pods[t].lora) {
+      int ca = ig_sched_lora_note_sent(&a.pods[t], &a.loras[t], q.model, id);
+      int cb = ig_sched_lora_note_sent(&b.pods[t], &b.loras[t], q.model, id);
+      assert_int_equal(ca, cb);
+      noted += (size_t)ca;
+    }
   }
+  assert_true(noted > 100);
   assert_true(refreshed > 500);
   diff_free(&a);
   diff_free(&b);

@@ -1,6 +1,7 @@
 /* Scheduler pick latency micro-benchmark: ig_sched_pick over pools of 10, 100 and 1,000 pods with
  * random but realistic pod states (queues, KV usage, fresh metrics, LoRA adapters, a warmed prefix
- * index) and 1 KB prompts that share system prompts, for the profiles default, gie, least-request and
+ * index) and 1 KB prompts that share system prompts (half of them for the base model, half for one of 8
+ * adapters), for the profiles default, gie, least-request and
  * round-robin. Each pick is timed with clock_gettime; prints p50, p99 and mean per case and the ratio
  * against round-robin measured in the same run (the baseline).
  *
@@ -28,6 +29,7 @@
 #define N_REQS 512 /* prepared requests, cycled */
 #define N_ADAPTERS 8
 #define SCRAPE_EVERY 64
+#define BASE_MODEL "llama3"
 
 typedef struct {
   const char *label, *profile;
@@ -202,7 +204,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < N_REQS; i++) {
     memcpy(prompts[i], systems[ig_rng_next(&r) % N_SYSTEM], SYSTEM_CHARS);
     random_text(&r, prompts[i] + SYSTEM_CHARS, PROMPT_CHARS - SYSTEM_CHARS);
-    models[i] = adapters[ig_rng_next(&r) % N_ADAPTERS];
+    /* half the requests name the base model (in no pod's adapter list), half an adapter */
+    uint64_t m = ig_rng_next(&r) % (2 * N_ADAPTERS);
+    models[i] = m < N_ADAPTERS ? adapters[m] : BASE_MODEL;
   }
   printf("ig_sched_pick latency, %zu timed picks per case, 1 KB prompts, each pod scraped once per %d picks, "
          "seed %llu\n\n",

@@ -128,6 +128,26 @@ typedef struct {
  * pod itself. Thread-safe. */
 void ig_sched_pod_touch(ig_sched_pod_t *p);
 
+/* Aborts when dst, holding src's stamp, differs from src in a field the
+ * stamp covers: a change made without ig_sched_pod_touch. */
+void ig_sched_pod_check_stamp(const ig_sched_pod_t *dst, const ig_sched_pod_t *src);
+
+/* Brings dst, the copy a pick reads, up to date with src, the pod state the glue keeps: the whole
+ * struct, or, when dst already holds src's stamp (tracked, so nothing the stamp covers changed), only
+ * pending, done and batch_slots. id, metrics_age_ms and inflight are the caller's to set after. */
+static inline void ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *src) {
+  if (!src->seq || dst->seq != src->seq) {
+    *dst = *src;
+    return;
+  }
+#ifdef IG_CHECKS /* sanitizer and debug builds (CMakeLists.txt) */
+  ig_sched_pod_check_stamp(dst, src);
+#endif
+  dst->pending = src->pending;
+  dst->done = src->done;
+  dst->batch_slots = src->batch_slots;
+}
+
 /* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state
  * into p. Call it again whenever l changes (the scraper does once per scrape); l NULL clears. Stamps p
  * (ig_sched_pod_touch) when it is tracked (seq not 0). */

@@ -63,12 +63,16 @@ void epp_scrape_free(epp_t *e) {
 }
 
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
-  size_t ready = 0;
-  for (size_t i = 0; i < e->n_eps; i++) {
+  size_t ready = 0, n = e->n_eps;
+  for (size_t i = 0; i < n; i++) {
+    /* each pod lies two pointers away: fetch the endpoint of a later pod, and the pod of a nearer one
+     * whose endpoint came in already, so that the misses of many pods overlap */
+    if (i + 2 * POD_AHEAD < n && e->eps[i + 2 * POD_AHEAD].scr) __builtin_prefetch(&e->eps[i + 2 * POD_AHEAD].scr->pod);
+    if (i + POD_AHEAD < n) pod_prefetch(e->eps[i + POD_AHEAD].scr);
     ig_sched_pod_t *sp = &e->pods[i];
     const endpoint_t *ep = e->eps[i].scr;
     if (ep && ep->pod) {
-      *sp = ep->pod->sp;
+      ig_sched_pod_sync(sp, &ep->pod->sp); /* the copy only when the pod changed */
       sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
       if (sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS) ready++;
     } else {

@@ -110,12 +110,15 @@ static unsigned pod_batch_slots(const backend_rt_t *be, const ig_sched_pod_t *sp
  * metrics are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
 static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   backend_rt_t *be = p->be;
-  size_t ready = 0;
-  for (size_t i = 0; i < be->n_eps; i++) {
+  size_t ready = 0, n = be->n_eps;
+  for (size_t i = 0; i < n; i++) {
+    /* as epp_pods_fill: the misses of many pods overlap */
+    if (i + 2 * POD_AHEAD < n) __builtin_prefetch(&be->eps[i + 2 * POD_AHEAD]->pod);
+    if (i + POD_AHEAD < n) pod_prefetch(be->eps[i + POD_AHEAD]);
     endpoint_t *ep = be->eps[i];
     ig_sched_pod_t *sp = &p->pods[i];
     if (ep->pod) {
-      *sp = ep->pod->sp;
+      ig_sched_pod_sync(sp, &ep->pod->sp); /* the copy only when the pod changed */
       sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
       if (sp->has_metrics && sp->metrics_age_ms < READY_MS) ready++;
     } else {

@@ -153,16 +153,27 @@ struct endpoint {
 /* The scheduler's view of one model-server endpoint, kept across reloads with the endpoint. */
 struct pod {
   ig_sched_pod_t sp;   /* waiting/running/kv/has_metrics/pending/prefix; age and inflight filled per pick */
+  uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape (next to sp: a pick reads both) */
   ig_sched_lora_t lora;
   ig_sched_lora_flight_t flight; /* our in-flight requests per adapter (upstream.c) */
   double raw_waiting;            /* the scraped waiting count; sp.waiting leaves out lora_blocked */
   unsigned lora_blocked;         /* of those, ours that wait for an adapter slot (ig_sched_lora_blocked) */
   ig_sched_slots_est_t slots_est; /* the batch size limit learned from the scrapes (sp.batch_slots) */
-  uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape */
   uint64_t scrapes_ok, scrapes_failed;
   int last_status;     /* HTTP status of the last scrape answer (0: no answer) */
   disc_t *disc;        /* model discovery state (discovery.c), NULL until the first fetch */
 };
+
+/* Filling a pick's pod copies from many endpoints: prefetch the endpoint POD_AHEAD * 2 pods ahead and
+ * (pod_prefetch) the pod state of the one POD_AHEAD ahead. */
+#define POD_AHEAD 6
+static inline void pod_prefetch(const endpoint_t *ep) {
+  if (!ep || !ep->pod) return;
+  const char *a = (const char *)&ep->pod->sp; /* sp and scraped_ms: 128 bytes, three lines at most */
+  __builtin_prefetch(a);
+  __builtin_prefetch(a + 64);
+  __builtin_prefetch(a + 127);
+}
 
 /* A balancing policy: a name and a picker. exclude (may be NULL) is skipped when another endpoint
  * exists. Returns NULL only when the backend has no endpoints. */

@@ -19,6 +19,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t *tab;                            /* slot -> id (0 = empty) */
 static char (*id_names)[IG_SCHED_LORA_NAME_MAX];    /* id - 1 -> name */
 static uint32_t n_ids;
+static int overflowed; /* a name was left without an id (the table was full): lists may hold id 0 */
 
 /* Significant length of a name: strncmp(.., IG_SCHED_LORA_NAME_MAX) looks at no more. */
 static size_t name_len(const char *s) {
@@ -38,7 +39,11 @@ static uint32_t lookup(const char *name, int insert) {
   for (size_t i = (size_t)(h * 0x9E3779B97F4A7C15ULL >> 40) % TAB_SLOTS;; i = (i + 1) % TAB_SLOTS) {
     uint32_t id = tab[i];
     if (!id) {
-      if (!insert || n_ids >= MAX_IDS) return 0;
+      if (!insert) return 0;
+      if (n_ids >= MAX_IDS) {
+        __atomic_store_n(&overflowed, 1, __ATOMIC_RELAXED);
+        return 0;
+      }
       id = ++n_ids;
       memcpy(id_names[id - 1], name, len); /* the rest stays zero */
       tab[i] = id;
@@ -92,6 +97,8 @@ uint32_t ig_sched_lora_id(const char *name) {
   pthread_mutex_unlock(&lock);
   return id;
 }
+
+int ig_sched_lora_unlisted(uint32_t id) { return id == 0 && !__atomic_load_n(&overflowed, __ATOMIC_RELAXED); }
 
 uint32_t ig_sched_lora_register(const char *name) {
   if (!name || !*name) return 0;

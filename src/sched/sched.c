@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,18 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
 void ig_sched_pod_touch(ig_sched_pod_t *p) {
   static _Atomic uint64_t stamps;
   p->seq = atomic_fetch_add_explicit(&stamps, 1, memory_order_relaxed) + 1;
+}
+
+void ig_sched_pod_check_stamp(const ig_sched_pod_t *d, const ig_sched_pod_t *s) {
+  int same = d->seq == s->seq && memcmp(&d->waiting, &s->waiting, sizeof d->waiting) == 0 &&
+             memcmp(&d->running, &s->running, sizeof d->running) == 0 &&
+             memcmp(&d->kv_usage, &s->kv_usage, sizeof d->kv_usage) == 0 && d->has_metrics == s->has_metrics &&
+             d->lora == s->lora && d->prefix == s->prefix && d->lora_hint == s->lora_hint &&
+             d->lora_free == s->lora_free && d->lora_full == s->lora_full &&
+             d->lora_running_mask == s->lora_running_mask && d->lora_waiting_mask == s->lora_waiting_mask;
+  if (same) return;
+  fprintf(stderr, "infergate: pod state changed without a new stamp (ig_sched_pod_touch)\n");
+  abort();
 }
 
 /* Creates a scheduler; see sched.h. */
@@ -487,7 +500,7 @@ static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, si
 }
 
 /* What a pick needs for the LoRA term without reading the pod's adapter lists: the request's adapter
- * bit (0 without a model), whether that bit answers exactly (ig_sched_lora_bit), and the term by
+ * bit (0 without a model or for a model in no list), whether that bit answers exactly (ig_sched_lora_bit), and the term by
  * answer: lora weight * {0, 0.6, 0.8, 1.0}, and -1 = ask ig_sched_lora_score. */
 typedef struct {
   uint64_t bit;
@@ -496,7 +509,8 @@ typedef struct {
 } lora_q_t;
 
 static void lora_q_init(lora_q_t *lq, const ig_sched_ctx_t *ctx, double w) {
-  lq->bit = ctx->model ? ig_sched_lora_bit(ctx->model_id) : 0;
+  /* a model in no adapter list (a base model, the common case) matches no bit: exact too */
+  lq->bit = ctx->model && !ig_sched_lora_unlisted(ctx->model_id) ? ig_sched_lora_bit(ctx->model_id) : 0;
   lq->exact = lq->bit != 1ull << 63;
   lq->term[0] = w * 0.0;
   lq->term[1] = w * 0.6;

@@ -124,6 +124,9 @@ uint32_t ig_sched_prefix_slot(const ig_sched_prefix_t *idx);
 /* Mask bit of an adapter id: ids 1..62 have a bit of their own (so the bit answers exactly), every
  * other id and 0 (not interned) share bit 63 (then the lists are checked). */
 static inline uint64_t ig_sched_lora_bit(uint32_t id) { return 1ull << (id && id < 63 ? id : 63); }
+/* 1 when a model of id `id` (ig_sched_lora_id) is in no interned adapter list: id 0 while every name
+ * ever listed got an id (the table never filled up). Such a model is a base model to every pod. */
+int ig_sched_lora_unlisted(uint32_t id);
 int ig_sched_lora_has(const char names[][IG_SCHED_LORA_NAME_MAX], const uint32_t *ids, int n, const char *model,
                       uint32_t mid);
 

@@ -712,6 +712,40 @@ static void test_pod_touch(void **state) {
   assert_true(p.seq != before);
 }
 
+/* ig_sched_pod_sync: a whole copy unless the copy holds the pod's stamp; then only the fields that
+ * change without one. */
+static void test_pod_sync(void **state) {
+  (void)state;
+  ig_sched_pod_t src, dst;
+  memset(&src, 0, sizeof src);
+  memset(&dst, 0, sizeof dst);
+  src.waiting = 3;
+  src.has_metrics = 1;
+  ig_sched_pod_sync(&dst, &src); /* untracked: copied */
+  assert_true(dst.waiting == 3 && dst.has_metrics == 1);
+  src.waiting = 4;
+  ig_sched_pod_sync(&dst, &src); /* untracked: copied every time */
+  assert_true(dst.waiting == 4);
+  ig_sched_pod_touch(&src);
+  ig_sched_pod_sync(&dst, &src);
+  assert_true(dst.seq == src.seq && dst.waiting == 4);
+  dst.metrics_age_ms = 70; /* the caller's own fields stay */
+  dst.inflight = 5;
+  dst.id = 9;
+  src.pending = 2;
+  src.done = 1;
+  src.batch_slots = 64;
+  ig_sched_pod_sync(&dst, &src);
+  assert_int_equal(dst.pending, 2);
+  assert_int_equal(dst.done, 1);
+  assert_int_equal(dst.batch_slots, 64);
+  assert_true(dst.metrics_age_ms == 70 && dst.inflight == 5 && dst.id == 9);
+  src.kv_usage = 0.5; /* a scrape: stamped */
+  ig_sched_pod_touch(&src);
+  ig_sched_pod_sync(&dst, &src);
+  assert_true(dst.kv_usage == 0.5 && dst.seq == src.seq && dst.inflight == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_profiles),          cmocka_unit_test(test_queue_scorer),
@@ -722,7 +756,7 @@ int main(void) {
       cmocka_unit_test(test_fallback_order),    cmocka_unit_test(test_subset_and_errors),
       cmocka_unit_test(test_imbalance_fallback), cmocka_unit_test(test_baselines),
       cmocka_unit_test(test_large_pool),        cmocka_unit_test(test_stamped_same_as_unstamped),
-      cmocka_unit_test(test_pod_touch),
+      cmocka_unit_test(test_pod_touch),         cmocka_unit_test(test_pod_sync),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -117,7 +117,9 @@ typedef struct epp {
   ig_rng_t rng;
   ig_sched_t *sched;    /* the gateway's scheduler with the pool's profile */
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' scraped state, indexed like eps */
-  size_t *allowed;      /* scratch: indexes allowed by the subset hint */
+  size_t *allowed;      /* scratch: indexes of the endpoints a request may go to (pick.c) */
+  uint32_t *mark;       /* scratch by endpoint: == mark_stamp when discovery lists it for the request */
+  uint32_t mark_stamp;
   int uses_prefix;      /* the profile scores prefixes: the prompt text is extracted */
   ig_sched_tuning_cfg_t tuning; /* the pool's scheduling: the scheduler was made with (a reload that changes */
   unsigned scrape_ms;           /*   it, or the scrape interval, makes a new one) */

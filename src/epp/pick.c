@@ -13,18 +13,35 @@ int epp_reserve_critical(const epp_t *e, uint64_t now_ms) {
   return e->queue && e->critical_ms && now_ms - e->critical_ms < IG_SCHED_CRITICAL_WINDOW_MS;
 }
 
-/* Whether endpoint idx (ep) serves the model (discovery) and is allowed by the request's subset hint. */
-static int allowed(const epp_pick_req_t *rq, size_t idx, const epp_endpoint_t *ep) {
-  if (rq->disc) {
-    size_t k = 0;
-    while (k < rq->n_disc && rq->disc[k] != idx)
-      k++;
-    if (k == rq->n_disc) return 0;
-  }
+/* Whether ep is in the request's subset hint (when it has one). */
+static int in_subset(const epp_pick_req_t *rq, const epp_endpoint_t *ep) {
   if (!rq->has_subset) return 1;
   for (size_t i = 0; i < rq->n_subset; i++)
     if (rq->subset[i] && strcmp(rq->subset[i], ep->addr) == 0) return 1;
   return 0;
+}
+
+/* Writes the indexes of the endpoints that serve the model (discovery) and that the subset hint allows
+ * to e->allowed, in index order, once per pick (a scan of the discovery list per endpoint would cost
+ * pods x pods). Returns how many. */
+static size_t allowed_set(epp_t *e, const epp_pick_req_t *rq) {
+  uint32_t stamp = 0;
+  if (rq->disc) {
+    if (++e->mark_stamp == 0) { /* wrapped: forget every mark */
+      memset(e->mark, 0, e->n_eps * sizeof *e->mark);
+      e->mark_stamp = 1;
+    }
+    stamp = e->mark_stamp;
+    for (size_t k = 0; k < rq->n_disc; k++)
+      if (rq->disc[k] < e->n_eps) e->mark[rq->disc[k]] = stamp;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < e->n_eps; i++) {
+    if (rq->disc && e->mark[i] != stamp) continue;
+    if (!in_subset(rq, &e->eps[i])) continue;
+    e->allowed[n++] = i;
+  }
+  return n;
 }
 
 /* a is a better choice than b: fewer in flight, then fewer picks so far (round robin among idle
@@ -35,14 +52,15 @@ static int better(const epp_endpoint_t *a, size_t ia, const epp_endpoint_t *b, s
   return ia < ib;
 }
 
-/* Least outstanding among the allowed endpoints: the best 1 + EPP_FALLBACKS in order. */
-static void pick_least(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_pick_t *out) {
+/* Least outstanding among the allowed endpoints e->allowed[0..n_allowed): the best 1 + EPP_FALLBACKS
+ * in order. */
+static void pick_least(epp_t *e, size_t n_allowed, epp_pick_t *out) {
   size_t want = n_allowed < 1 + EPP_FALLBACKS ? n_allowed : 1 + EPP_FALLBACKS;
   out->n = 0;
   while (out->n < want) {
     size_t best = (size_t)-1;
-    for (size_t i = 0; i < e->n_eps; i++) {
-      if (!allowed(rq, i, &e->eps[i])) continue;
+    for (size_t a = 0; a < n_allowed; a++) {
+      size_t i = e->allowed[a];
       int taken = 0;
       for (size_t k = 0; k < out->n; k++)
         if (out->order[k] == i) taken = 1;
@@ -69,12 +87,9 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
     sr.prompt = rq->prompt;
     sr.prompt_len = rq->prompt_len < cap ? rq->prompt_len : cap;
   }
-  if (rq->has_subset || rq->disc) {
-    size_t k = 0;
-    for (size_t i = 0; i < e->n_eps && k < n_allowed; i++)
-      if (allowed(rq, i, &e->eps[i])) e->allowed[k++] = i;
+  if (rq->has_subset || rq->disc) { /* else all are allowed: no list for the scheduler */
     sr.subset = e->allowed;
-    sr.n_subset = k;
+    sr.n_subset = n_allowed;
   }
   /* with the queue on, a new request does not overtake those of its priority or higher that wait */
   const ig_sched_queue_t *q = may_wait ? e->queue : NULL;
@@ -100,12 +115,9 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
 
 int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) {
   out->n = 0;
-  size_t n_allowed = 0, n_busy = 0;
-  for (size_t i = 0; i < e->n_eps; i++) {
-    if (!allowed(rq, i, &e->eps[i])) continue;
-    n_allowed++;
-    if (e->opts.shed_inflight && e->eps[i].inflight >= e->opts.shed_inflight) n_busy++;
-  }
+  size_t n_allowed = allowed_set(e, rq), n_busy = 0;
+  for (size_t a = 0; e->opts.shed_inflight && a < n_allowed; a++)
+    n_busy += e->eps[e->allowed[a]].inflight >= e->opts.shed_inflight;
   if (n_allowed == 0) return IG_ENOENT;
   if (rq->crit == IG_CRIT_SHEDDABLE && e->opts.shed_inflight && n_busy == n_allowed) return IG_EFULL;
   int rc = IG_ENOENT;
@@ -113,7 +125,7 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) 
     rc = pick_sched(e, rq, n_allowed, out, may_wait);
     if (rc == IG_EFULL || rc == IG_EAGAIN) return rc;
   }
-  if (rc < 0) pick_least(e, rq, n_allowed, out);
+  if (rc < 0) pick_least(e, n_allowed, out);
   epp_endpoint_t *p = &e->eps[out->order[0]];
   p->inflight++;
   p->picks++;

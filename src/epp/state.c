@@ -129,6 +129,9 @@ int epp_reconfigure(epp_t *e, ig_config_t *cfg) {
   /* the copy of endpoints the scrapers were started from moved with cfg: point them at the new pool */
   e->pods = ig_realloc(e->pods, (k ? k : 1) * sizeof *e->pods);
   e->allowed = ig_realloc(e->allowed, (k ? k : 1) * sizeof *e->allowed);
+  e->mark = ig_realloc(e->mark, (k ? k : 1) * sizeof *e->mark);
+  memset(e->mark, 0, (k ? k : 1) * sizeof *e->mark);
+  e->mark_stamp = 0;
   memset(e->pods, 0, (k ? k : 1) * sizeof *e->pods);
   const char *prof = pool->scheduler && ig_sched_profile_exists(pool->scheduler) ? pool->scheduler : "default";
   if (strcmp(ig_sched_profile_name(e->sched), prof) || memcmp(&e->tuning, &pool->tuning, sizeof e->tuning) ||
@@ -194,6 +197,7 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
   e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
   e->pods = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->pods);
   e->allowed = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->allowed);
+  e->mark = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->mark);
 
   e->serving = 1;
   e->reg = ig_registry_new();
@@ -268,6 +272,7 @@ void epp_free(epp_t *e) {
   epp_queue_free(e);
   free(e->pods);
   free(e->allowed);
+  free(e->mark);
   free(e->eps);
   if (e->cfg) ig_config_free(e->cfg);
   free(e->pool_name);

@@ -292,6 +292,7 @@ typedef struct {
   const char *engine;             /* pool metrics dialect: vllm, vllm-v0, sglang, trtllm */
   const char *profile;            /* pool scheduler profile (docs/scheduling.md) */
   const char *discovery_interval; /* pool model discovery interval, a duration ("5s", "200ms") */
+  const char *scrape_interval;    /* pool metrics scrape interval, a duration (default 50ms) */
   const char *batch_slots;        /* pool scheduling.batch_slots: the pods' max_num_seqs */
 } ig_quick_cfg_t;
 

@@ -51,7 +51,8 @@ void ig_config_quick_yaml(ig_buf_t *y, const ig_quick_cfg_t *q) {
       size_t off;
     } opt[] = {{"engine", offsetof(ig_quick_cfg_t, engine)},
                {"scheduler", offsetof(ig_quick_cfg_t, profile)},
-               {"discovery_interval", offsetof(ig_quick_cfg_t, discovery_interval)}};
+               {"discovery_interval", offsetof(ig_quick_cfg_t, discovery_interval)},
+               {"scrape_interval", offsetof(ig_quick_cfg_t, scrape_interval)}};
     for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++) {
       const char *v = *(const char *const *)((const char *)q + opt[i].off);
       if (!v) continue;

@@ -43,6 +43,8 @@ static void usage(FILE *f) {
           "                         from its GET /v1/models (any model is accepted until a pod answers)\n"
           "  --discovery-interval DURATION\n"
           "                         quick start: how often the pods' models are fetched (default 5s)\n"
+          "  --scrape-interval DURATION\n"
+          "                         quick start: how often the pods' metrics are scraped (default 50ms)\n"
           "  --default-model NAME   model for requests without one (else 400)\n"
           "  --engine E             quick start: metrics dialect of the endpoints: vllm (default),\n"
           "                         vllm-v0, sglang, trtllm\n"
@@ -212,7 +214,7 @@ int ig_cmd_epp(int argc, char **argv) {
   const char *kubeconfig = NULL, *kube_ctx = NULL, *kube_api = NULL, *kube_ns = NULL, *kube_tok = NULL,
              *kube_ca = NULL;
   int kube_flag = 0;
-  const char *engine = NULL, *profile = NULL, *disc_iv = NULL;
+  const char *engine = NULL, *profile = NULL, *disc_iv = NULL, *scrape_iv = NULL;
   const char *grpc_addr = "127.0.0.1:9002", *health_addr = "127.0.0.1:9003", *metrics_addr = "127.0.0.1:9090";
   char **models = ig_calloc((size_t)argc + 1, sizeof *models);
   size_t n_models = 0;
@@ -288,6 +290,9 @@ int ig_cmd_epp(int argc, char **argv) {
     } else if (!strcmp(a, "--discovery-interval")) {
       NEED();
       disc_iv = v;
+    } else if (!strcmp(a, "--scrape-interval")) {
+      NEED();
+      scrape_iv = v;
     } else if (!strcmp(a, "--grpc")) {
       NEED();
       grpc_addr = v;
@@ -363,9 +368,9 @@ int ig_cmd_epp(int argc, char **argv) {
     fprintf(stderr, "infergate epp: --pool goes with -c FILE or --manifests PATH\n");
     goto out;
   }
-  if (!endpoints && (n_models || dflt || engine || profile || disc_iv)) {
-    fprintf(stderr, "infergate epp: --model, --default-model, --engine, --profile and --discovery-interval go "
-                    "with --endpoints (the file has its own)\n");
+  if (!endpoints && (n_models || dflt || engine || profile || disc_iv || scrape_iv)) {
+    fprintf(stderr, "infergate epp: --model, --default-model, --engine, --profile, --discovery-interval and "
+                    "--scrape-interval go with --endpoints (the file has its own)\n");
     goto out;
   }
   if (profile && !ig_sched_profile_exists(profile)) {
@@ -389,7 +394,8 @@ int ig_cmd_epp(int argc, char **argv) {
     ig_buf_t y;
     ig_buf_init(&y);
     ig_quick_cfg_t q = {.pool = endpoints, .models = models, .n_models = n_models, .default_model = dflt,
-                        .engine = engine, .profile = profile, .discovery_interval = disc_iv};
+                        .engine = engine, .profile = profile, .discovery_interval = disc_iv,
+                        .scrape_interval = scrape_iv};
     ig_config_quick_yaml(&y, &q);
     rc = ig_config_load_string("<command line>", y.data, y.len, &cfg, &errs);
     ig_buf_free(&y);

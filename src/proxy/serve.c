@@ -41,13 +41,15 @@ static void usage(FILE *f) {
              "round-robin|random|least-request]\n"
              "                        | --pool HOST:PORT[,HOST:PORT...] [--model NAME]...\n"
              "                          [--engine vllm|vllm-v0|sglang|trtllm] [--profile NAME]\n"
-             "                          [--discovery-interval DURATION] [--batch-slots N])\n"
+             "                          [--discovery-interval DURATION] [--scrape-interval DURATION]\n"
+             "                          [--batch-slots N])\n"
              "                       [--log-level debug|info|warn|error] [--access-log PATH|-]\n"
              "\n"
              "The quick start (no -c) proxies every path to the backend or pool. --model (repeatable)\n"
              "names the models the pool serves (others get 404); without it, the models and LoRA\n"
              "adapters of each pod are discovered from its GET /v1/models every DURATION (default 5s)\n"
-             "and requests go only to pods serving their model. --engine is the pods' metrics dialect\n"
+             "and requests go only to pods serving their model; their metrics are scraped every\n"
+             "--scrape-interval (default 50ms). --engine is the pods' metrics dialect\n"
              "(default vllm); --profile the scheduler profile: default, gie, round-robin, random,\n"
              "least-request (docs/scheduling.md); --batch-slots the pods' batch size (vLLM --max-num-seqs),\n"
              "so requests go where they start at once and Critical ones find a free slot. --manifests reads\n"
@@ -284,6 +286,7 @@ static int opt_is(const char *a, const char *name) {
 int ig_cmd_serve(int argc, char **argv) {
   const char *config = NULL, *listen = NULL, *admin = NULL, *backend = NULL, *pool = NULL, *policy = NULL;
   const char *level = NULL, *alog = NULL, *engine = NULL, *profile = NULL, *disc_iv = NULL, *slots = NULL;
+  const char *scrape_iv = NULL;
   const char *manifests = NULL, *listen_host = NULL, *port_offset = NULL, *gclass = NULL;
   const char *kube_api = NULL, *ns = NULL, *token_file = NULL, *kube_ca = NULL, *controller = NULL;
   const char *kubeconfig = NULL, *kube_ctx = NULL, *lease_name = NULL, *lease_ns = NULL, *lease_dur = NULL;
@@ -325,6 +328,8 @@ int ig_cmd_serve(int argc, char **argv) {
       dst = &profile;
     else if (opt_is(a, "--discovery-interval"))
       dst = &disc_iv;
+    else if (opt_is(a, "--scrape-interval"))
+      dst = &scrape_iv;
     else if (opt_is(a, "--batch-slots"))
       dst = &slots;
     else if (opt_is(a, "--log-level"))
@@ -414,8 +419,9 @@ int ig_cmd_serve(int argc, char **argv) {
                     "least-request)\n", profile);
     goto out;
   }
-  if ((engine || profile || disc_iv || slots) && !pool) {
-    fprintf(stderr, "infergate serve: --engine, --profile, --discovery-interval and --batch-slots go with --pool\n");
+  if ((engine || profile || disc_iv || scrape_iv || slots) && !pool) {
+    fprintf(stderr, "infergate serve: --engine, --profile, --discovery-interval, --scrape-interval and --batch-slots "
+                    "go with --pool\n");
     goto out;
   }
   kube_mode = kube_flag || kube_api || ns || token_file || kube_ca || kubeconfig;
@@ -534,7 +540,8 @@ int ig_cmd_serve(int argc, char **argv) {
     }
     ig_quick_cfg_t q = {.listen = listen, .admin = admin, .backend = backend, .pool = pool,
                         .policy = policy, .models = models, .n_models = n_models, .engine = engine,
-                        .profile = profile, .discovery_interval = disc_iv, .batch_slots = slots};
+                        .profile = profile, .discovery_interval = disc_iv, .batch_slots = slots,
+                        .scrape_interval = scrape_iv};
     ig_config_quick_yaml(&yaml, &q);
     if (ig_config_load_string("command line", yaml.data, yaml.len, &cfg, &errs) != 0) {
       ig_config_errors_print(&errs, stderr);

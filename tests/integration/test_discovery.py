@@ -152,22 +152,33 @@ routes:
 def test_engine_and_profile_flags(procs, infergate_bin):
     eps = start_sim(procs, infergate_bin, 2, "llama3", "--engine", "sglang")
     port, admin = quick_gateway(procs, infergate_bin, eps, "--engine", "sglang", "--profile", "round-robin",
-                                "--model", "llama3", "--model", "alias", "--batch-slots", "32")
+                                "--model", "llama3", "--model", "alias", "--batch-slots", "32",
+                                "--scrape-interval", "400ms")
     wait_until(lambda: all(p["has_metrics"] for p in pools(admin)[0]["pods"]), what="sglang metrics scraped")
     p = pools(admin)[0]
     assert p["engine"] == "sglang" and p["scheduler"] == "round-robin" and p["batch_slots"] == 32
+    assert p["scrape_interval_ms"] == 400
+    first = {q["endpoint"]: q["scrapes_ok"] for q in p["pods"]}
+    threading.Event().wait(1.0)  # 2 or 3 scrapes at 400 ms (20 at the default 50 ms)
+    for q in pools(admin)[0]["pods"]:
+        assert q["scrapes_ok"] - first[q["endpoint"]] <= 4, q
     served = [served_port(complete(port, "llama3", prompt=f"r{i}")) for i in range(6)]
     assert sorted(served) == sorted(eps * 3), served  # round-robin: an even split
     assert set(listed(port)) == {"llama3", "alias"}
     assert complete(port, "qwen").status == 404
     for args, msg in ((["--profile", "fastest"], "unknown scheduler profile 'fastest'"),
                       (["--engine", "tgi"], "unknown engine 'tgi'"),
-                      (["--batch-slots", "0"], "'batch_slots' in pool scheduling is out of range")):
+                      (["--batch-slots", "0"], "'batch_slots' in pool scheduling is out of range"),
+                      (["--scrape-interval", "2h"], "'scrape_interval' in pool is out of range")):
         r = subprocess.run([infergate_bin, "serve", "--listen", "127.0.0.1:1", "--pool", "127.0.0.1:2", *args],
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 2 and msg in r.stderr, r.stderr
     r = subprocess.run([infergate_bin, "serve", "--help"], capture_output=True, text=True, timeout=30)
-    assert all(f in r.stdout for f in ("--engine", "--profile", "--discovery-interval", "--batch-slots"))
+    assert all(f in r.stdout for f in ("--engine", "--profile", "--discovery-interval", "--batch-slots",
+                                       "--scrape-interval"))
+    r = subprocess.run([infergate_bin, "serve", "--listen", "127.0.0.1:1", "--backend", "127.0.0.1:2",
+                        "--scrape-interval", "1s"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "go with --pool" in r.stderr, r.stderr
 
 
 PRIORITY_CONFIG = """

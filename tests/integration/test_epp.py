@@ -847,3 +847,10 @@ def test_discovery_interval_args(infergate_bin, tmp_path):
     r = subprocess.run([infergate_bin, "epp", "-c", str(tmp_path / "g.yaml"), "--discovery-interval", "1s"],
                        capture_output=True, text=True, timeout=30 * SLOW)
     assert r.returncode == 2 and "--discovery-interval" in r.stderr
+    r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--scrape-interval", "0",
+                        "--grpc", "127.0.0.1:0", "--health", "off", "--metrics", "off"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode != 0 and "'scrape_interval' in pool is out of range" in r.stderr, r.stderr
+    r = subprocess.run([infergate_bin, "epp", "-c", str(tmp_path / "g.yaml"), "--scrape-interval", "1s"],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 2 and "--scrape-interval" in r.stderr

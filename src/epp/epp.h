@@ -129,6 +129,7 @@ typedef struct epp {
   uv_timer_t qtimer;       /* expires parked streams and retries them while any is parked */
   int qtimer_on, kicking, kick_again;
   uint64_t critical_ms; /* ig_now_ms() when a Critical request last arrived (0: never) */
+  uint64_t pressure_ms; /* since when requests of priority >= 0 are parked (0: none is) */
   /* Delivers output that a stream got outside its own messages (a parked stream answered): set by the
    * gRPC server, called with the stream's owner (epp_stream_t.owner). NULL: nothing to do. */
   void (*deliver)(void *owner);
@@ -203,6 +204,10 @@ void epp_queue_free(epp_t *e);
  * Returns 0, or IG_EFULL when the queue is full of requests of its priority or higher (answer 429). A
  * lower-priority stream evicted to make room is answered 429 here. */
 int epp_queue_park(epp_t *e, struct epp_stream *s, int prio);
+/* Whether requests of priority >= 0 have been parked long enough (EPP_PRESSURE_MS, or two scrape
+ * intervals when longer) that a Sheddable request is shed rather than parked behind them, as in the
+ * gateway (src/proxy/pool.c): a hold that the next scrape clears is no reason for a 429. */
+int epp_pressure_sustained(const epp_t *e, uint64_t now_ms);
 /* Takes s out of the queue (its stream ended). */
 void epp_queue_cancel(epp_t *e, struct epp_stream *s);
 /* Capacity may have changed (a pick was given back): retry the parked streams soon, from the loop. */
@@ -299,6 +304,8 @@ void epp_stream_resume(epp_t *e, epp_stream_t *s);
 void epp_stream_expired(epp_t *e, epp_stream_t *s);
 /* A parked stream was evicted from a full queue by a more important one: appends a 429 to *s->out. */
 void epp_stream_evicted(epp_t *e, epp_stream_t *s);
+/* A parked Sheddable stream is shed (the requests ahead of it waited too long): appends a 429. */
+void epp_stream_shed(epp_t *e, epp_stream_t *s);
 
 /* ---- gRPC framing (extproc.c) ---- */
 

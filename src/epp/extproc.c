@@ -23,6 +23,8 @@
 
 #include "epp.h"
 
+#define SHED_MSG "the pool is saturated; sheddable request rejected"
+
 typedef Envoy__Service__ExtProc__V3__HeadersResponse headers_resp_t;
 typedef Envoy__Service__ExtProc__V3__BodyResponse body_resp_t;
 typedef Envoy__Service__ExtProc__V3__TrailersResponse trailers_resp_t;
@@ -416,7 +418,7 @@ static int pick_and_answer(epp_t *e, epp_stream_t *s, ig_buf_t *out, const fwd_t
   if (rc == IG_EAGAIN) return IG_EAGAIN;
   ig_metric_observe(e->m_sched_dur, NULL, (double)(ig_now_us() - t0) / 1e6);
   if (rc == IG_EFULL) {
-    send_immediate(e, s, out, 429, "request_shed", "the pool is saturated; sheddable request rejected");
+    send_immediate(e, s, out, 429, "request_shed", SHED_MSG);
     return 0;
   }
   if (rc < 0) {
@@ -580,6 +582,11 @@ void epp_stream_resume(epp_t *e, epp_stream_t *s) {
 
 void epp_stream_expired(epp_t *e, epp_stream_t *s) {
   send_immediate(e, s, s->out, 503, "queue_timeout", "timed out waiting for a model server with capacity");
+  ig_buf_free(&s->body);
+}
+
+void epp_stream_shed(epp_t *e, epp_stream_t *s) {
+  send_immediate(e, s, s->out, 429, "request_shed", SHED_MSG);
   ig_buf_free(&s->body);
 }
 

@@ -95,6 +95,11 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
   const ig_sched_queue_t *q = may_wait ? e->queue : NULL;
   switch (ig_sched_admit(e->sched, e->pods, e->n_eps, &sr, q)) {
   case IG_SCHED_ADMIT_SHED:
+    /* shed for a saturated pool at once; for the requests parked ahead of it only once they have
+     * waited a while (epp_pressure_sustained): until then it waits behind them */
+    if (q && !epp_pressure_sustained(e, now) &&
+        ig_sched_admit(e->sched, e->pods, e->n_eps, &sr, NULL) != IG_SCHED_ADMIT_SHED)
+      return IG_EAGAIN;
     return IG_EFULL;
   case IG_SCHED_ADMIT_QUEUE:
     if (q) return IG_EAGAIN;

@@ -14,6 +14,7 @@
 
 #define QUEUE_CAPACITY 1024
 #define RETRY_MS 10 /* how often parked streams are retried: scrapes land every 50 ms by default */
+#define PRESSURE_MS 200 /* as the gateway's (src/proxy/pool.c) */
 
 void epp_queue_init(epp_t *e) {
   if (e->opts.queue_ttl_ms && !e->queue) e->queue = ig_sched_queue_new(QUEUE_CAPACITY);
@@ -74,6 +75,32 @@ static void deliver(epp_t *e, epp_stream_t *s) {
   if (e->deliver && s->owner) e->deliver(s->owner);
 }
 
+int epp_pressure_sustained(const epp_t *e, uint64_t now) {
+  uint64_t after = e->pool ? 2ull * e->pool->scrape_interval_ms : 0;
+  if (after < PRESSURE_MS) after = PRESSURE_MS;
+  return e->pressure_ms && now >= e->pressure_ms && now - e->pressure_ms >= after;
+}
+
+/* The queue changed: no request of priority >= 0 parked, no pressure. */
+static void track(epp_t *e) {
+  int top;
+  if (ig_sched_queue_top_priority(e->queue, &top) != 0 || top < 0) e->pressure_ms = 0;
+  update_gauge(e);
+}
+
+/* Sheds the parked Sheddable streams (they could only go after those waiting) once the pressure is
+ * sustained. */
+static void shed_below(epp_t *e) {
+  if (!epp_pressure_sustained(e, ig_now_ms())) return;
+  void *v = NULL;
+  while (ig_sched_queue_evict_below(e->queue, 0, &v) == 0 && v) {
+    epp_stream_t *s = v;
+    s->qnode = NULL;
+    epp_stream_shed(e, s);
+    deliver(e, s);
+  }
+}
+
 int epp_queue_park(epp_t *e, epp_stream_t *s, int prio) {
   if (!e->queue || !s->out) return IG_EINVAL;
   const ig_http_header_t *fh = ig_http_header_find(s->hdrs, s->n_hdrs, "x-gateway-inference-fairness-id");
@@ -91,7 +118,9 @@ int epp_queue_park(epp_t *e, epp_stream_t *s, int prio) {
     epp_stream_evicted(e, v);
     deliver(e, v);
   }
-  update_gauge(e);
+  if (prio >= 0 && !e->pressure_ms) e->pressure_ms = ig_now_ms() | 1;
+  shed_below(e);
+  track(e);
   arm(e, RETRY_MS);
   return 0;
 }
@@ -100,7 +129,7 @@ void epp_queue_cancel(epp_t *e, epp_stream_t *s) {
   if (!s->qnode || !e->queue) return;
   ig_sched_queue_cancel(e->queue, s->qnode);
   s->qnode = NULL;
-  update_gauge(e);
+  track(e);
   arm(e, RETRY_MS);
 }
 
@@ -122,6 +151,7 @@ void epp_queue_kick(epp_t *e) {
     return;
   }
   e->kicking = 1;
+  shed_below(e);
   do {
     e->kick_again = 0;
     void *data = NULL;
@@ -145,6 +175,6 @@ void epp_queue_kick(epp_t *e) {
     }
   } while (e->kick_again);
   e->kicking = 0;
-  update_gauge(e);
+  track(e);
   arm(e, RETRY_MS);
 }

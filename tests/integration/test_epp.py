@@ -675,6 +675,49 @@ def test_flow_control_keeps_headroom_for_critical(procs, infergate_bin, tmp_path
     e.close()
 
 
+def test_flow_control_sheddable_waits_out_a_short_hold(procs, infergate_bin, tmp_path):
+    """As in the gateway: a Standard request parked only until the next scrape (the pod has a pick of
+    ours pending and Critical traffic is around) is no reason to shed a Sheddable one, which is parked
+    behind it and picked; once requests wait longer (two scrape intervals here), Sheddable is shed."""
+    eps = start_sims(procs, infergate_bin, 1, "--max-num-seqs", "1")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CRIT_CONFIG.format(eps=", ".join(eps)).replace(
+        "endpoints: [", "scrape_interval: 1500ms\n    endpoints: ["))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--queue-ttl", "60000"])
+    wait_scraped(e, eps)
+    for attempt in range(3):  # a scrape between the Critical pick and the Standard one clears the hold
+        wait_next_scrape(e, eps)
+        assert pick(e, model="crit")[0] == 200  # Critical around; the pod has a pick pending until a scrape
+        held = Parked(e)
+        wait_until(lambda: queued(e) == 1 or held.answers, what="Standard parked or picked")
+        if queued(e) == 1:
+            break
+        held.s.close()
+    else:
+        pytest.fail("every attempt raced a scrape")
+    shed = Parked(e, model="batch")
+    for p in (held, shed):  # the next scrape lets the Standard request go, and then the Sheddable one
+        r = p.answer(30)
+        assert not isinstance(r, Exception), r
+        assert r["kind"] == "request_headers" and r["set_headers"]["x-gateway-destination-endpoint"] == eps[0], r
+        p.s.close()
+    # sustained: the pod stays full for Standard (a long queue of its own, Critical around), so once the
+    # Standard request has waited two scrape intervals, a Sheddable one behind it is shed
+    sim_load(eps[0], 3, max_tokens=4000)  # one running, two waiting
+    wait_waiting(e, eps[0], 2)
+    assert pick(e, model="crit")[0] == 200
+    held = Parked(e)
+    wait_until(lambda: queued(e) == 1, what="Standard parked")
+    shed = Parked(e, model="batch")
+    r = shed.answer(30)
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "immediate_response" and r["status"] == 429 and b"request_shed" in r["body"], r
+    shed.s.close()
+    assert queued(e) == 1 and queued(e, "Sheddable") == 0  # the Standard one still waits
+    held.s.cancel()
+    e.close()
+
+
 def test_flow_control_ttl_arg(infergate_bin):
     import subprocess
     r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--queue-ttl", "soon"],

@@ -15,9 +15,13 @@
 #                             next to INFERGATE_BIN), REQS (default 5000 requests per 4 KB run; 220 KB
 #                             runs do REQS/5), SIMS (default 8 `infergate sim` pods, scraped; 0: unused
 #                             ports, the picker's blind least-outstanding path), STREAMS (default 1),
-#                             RESPONSE (default 0), MODE (duplex | buffered; default duplex), ROUNDS
-#                             (default 3: every row runs null, epp, null, epp...; the table shows the
-#                             median of each number over the rounds, which tames a busy machine)
+#                             SCRAPE (the picker's --scrape-interval, default 50ms; a slower one for
+#                             SIMS=1000), DISCOVER (1: no --model, the pods' models are discovered),
+#                             ROWS (all, or small: the 4 KB rows only), RESPONSE (default 0), MODE
+#                             (duplex | buffered; default duplex), ROUNDS (default 3: every row runs
+#                             null, epp, null, epp...; the table shows the median of each number over
+#                             the rounds, which tames a busy machine)
+# A large pool: SIMS=1000 SCRAPE=1s ROWS=small bench/epp.sh (one sim process serves all the pods).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -29,6 +33,8 @@ SIMS=${SIMS:-8}
 STREAMS=${STREAMS:-1}
 RESPONSE=${RESPONSE:-0}
 MODE=${MODE:-duplex}
+SCRAPE=${SCRAPE:-50ms}
+DISCOVER=${DISCOVER:-0}
 
 if [ "$SIMS" -gt 0 ]; then
   ig_start_sims epp "$SIMS" --model llama3
@@ -37,22 +43,32 @@ else
   base="$(ig_free_ports 3)"
   eps="127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))" # nothing listens: blind picks
 fi
-ports="$(ig_free_ports 2)"
+ports="$(ig_free_ports 3)"
 gport=$ports
 nport=$((ports + 1))
-"$BIN" epp --endpoints "$eps" --model llama3 --grpc "127.0.0.1:$gport" --health off --metrics off \
-  --log-level warn >"$ig_work/epp.log" 2>&1 & pids+=($!)
+mport=$((ports + 2))
+models=(--model llama3)
+[ "$DISCOVER" = 1 ] && models=()
+"$BIN" epp --endpoints "$eps" "${models[@]}" --scrape-interval "$SCRAPE" --grpc "127.0.0.1:$gport" --health off \
+  --metrics "127.0.0.1:$mport" --log-level warn >"$ig_work/epp.log" 2>&1 & pids+=($!)
 "$LOAD" --serve-null "127.0.0.1:$nport" >"$ig_work/null.log" 2>&1 & pids+=($!)
 ig_wait_port "$gport"
 ig_wait_port "$nport"
 sleep 0.3 # a first scrape of every pod
+ig_wait_port "$mport"
+[ "$SIMS" -gt 100 ] && sleep 2 # ... of many pods
 
 extra=(--streams "$STREAMS" --mode "$MODE" --json)
 [ "$RESPONSE" = 1 ] && extra+=(--response)
-echo "infergate epp on 127.0.0.1:$gport, endpoints $eps (sims: $SIMS); null ext_proc on 127.0.0.1:$nport;" \
+shown="$eps"
+[ "$SIMS" -gt 8 ] && shown="${eps%%,*},... ($SIMS)"
+echo "infergate epp on 127.0.0.1:$gport, endpoints $shown (sims: $SIMS, scraped every $SCRAPE, discovery $DISCOVER);" \
+  "null ext_proc on 127.0.0.1:$nport;" \
   "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); mode $MODE, streams/conn $STREAMS, response $RESPONSE"
 : >"$ig_work/results.jsonl"
-for row in "4096 0 1" "4096 0 16" "225280 0 1" "225280 0 16" "225280 16384 1" "225280 16384 16"; do
+rows=("4096 0 1" "4096 0 16" "225280 0 1" "225280 0 16" "225280 16384 1" "225280 16384 16")
+[ "${ROWS:-all}" = small ] && rows=("4096 0 1" "4096 0 16")
+for row in "${rows[@]}"; do
   read -r size chunk conns <<<"$row"
   n=$REQS
   [ "$size" -gt 4096 ] && n=$((REQS / 5))
@@ -97,4 +113,19 @@ for i in range(0, len(rows), 2):
     print(f"| {size} | {chunk} | {e['conns']} | {b['picks_per_s']:.0f} | {e['picks_per_s']:.0f} | "
           f"{b['p50_ms']:.3f} | {e['p50_ms']:.3f} | {b['p99_ms']:.3f} | {e['p99_ms']:.3f} | "
           f"{e['p50_ms'] - b['p50_ms']:+.3f} | {e['p99_ms'] - b['p99_ms']:+.3f} | {ratio:.2f} | {e['errors']}/{b['errors']} |")
+PYEOF
+
+# the picker's own account of the time it spent per decision (GIE's scheduler e2e histogram)
+$PY - "$mport" <<'PYEOF'
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode()
+val = {}
+for line in text.splitlines():
+    if line.startswith("inference_extension_scheduler_e2e_duration_seconds_") and " " in line:
+        k, v = line.rsplit(" ", 1)
+        val[k] = float(v)
+s = val.get("inference_extension_scheduler_e2e_duration_seconds_sum", 0)
+n = val.get("inference_extension_scheduler_e2e_duration_seconds_count", 0)
+if n:
+    print(f"\npicker's scheduler e2e (resolve + pick) over {n:.0f} requests: mean {s / n * 1e6:.1f} us")
 PYEOF

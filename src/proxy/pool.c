@@ -214,16 +214,18 @@ static int usable_subset(pool_t *p, const size_t **subset, size_t *n, uint64_t n
   return 0;
 }
 
-/* Runs the scheduler for c and stores the pick and its first fallback in the request. Returns 0,
- * IG_EFULL when the profile sheds the request, or IG_ENOENT when the pool has no endpoint. */
-static int pool_do_pick(pool_t *p, client_t *c) {
+/* Runs the scheduler for c and stores the pick and its first fallback in the request. filled: the
+ * caller has just run pods_fill and it found ready pods (no second pass over the endpoints); t0_us:
+ * when the caller's decision began (the scheduler e2e histogram). Returns 0, IG_EFULL when the
+ * profile sheds the request, or IG_ENOENT when the pool has no endpoint. */
+static int pool_do_pick(pool_t *p, client_t *c, int filled, uint64_t t0_us) {
   req_t *q = &c->req;
   backend_rt_t *be = p->be;
   q->picked = q->alt = NULL;
   if (be->n_eps == 0) return IG_ENOENT;
   q->lora_id = q->target[0] ? ig_sched_lora_id(q->target) : 0;
   uint64_t now = ig_now_ms();
-  if (pods_fill(p, now) == 0) {
+  if (!filled && pods_fill(p, now) == 0) {
     /* no pod has usable metrics (none exposes them, or all went quiet): our own counts still work */
     q->picked = pick_least_request(be, q->target, NULL);
     if (q->picked) return 0;
@@ -234,9 +236,8 @@ static int pool_do_pick(pool_t *p, client_t *c) {
   int why = usable_subset(p, &sr.subset, &sr.n_subset, now);
   if (why < 0) return why;
   size_t order[2], n_order = 2;
-  uint64_t t0 = ig_now_us();
   int rc = ig_sched_pick(p->sched, p->pods, be->n_eps, &sr, order, &n_order);
-  stats_pick_latency((double)(ig_now_us() - t0) / 1e6);
+  stats_pick_latency((double)(ig_now_us() - t0_us) / 1e6);
   if (rc < 0) return rc;
   size_t k = order[0];
   pod_t *pod = be->eps[k]->pod;
@@ -443,7 +444,9 @@ int pool_admit(client_t *c) {
   req_t *q = &c->req;
   pool_t *p = q->be->pool;
   if (!p || !q->model[0]) return 0; /* not an inference request (GET /v1/models): least-request */
-  if (pods_fill(p, ig_now_ms()) > 0) {
+  uint64_t t0 = ig_now_us();
+  int filled = pods_fill(p, ig_now_ms()) > 0;
+  if (filled) {
     ig_sched_request_t sr;
     memset(&sr, 0, sizeof sr);
     sr.model = q->target[0] ? q->target : NULL;
@@ -469,7 +472,7 @@ int pool_admit(client_t *c) {
     }
   }
 pick:;
-  int rc = pool_do_pick(p, c);
+  int rc = pool_do_pick(p, c, filled, t0);
   if (rc == IG_EFULL) {
     send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
     return 1;
@@ -517,7 +520,7 @@ void pool_kick(backend_rt_t *be) {
   do {
     p->kick_again = 0;
     while (ig_sched_queue_len(p->queue)) {
-      uint64_t now = ig_now_ms();
+      uint64_t now = ig_now_ms(), t0 = ig_now_us();
       size_t ready = pods_fill(p, now);
       int top = 0;
       ig_sched_queue_top_priority(p->queue, &top);
@@ -535,7 +538,7 @@ void pool_kick(backend_rt_t *be) {
         client_send_error(c, 503, "queue_timeout", "timed out waiting for a model server with capacity", 0);
         continue;
       }
-      rc = pool_do_pick(p, c);
+      rc = pool_do_pick(p, c, ready > 0, t0);
       if (rc == IG_EFULL) {
         send_shed(c, "shed", "the pool is saturated: Sheddable request shed; retry later");
         continue;

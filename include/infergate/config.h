@@ -46,7 +46,13 @@ typedef struct {
   double w_queue, w_kv, w_prefix, w_lora; /* scorer weights of the "default" profile */
   double critical_slots;
   uint64_t batch_slots; /* the engines' max_num_seqs; 0 = not given */
+  uint64_t queue_capacity; /* requests the pool's flow-control queue holds; 0 = not given (1,024) */
 } ig_sched_tuning_cfg_t;
+
+#define IG_QUEUE_CAPACITY_DEFAULT 1024
+static inline size_t ig_tuning_queue_capacity(const ig_sched_tuning_cfg_t *t) {
+  return t->queue_capacity ? (size_t)t->queue_capacity : IG_QUEUE_CAPACITY_DEFAULT;
+}
 
 /* A backend is a static endpoint list with a balancing policy. An inference pool is a backend with
  * policy IG_LB_INFERENCE: its endpoints are model servers whose metrics are scraped. */

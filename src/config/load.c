@@ -630,9 +630,10 @@ static void parse_breaker(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const c
     err_at(c, v[CB_MAX], "'max_ejection_time' in %s is shorter than 'base_ejection_time'", w);
 }
 
-enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_CRIT_SLOTS, ST_BATCH_SLOTS, ST_WEIGHTS };
-static const char *const tuning_keys[] = {"queue_threshold", "kv_threshold", "standard_queue_max",
-                                          "queue_running_weight", "critical_slots", "batch_slots", "weights", NULL};
+enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_CRIT_SLOTS, ST_BATCH_SLOTS, ST_QUEUE_CAP, ST_WEIGHTS };
+static const char *const tuning_keys[] = {"queue_threshold", "kv_threshold",   "standard_queue_max",
+                                          "queue_running_weight", "critical_slots", "batch_slots",
+                                          "queue_capacity",  "weights",        NULL};
 static const char *const weight_keys[] = {"queue", "kv", "prefix", "lora", NULL};
 
 /* pools[].scheduling: thresholds and weights of the pool's scheduler (docs/configuration.md). */
@@ -664,6 +665,8 @@ static void parse_tuning(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const ch
   }
   if (ig_yaml_present(v[ST_BATCH_SLOTS]))
     uint_of(c, v[ST_BATCH_SLOTS], "batch_slots", ws, 1, 1000000, &t->batch_slots);
+  if (ig_yaml_present(v[ST_QUEUE_CAP]))
+    uint_of(c, v[ST_QUEUE_CAP], "queue_capacity", ws, 1, 1000000, &t->queue_capacity);
   if (!ig_yaml_present(v[ST_WEIGHTS])) return;
   char ww[80];
   snprintf(ww, sizeof ww, "%s weights", ws);

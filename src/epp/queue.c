@@ -12,12 +12,23 @@
 
 #include "epp.h"
 
-#define QUEUE_CAPACITY 1024
 #define RETRY_MS 10 /* how often parked streams are retried: scrapes land every 50 ms by default */
 #define PRESSURE_MS 200 /* as the gateway's (src/proxy/pool.c) */
 
+static void update_gauge(epp_t *e);
+
 void epp_queue_init(epp_t *e) {
-  if (e->opts.queue_ttl_ms && !e->queue) e->queue = ig_sched_queue_new(QUEUE_CAPACITY);
+  if (!e->opts.queue_ttl_ms || !e->pool) return;
+  size_t cap = ig_tuning_queue_capacity(&e->pool->tuning);
+  if (e->queue && ig_sched_queue_capacity(e->queue) == cap) return;
+  if (e->queue && ig_sched_queue_len(e->queue)) { /* parked streams hold its nodes */
+    ig_warn("epp: the queue capacity stays %zu while requests are parked (%zu asked for)",
+            ig_sched_queue_capacity(e->queue), cap);
+    return;
+  }
+  ig_sched_queue_free(e->queue);
+  e->queue = ig_sched_queue_new(cap);
+  update_gauge(e);
 }
 
 static void on_timer(uv_timer_t *t) {

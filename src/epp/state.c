@@ -151,6 +151,7 @@ int epp_reconfigure(epp_t *e, ig_config_t *cfg) {
     }
   }
   if (changed) e->gen++;
+  epp_queue_init(e); /* a new queue_capacity */
   epp_disc_sync(e);
   ig_config_free(old);
   ig_info("epp: pool '%s' now has %zu endpoint(s)%s", pool->name, k, changed ? "" : " (unchanged)");

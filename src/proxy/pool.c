@@ -10,7 +10,6 @@
 
 #include "proxy.h"
 
-#define QUEUE_CAPACITY 1024
 #define QUEUE_TTL_MS 30000 /* when the route sets no timeout */
 #define READY_MS 2000      /* pool-level gauges count pods with metrics younger than this */
 
@@ -78,7 +77,7 @@ pool_t *pool_new(backend_rt_t *be) {
   p->be = be;
   p->sched = pool_sched_new(be->cfg, ig_rng_next(&gw.rng));
   ig_sched_reserve(p->sched, be->n_eps);
-  p->queue = ig_sched_queue_new(QUEUE_CAPACITY);
+  p->queue = ig_sched_queue_new(ig_tuning_queue_capacity(&be->cfg->tuning));
   p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
   p->avail = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->avail);
   p->uses_prefix = ig_sched_weight(p->sched, "prefix") > 0;
@@ -639,9 +638,10 @@ void pools_debug_json(ig_buf_t *out) {
     ig_buf_printf(out, ",\"max_streams_per_endpoint\":%u,\"batch_slots\":%u,\"reserve_critical\":%s",
                   be->cfg->max_streams_per_endpoint, (unsigned)be->cfg->tuning.batch_slots,
                   reserve_critical(be->pool, ig_now_ms()) ? "true" : "false");
-    ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue\":%zu,\"queue_by_criticality\":{\"Critical\":%zu,"
-                  "\"Standard\":%zu,\"Sheddable\":%zu}",
-                  be->cfg->scrape_interval_ms, pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),
+    ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue_capacity\":%zu,\"queue\":%zu,"
+                  "\"queue_by_criticality\":{\"Critical\":%zu,\"Standard\":%zu,\"Sheddable\":%zu}",
+                  be->cfg->scrape_interval_ms, ig_sched_queue_capacity(be->pool->queue), pool_queue_len(be, -1),
+                  pool_queue_len(be, IG_CRIT_CRITICAL),
                   pool_queue_len(be, IG_CRIT_STANDARD), pool_queue_len(be, IG_CRIT_SHEDDABLE));
     queue_by_priority(be->pool->queue, out);
     ig_buf_puts(out, ",\"pods\":[");

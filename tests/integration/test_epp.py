@@ -718,6 +718,35 @@ def test_flow_control_sheddable_waits_out_a_short_hold(procs, infergate_bin, tmp
     e.close()
 
 
+def test_flow_control_queue_capacity(procs, infergate_bin, tmp_path):
+    """scheduling.queue_capacity: the full queue answers a request of the same priority with 429
+    queue_full, and a Critical one evicts the parked Standard one (429 queue_full) and takes its place."""
+    eps = start_sims(procs, infergate_bin, 2, "--max-num-seqs", "1", "--time-scale", "0.5")
+    path = tmp_path / "gateway.yaml"
+    path.write_text(CRIT_CONFIG.format(eps=", ".join(eps)).replace(
+        "endpoints: [", "scheduling: {queue_capacity: 1}\n    endpoints: ["))
+    e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--queue-ttl", "60000"])
+    wait_scraped(e, eps)
+    for a in eps:
+        sim_load(a, 10, max_tokens=24)
+    for a in eps:
+        wait_waiting(e, a, 7)
+    first = Parked(e)
+    wait_until(lambda: queued(e) == 1, what="Standard parked")
+    status, _ = pick(e)
+    assert status == 429
+    crit = Parked(e, model="crit")
+    r = first.answer(30)
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "immediate_response" and r["status"] == 429 and b"queue_full" in r["body"], r
+    first.s.close()
+    r = crit.answer(60)  # the pods drain: the Critical request gets its pick
+    assert not isinstance(r, Exception), r
+    assert r["kind"] == "request_headers" and r["set_headers"]["x-gateway-destination-endpoint"] in eps, r
+    crit.s.close()
+    e.close()
+
+
 def test_flow_control_ttl_arg(infergate_bin):
     import subprocess
     r = subprocess.run([infergate_bin, "epp", "--endpoints", "127.0.0.1:1", "--queue-ttl", "soon"],

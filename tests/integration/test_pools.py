@@ -284,6 +284,33 @@ def test_shed_queue_and_ttl(procs, tmp_path, infergate_bin):
     assert metric(text, 'flow_control_queue_size{name="llama",criticality="Critical"}') == 0
 
 
+def test_queue_capacity_full(procs, tmp_path, infergate_bin):
+    """scheduling.queue_capacity: a full queue rejects a request of the same priority (429 queue_full)
+    and makes room for a higher one by evicting a lower one (429 queue_full), which is served later."""
+    eps = start_sim(procs, infergate_bin, 1, "--max-num-seqs", "1")
+    models = SHED_MODELS + "  - name: llama3\n    pool: llama\n"
+    port, admin = gateway(procs, tmp_path, eps, models=models, extra_pool="    scheduling: {queue_capacity: 1}")
+    wait_scraped(admin, 1)
+    assert pools(admin)[0]["queue_capacity"] == 1
+    direct_load(eps[0], 10, 100)  # one running, nine waiting; each request lasts ~0.6 s
+    wait_until(lambda: pools(admin)[0]["pods"][0]["waiting"] >= 7, what="pod saturated")
+    result = {}
+    ask = lambda k, m: lambda: result.update({k: complete(port, model=m, prompt=k)})
+    first = threading.Thread(target=ask("first", "llama3"), daemon=True)
+    first.start()
+    wait_until(lambda: pools(admin)[0]["queue_by_criticality"]["Standard"] == 1, what="Standard queued")
+    r = complete(port, prompt="second")  # the same priority finds the queue full
+    assert r.status == 429 and r.json()["error"]["code"] == "queue_full", r
+    assert r.header("retry-after") == "1"
+    crit = threading.Thread(target=ask("critical", "critical"), daemon=True)
+    crit.start()  # a higher priority: the Standard one is evicted to make room
+    first.join(30 * SLOW)
+    assert not first.is_alive() and result["first"].status == 429, result
+    assert result["first"].json()["error"]["code"] == "queue_full"
+    crit.join(60 * SLOW)
+    assert not crit.is_alive() and result["critical"].status == 200, result
+
+
 def test_client_leaving_queue_and_header_criticality(procs, tmp_path, infergate_bin):
     """No InferenceModel: x-infergate-criticality decides; a client that leaves the queue is removed."""
     import socket

@@ -128,6 +128,7 @@ static void test_scheduling_errors(void **state) {
                           "      bogus: 1\n"               /* line 13 */
                           "      batch_slots: 2.5\n"       /* line 14 */
                           "      critical_slots: -2\n"     /* line 15 */
+                          "      queue_capacity: 0\n"      /* line 16 */
                           "routes:\n  - name: r\n    backend: p\n";
   ig_config_errors_t errs;
   ig_config_t *cfg = load(yaml, &errs);
@@ -142,6 +143,8 @@ static void test_scheduling_errors(void **state) {
   assert_true(has_error(&errs, 13, "bogus"));
   assert_true(has_error(&errs, 14, "invalid integer '2.5' for 'batch_slots'"));
   assert_true(has_error(&errs, 15, "invalid number '-2' for 'critical_slots'"));
+  assert_true(has_error(&errs, 16, "'queue_capacity'"));
+  assert_true(has_error(&errs, 16, "out of range"));
   ig_config_errors_free(&errs);
 }
 

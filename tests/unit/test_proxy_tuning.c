@@ -20,6 +20,7 @@ static void test_values_applied(void **state) {
                           "    scheduling:\n"
                           "      queue_threshold: 8\n      kv_threshold: 0.9\n      standard_queue_max: 0\n"
                           "      queue_running_weight: 0.25\n      critical_slots: 3\n      batch_slots: 24\n"
+                          "      queue_capacity: 7\n"
                           "      weights: {queue: 1, prefix: 4.5, lora: 0}\n"
                           "  - name: plain\n    endpoints: [127.0.0.1:3]\n"
                           "  - name: gie\n    endpoints: [127.0.0.1:4]\n    scheduler: gie\n"
@@ -37,6 +38,8 @@ static void test_values_applied(void **state) {
               o->queue_running_weight == 0.25 && o->critical_slots == 3);
   assert_int_equal(cfg->backends[0].tuning.batch_slots, 24);
   assert_int_equal(cfg->backends[1].tuning.batch_slots, 0);
+  assert_int_equal(ig_tuning_queue_capacity(&cfg->backends[0].tuning), 7);
+  assert_int_equal(ig_tuning_queue_capacity(&cfg->backends[1].tuning), IG_QUEUE_CAPACITY_DEFAULT);
   assert_true(ig_sched_weight(s, "queue") == 1 && ig_sched_weight(s, "kv") == 2 &&
               ig_sched_weight(s, "prefix") == 4.5 && ig_sched_weight(s, "lora") == 0);
   ig_sched_free(s);

@@ -8,6 +8,18 @@
 #define BRK_DEFAULT_BASE_MS 10000
 #define BRK_DEFAULT_MAX_MS 300000
 
+static size_t not_closed; /* breakers open or half-open (the gateway runs one loop thread) */
+
+size_t breakers_not_closed(void) { return not_closed; }
+
+/* Closes b (counted). */
+static void close_breaker(breaker_t *b) {
+  if (b->state != BRK_CLOSED && not_closed) not_closed--;
+  b->state = BRK_CLOSED;
+}
+
+void breaker_forget(breaker_t *b) { close_breaker(b); }
+
 void breaker_opts_of(const ig_backend_cfg_t *cfg, breaker_opts_t *o) {
   o->failures = cfg && cfg->breaker_failures ? cfg->breaker_failures : BRK_DEFAULT_FAILURES;
   o->base_ms = cfg && cfg->breaker_base_ms ? cfg->breaker_base_ms : BRK_DEFAULT_BASE_MS;
@@ -42,6 +54,7 @@ static void eject(breaker_t *b, const breaker_opts_t *o, uint64_t now_ms) {
   for (unsigned i = 1; i < b->ejections && t < o->max_ms; i++)
     t *= 2;
   if (t > o->max_ms) t = o->max_ms;
+  if (b->state == BRK_CLOSED) not_closed++;
   b->state = BRK_OPEN;
   b->until_ms = now_ms + t;
   b->fails = 0;
@@ -53,7 +66,7 @@ int breaker_on_result(breaker_t *b, const breaker_opts_t *o, int ok, int trial, 
   if (o->failures == 0) {
     /* breaker off for this backend: forget any state so the endpoint is never held back */
     if (b->state != BRK_CLOSED) {
-      b->state = BRK_CLOSED;
+      close_breaker(b);
       b->trial = 0;
       b->fails = 0;
       return -1;
@@ -75,7 +88,7 @@ int breaker_on_result(breaker_t *b, const breaker_opts_t *o, int ok, int trial, 
   case BRK_HALF_OPEN:
     if (!trial) return 0;
     if (ok) {
-      b->state = BRK_CLOSED;
+      close_breaker(b);
       b->fails = 0;
       b->ejections = 0;
       b->trial = 0;

@@ -200,6 +200,7 @@ static endpoint_t *pick_least_request(backend_rt_t *be, const char *model, const
 static int usable_subset(pool_t *p, const size_t **subset, size_t *n, uint64_t now) {
   backend_rt_t *be = p->be;
   if (*subset && *n == 0) return 0; /* no pod serves the model: the scheduler says so */
+  if (!be->cfg->max_streams_per_endpoint && !breakers_not_closed()) return 0; /* all usable */
   size_t m = *subset ? *n : be->n_eps, k = 0;
   for (size_t i = 0; i < m; i++) {
     size_t idx = *subset ? (*subset)[i] : i;

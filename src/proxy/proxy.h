@@ -105,6 +105,11 @@ int breaker_on_result(breaker_t *b, const breaker_opts_t *o, int ok, int trial, 
 void breaker_on_abandon(breaker_t *b, int trial);
 /* "closed", "open" or "half-open" (open whose time has come) at now_ms. */
 const char *breaker_state_name(const breaker_t *b, uint64_t now_ms);
+/* How many breakers are not closed (open or half-open) in the process: 0 means every endpoint's
+ * breaker lets requests through, so the pickers need not look at each one. */
+size_t breakers_not_closed(void);
+/* The breaker goes away with its endpoint (it no longer counts as not closed). */
+void breaker_forget(breaker_t *b);
 
 /* ---- API keys (auth.c) ---- */
 #define AUTH_DIGEST_LEN 32 /* SHA-256 */

@@ -55,6 +55,7 @@ static endpoint_t *endpoint_get(const char *host, int port, const char *tls_key)
 void endpoint_maybe_free(endpoint_t *ep) {
   if (ep->snap_refs || ep->conn_refs) return;
   list_remove(&ep->reg);
+  breaker_forget(&ep->brk);
   pod_free(ep->pod);
   free(ep->tls_key);
   free(ep->host);

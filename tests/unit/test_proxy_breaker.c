@@ -114,6 +114,35 @@ static void test_disabled_never_ejects(void **state) {
 static endpoint_t eps[3];
 static endpoint_t *ptrs[3] = {&eps[0], &eps[1], &eps[2]};
 
+/* The process-wide count of breakers that are not closed: up on an ejection from closed, down when one
+ * closes again or goes away with its endpoint; a re-ejection from half-open does not count twice. */
+static void test_not_closed_count(void **state) {
+  (void)state;
+  size_t base = breakers_not_closed();
+  breaker_t a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  for (int i = 0; i < 3; i++) breaker_on_result(&a, &opts, 0, 0, 0);
+  assert_int_equal(breakers_not_closed(), base + 1);
+  for (int i = 0; i < 3; i++) breaker_on_result(&b, &opts, 0, 0, 0);
+  assert_int_equal(breakers_not_closed(), base + 2);
+  assert_int_equal(breaker_on_pick(&a, 1000), 1); /* half-open trial */
+  assert_int_equal(breaker_on_result(&a, &opts, 0, 1, 1000), 1); /* ejected again: still one */
+  assert_int_equal(breakers_not_closed(), base + 2);
+  assert_int_equal(breaker_on_pick(&a, 5000), 1);
+  assert_int_equal(breaker_on_result(&a, &opts, 1, 1, 5000), -1); /* recovered */
+  assert_int_equal(breakers_not_closed(), base + 1);
+  breaker_forget(&a); /* closed already: no change */
+  assert_int_equal(breakers_not_closed(), base + 1);
+  breaker_forget(&b); /* open, gone with its endpoint */
+  assert_int_equal(breakers_not_closed(), base);
+  const breaker_opts_t off = {0, 1000, 5000};
+  for (int i = 0; i < 3; i++) breaker_on_result(&b, &opts, 0, 0, 0);
+  assert_int_equal(breakers_not_closed(), base + 1);
+  assert_int_equal(breaker_on_result(&b, &off, 1, 0, 0), -1); /* the backend turned its breaker off */
+  assert_int_equal(breakers_not_closed(), base);
+}
+
 static void test_pickers_skip_ejected_and_capped(void **state) {
   (void)state;
   ig_backend_cfg_t cfg;
@@ -157,6 +186,7 @@ int main(void) {
       cmocka_unit_test(test_half_open_failure_doubles_up_to_max),
       cmocka_unit_test(test_abandoned_trial),
       cmocka_unit_test(test_disabled_never_ejects),
+      cmocka_unit_test(test_not_closed_count),
       cmocka_unit_test(test_pickers_skip_ejected_and_capped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

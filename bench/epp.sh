@@ -116,16 +116,5 @@ for i in range(0, len(rows), 2):
 PYEOF
 
 # the picker's own account of the time it spent per decision (GIE's scheduler e2e histogram)
-$PY - "$mport" <<'PYEOF'
-import sys, urllib.request
-text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode()
-val = {}
-for line in text.splitlines():
-    if line.startswith("inference_extension_scheduler_e2e_duration_seconds_") and " " in line:
-        k, v = line.rsplit(" ", 1)
-        val[k] = float(v)
-s = val.get("inference_extension_scheduler_e2e_duration_seconds_sum", 0)
-n = val.get("inference_extension_scheduler_e2e_duration_seconds_count", 0)
-if n:
-    print(f"\npicker's scheduler e2e (resolve + pick) over {n:.0f} requests: mean {s / n * 1e6:.1f} us")
-PYEOF
+read -r mean count <<<"$(ig_sched_e2e_mean "$mport")"
+[ "$count" -gt 0 ] && printf '\npicker'"'"'s scheduler e2e (resolve + pick) over %s requests: mean %s us\n' "$count" "$mean"

@@ -1,7 +1,7 @@
 # Shell helpers for the benchmark scripts (source it; bash only).
 # Provides: PY, BIN, ig_work (temp dir, removed at exit), pids + ig_stop_all, ig_free_ports N,
 # ig_wait_port PORT, ig_start_sims LABEL PODS ARGS... (sets SIM_EPS "h:p,h:p"), ig_sim_cache_json
-# BASE PODS FILE (prefix-cache hits/queries summed over the pods).
+# BASE PODS FILE (prefix-cache hits/queries summed over the pods), ig_sched_e2e_mean ADMIN_PORT.
 
 PY=/usr/bin/python3
 BIN="${INFERGATE_BIN:-build/infergate}"
@@ -54,6 +54,15 @@ ig_start_sims() {
   for ((i = 0; i < pods; i++)); do SIM_EPS+="${SIM_EPS:+,}127.0.0.1:$((SIM_BASE + i))"; done
   "$BIN" sim --pods "$pods" --base-port "$SIM_BASE" "$@" 2>"$ig_work/sim-$label.log" & pids+=($!)
   for ((i = 0; i < pods; i++)); do ig_wait_port $((SIM_BASE + i)); done
+}
+
+# The mean of inference_extension_scheduler_e2e_duration_seconds on http://127.0.0.1:PORT/metrics, in
+# microseconds ("0" when nothing was observed), and the count after it: "MEAN COUNT".
+ig_sched_e2e_mean() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '
+    /^inference_extension_scheduler_e2e_duration_seconds_sum / {s = $NF}
+    /^inference_extension_scheduler_e2e_duration_seconds_count / {n = $NF}
+    END {printf "%.1f %d\n", n ? s / n * 1e6 : 0, n}'
 }
 
 # Writes {"hits": H, "queries": Q}: the pods' own prefix-cache counters (vLLM dialect).

@@ -95,17 +95,19 @@ typedef struct {
   double kv_usage;            /* scraped KV-cache usage, 0..1 */
   uint64_t metrics_age_ms;    /* time since the last successful scrape */
   int has_metrics;            /* 0 until the first successful scrape: the pod counts as stale */
-  unsigned pending;           /* requests we sent since the last scrape; added to waiting so picks do
-                                 not herd between scrapes. ig_sched_pick increments it on the pod it
-                                 picks; the glue resets it to 0 when it stores a new scrape. */
+  unsigned pending;           /* requests we sent since the last scrape; pending - done is added to
+                                 waiting (at least 0 in all) so picks do not herd between scrapes.
+                                 ig_sched_pick increments it on the pod it picks; the glue resets it
+                                 to 0 when it stores a new scrape. */
   unsigned inflight;          /* our requests currently outstanding on the pod (glue-maintained:
                                  +1 at dispatch, -1 at completion); used by "least-request" */
   unsigned batch_slots;       /* the engine's batch size limit (vLLM max_num_seqs) when known (from
                                  the config, or ig_sched_slots_learn); 0 = unknown. Read with
                                  critical_slots (ig_sched_opts_t). */
   unsigned done;              /* our requests that finished on the pod since the last scrape (glue-
-                                 maintained, reset with pending): their batch slots are free again
-                                 although the scraped counts still hold them */
+                                 maintained, reset with pending): they leave the pod's queue and
+                                 batch slots although the scraped counts still hold them, and those
+                                 we sent since the scrape no longer count in pending - done */
   const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
   ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
   /* A copy of *lora's masks and free-slot state, so that a pick over a large pool reads the cold LoRA
@@ -122,8 +124,8 @@ typedef struct {
  * pick derives from them (queue, KV, saturation, adapter slots) and redo it only for the pods that
  * changed. Stamp a pod (a new, process-wide unique seq) whenever waiting, running, kv_usage,
  * has_metrics, lora (the pointer), lora_hint/free/full, the masks or prefix (the pointer) change; a
- * copy of the struct keeps its stamp (same content). pending and batch_slots are compared on every
- * pick, so picks and the glue may change them freely; metrics_age_ms, inflight, done and the adapter
+ * copy of the struct keeps its stamp (same content). pending, done and batch_slots are compared on
+ * every pick, so picks and the glue may change them freely; metrics_age_ms, inflight and the adapter
  * lists behind lora are read afresh every pick, never kept. ig_sched_pod_set_lora stamps a tracked
  * pod itself. Thread-safe. */
 void ig_sched_pod_touch(ig_sched_pod_t *p);

@@ -182,12 +182,11 @@ int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, siz
 }
 
 /* Whether pod p, its batch size known, can start one more request at once and still have `keep` batch
- * slots free (running + waiting + pending - done + keep < batch_slots); 1 when its batch size is
- * unknown. */
+ * slots free (running + waiting + pending - done + keep < batch_slots: ig_sched_pod_load); 1 when its
+ * batch size is unknown. */
 static int pod_slots_free(const ig_sched_pod_t *p, double keep) {
   if (!p->batch_slots) return 1;
-  double used = ig_sched_pod_queue(p) + ig_sched_nonneg(p->running) - p->done;
-  return (used > 0 ? used : 0) + keep < (double)p->batch_slots;
+  return ig_sched_pod_load(p) + keep < (double)p->batch_slots;
 }
 
 /* Whether pod p keeps its headroom for Critical requests with one more request of priority <= 0: its
@@ -647,12 +646,14 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
 static inline __attribute__((always_inline)) unsigned cand_make(const ig_sched_opts_t *o, cand_t *e,
                                                                 const ig_sched_pod_t *p, size_t i) {
   double wq = ig_sched_nonneg_fast(p->waiting), run = ig_sched_nonneg_fast(p->running);
-  double q = wq + p->pending;
+  double net = (double)p->pending - (double)p->done;
+  double q = wq + net, load = wq + run + net;
+  q = q > 0 ? q : 0;
   double kv = ig_sched_nonneg_fast(p->kv_usage);
   kv = kv > 1 ? 1 : kv;
   e->q = q + o->queue_running_weight * run;
   e->kv = kv;
-  e->load = wq + run + p->pending;
+  e->load = load > 0 ? load : 0;
   e->idx = (uint32_t)i;
   e->m = 0;
   e->slots_full = (uint8_t)((p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1));
@@ -668,6 +669,7 @@ static void snap_make(const ig_sched_opts_t *o, snap_t *sn, const ig_sched_pod_t
   sn->seq = p->seq;
   sn->prefix = p->prefix;
   sn->pending = p->pending;
+  sn->done = p->done;
   sn->slots = p->batch_slots;
 }
 
@@ -694,7 +696,8 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     const ig_sched_prefix_t *px;
     if (snap) {
       snap_t *sn = &snap[i];
-      int same = p->seq && p->seq == sn->seq && p->pending == sn->pending && p->batch_slots == sn->slots;
+      int same = p->seq && p->seq == sn->seq && p->pending == sn->pending && p->done == sn->done &&
+                 p->batch_slots == sn->slots;
       if (__builtin_expect(!same, 0)) snap_make(o, sn, p, i);
       fl = sn->flags;
       px = sn->prefix;

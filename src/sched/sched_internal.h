@@ -67,13 +67,13 @@ typedef struct {
 } cand_t;
 
 /* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
- * remade when the pod's stamp, pending count or batch size differ from those it was made with. */
+ * remade when the pod's stamp, pending or done count or batch size differ from those it was made with. */
 enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8 };
 typedef struct {
   cand_t rec;                      /* the pod's candidate record (m = 0) */
   uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick */
   const ig_sched_prefix_t *prefix; /* the pod's prefix index */
-  uint32_t pending, slots;         /* pending and batch_slots it was made with */
+  uint32_t pending, done, slots;   /* pending, done and batch_slots it was made with */
   uint32_t flags;                  /* SNAP_*: has metrics, saturated by queue or KV, has adapter
                                       information, batch size known */
 } snap_t;
@@ -190,8 +190,16 @@ static inline double ig_sched_nonneg_fast(double v) {
 #endif
 }
 
-/* waiting + pending (our own requests since the last scrape) */
-static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) { return ig_sched_nonneg(p->waiting) + p->pending; }
+/* How our own traffic changed the pod's counts since its last scrape: the requests we sent since
+ * (pending) minus ours that finished since (done). Negative when more finished than were sent. */
+static inline double ig_sched_pod_net(const ig_sched_pod_t *p) { return (double)p->pending - (double)p->done; }
+
+/* waiting + our net change since the last scrape (ig_sched_pod_net), at least 0: requests we sent and
+ * that already finished do not count, however long the scrape interval */
+static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) {
+  double q = ig_sched_nonneg(p->waiting) + ig_sched_pod_net(p);
+  return q > 0 ? q : 0;
+}
 
 /* What the queue scorer ranks: the queue plus queue_running_weight x the running batch. */
 static inline double ig_sched_pod_qload(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
@@ -204,9 +212,11 @@ static inline double ig_sched_pod_kv(const ig_sched_pod_t *p) {
   return kv > 1 ? 1 : kv;
 }
 
-/* waiting + running + pending: the load of the cache-aware herding guard */
+/* waiting + running + our net change since the last scrape, at least 0: the load of the cache-aware
+ * herding guard, and the batch slots in use */
 static inline double ig_sched_pod_load(const ig_sched_pod_t *p) {
-  return ig_sched_nonneg(p->waiting) + ig_sched_nonneg(p->running) + p->pending;
+  double l = ig_sched_nonneg(p->waiting) + ig_sched_nonneg(p->running) + ig_sched_pod_net(p);
+  return l > 0 ? l : 0;
 }
 
 static inline int ig_sched_pod_fresh(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {

@@ -457,18 +457,27 @@ def wait_waiting(e, addr, n):
                timeout=30, what=f"{addr} has {n} waiting")
 
 
-def pick(e, model="llama3", prompt="hello", hint=None):
-    """One full-duplex request; returns (status, endpoint): status 200 with the picked endpoint."""
+def pick_open(e, model="llama3", prompt="hello", hint=None):
+    """One full-duplex request whose stream stays open (the request is in flight until the caller
+    closes it); returns (status, endpoint, stream): status 200 with the picked endpoint."""
     s = e.stream()
     try:
         kw = {"metadata": E.subset_hint(hint)} if hint else {}
         s.send(E.request_headers(E.post_headers(), **kw))
         r = s.exchange(E.request_body(body_of(model, prompt), eos=True), 1)[0]
-        if r["kind"] == "immediate_response":
-            return r["status"], None
-        return 200, r["set_headers"]["x-gateway-destination-endpoint"]
-    finally:
+    except BaseException:
         s.close()
+        raise
+    if r["kind"] == "immediate_response":
+        return r["status"], None, s
+    return 200, r["set_headers"]["x-gateway-destination-endpoint"], s
+
+
+def pick(e, model="llama3", prompt="hello", hint=None):
+    """One full-duplex request, ended at once (as if answered in no time); returns (status, endpoint)."""
+    status, dest, s = pick_open(e, model, prompt, hint)
+    s.close()
+    return status, dest
 
 
 @pytest.fixture
@@ -687,12 +696,14 @@ def test_flow_control_sheddable_waits_out_a_short_hold(procs, infergate_bin, tmp
     wait_scraped(e, eps)
     for attempt in range(3):  # a scrape between the Critical pick and the Standard one clears the hold
         wait_next_scrape(e, eps)
-        assert pick(e, model="crit")[0] == 200  # Critical around; the pod has a pick pending until a scrape
+        status, _, crit = pick_open(e, model="crit")  # Critical around, in flight on the pod until a scrape
+        assert status == 200
         held = Parked(e)
         wait_until(lambda: queued(e) == 1 or held.answers, what="Standard parked or picked")
         if queued(e) == 1:
             break
         held.s.close()
+        crit.close()
     else:
         pytest.fail("every attempt raced a scrape")
     shed = Parked(e, model="batch")
@@ -701,6 +712,7 @@ def test_flow_control_sheddable_waits_out_a_short_hold(procs, infergate_bin, tmp
         assert not isinstance(r, Exception), r
         assert r["kind"] == "request_headers" and r["set_headers"]["x-gateway-destination-endpoint"] == eps[0], r
         p.s.close()
+    crit.close()
     # sustained: the pod stays full for Standard (a long queue of its own, Critical around), so once the
     # Standard request has waited two scrape intervals, a Sheddable one behind it is shed
     sim_load(eps[0], 3, max_tokens=4000)  # one running, two waiting
@@ -897,11 +909,14 @@ def test_model_discovery_without_model(procs, infergate_bin):
         assert r["kind"] == "immediate_response" and r["status"] == 404
         assert "The model `nope` does not exist." in r["body"].decode()
         for model, allowed in (("llama3", llama), ("sql-lora", llama), ("qwen", qwen)):
-            seen = set()
-            for i in range(6):
-                status, dest = pick(e, model=model, prompt=f"p{i}")
+            seen, open_ = set(), []
+            for i in range(6):  # six requests in flight at once
+                status, dest, s = pick_open(e, model=model, prompt=f"p{i}")
+                open_.append(s)
                 assert status == 200 and dest in allowed, (model, status, dest)
                 seen.add(dest)
+            for s in open_:
+                s.close()
             if len(allowed) > 1:
                 assert len(seen) > 1, (model, seen)  # still balanced over the pods that serve it
         # a subset hint that leaves no pod serving the model: nothing to pick (503)

@@ -89,6 +89,24 @@ def direct_load(port, n, max_tokens, model="llama3"):
     return threads
 
 
+def stream_in_flight(port, headers=()):
+    """Starts a long streamed completion through the gateway and returns its socket once the response
+    has started (the request is then in flight on its pod); closing the socket ends it."""
+    import socket
+    body = json.dumps({"model": "llama3", "prompt": "in flight", "max_tokens": 20000, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=60 * SLOW)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n" + extra +
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(4096)
+        assert chunk, "the stream ended early"
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    return s
+
+
 def test_scrape_debug_pools_and_gie_metrics(procs, tmp_path, infergate_bin):
     eps = start_sim(procs, infergate_bin, 3, "--max-num-seqs", "1")
     port, admin = gateway(procs, tmp_path, eps)
@@ -385,8 +403,8 @@ def test_done_counts_until_the_next_scrape(procs, tmp_path, infergate_bin):
 
 
 def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
-    """A Standard request held only until the next scrape (the pod has a request we just sent, and
-    Critical traffic is around) is no reason to shed a Sheddable one: it waits behind it and is served.
+    """A Standard request held only until the next scrape (the pod has a request we sent since, still
+    in flight, and Critical traffic is around) is no reason to shed a Sheddable one: it waits behind it and is served.
     Sheddable is shed for requests queued ahead of it only once they have waited 2 scrape intervals
     (test_headroom_for_critical)."""
     eps = start_sim(procs, infergate_bin, 1)
@@ -399,8 +417,8 @@ def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
     for attempt in range(3):  # a scrape between the Critical request and the Standard one clears the hold
         wait_no_pending(admin)
         scrapes = pod()["scrapes_ok"]
-        r = complete(port, prompt="critical", headers=crit)
-        assert r.status == 200, r  # Critical traffic around; the pod has 1 pending until the next scrape
+        # Critical traffic around, and one of ours in flight on the pod (its queue until the next scrape)
+        critical = stream_in_flight(port, crit)
         std = threading.Thread(target=ask("Standard"), daemon=True)
         std.start()
         wait_until(lambda: held() or "Standard" in result, what="standard held by us or served")
@@ -409,6 +427,7 @@ def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
         assert pod()["scrapes_ok"] != scrapes, "standard sent although the pod had a request pending"
         std.join(60 * SLOW)
         result.clear()
+        critical.close()
     else:
         pytest.fail("every attempt raced a scrape")
     shed = threading.Thread(target=ask("Sheddable"), daemon=True)
@@ -416,6 +435,7 @@ def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
     for t in (std, shed):
         t.join(60 * SLOW)
     assert all(result[k].status == 200 for k in ("Standard", "Sheddable")), result
+    critical.close()
 
 
 @pytest.mark.parametrize("learned", [False, True])

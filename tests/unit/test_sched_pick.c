@@ -712,6 +712,38 @@ static void test_pod_touch(void **state) {
   assert_true(p.seq != before);
 }
 
+/* Our requests count on a pod between scrapes only while they are there: pending - done is added to
+ * the scraped queue, so requests that already finished (a slow scrape interval, fast answers) do not
+ * make a pod look busy or saturated; those still there do. */
+static void test_finished_requests_leave_the_queue(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 3);
+  ig_sched_pod_t pods[2];
+  pod_set(&pods[0], 0, 0, 0.1);
+  pod_set(&pods[1], 1, 2, 0.1);
+  pods[0].pending = 6; /* six sent since the scrape, still there: saturated (queue threshold 5) */
+  ig_sched_request_t r = req_std();
+  size_t got;
+  assert_true(ig_sched_pod_saturated(s, &pods[0]));
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, 1);
+  pods[1].pending = 0;
+  pods[0].pending = 6;
+  pods[0].done = 6; /* all six finished: the pod is as idle as its scrape said */
+  assert_false(ig_sched_pod_saturated(s, &pods[0]));
+  assert_int_equal(pick1(s, pods, 2, &r, &got), 0);
+  assert_int_equal(got, 0);
+  /* more of ours finished than were sent since the scrape (they were in its counts): never below 0 */
+  pods[0].pending = 0;
+  pods[0].done = 3;
+  pods[1].waiting = 0;
+  pods[1].pending = 0;
+  double q[2];
+  assert_int_equal(ig_sched_scores(s, "queue", pods, 2, &r, q), 0);
+  assert_true(q[0] == 1 && q[1] == 1); /* both at 0 */
+  ig_sched_free(s);
+}
+
 /* ig_sched_pod_sync: a whole copy unless the copy holds the pod's stamp; then only the fields that
  * change without one. */
 static void test_pod_sync(void **state) {
@@ -757,6 +789,7 @@ int main(void) {
       cmocka_unit_test(test_imbalance_fallback), cmocka_unit_test(test_baselines),
       cmocka_unit_test(test_large_pool),        cmocka_unit_test(test_stamped_same_as_unstamped),
       cmocka_unit_test(test_pod_touch),         cmocka_unit_test(test_pod_sync),
+      cmocka_unit_test(test_finished_requests_leave_the_queue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

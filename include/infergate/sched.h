@@ -209,6 +209,17 @@ typedef struct {
 /* How long after a request of priority > 0 the callers keep reserve_critical set. */
 #define IG_SCHED_CRITICAL_WINDOW_MS 10000
 
+/* Sheddable requests are shed because more important ones wait in a flow-control queue only once those
+ * have waited IG_SCHED_PRESSURE_MS (or two scrape intervals, when longer): a hold that the next scrape
+ * clears (a burst left every pod with a request just sent) is no reason for a 429. since_ms: when
+ * requests of priority >= 0 started to wait (0: none waits); scrape_ms: the pool's scrape interval. */
+#define IG_SCHED_PRESSURE_MS 200
+static inline int ig_sched_pressure_sustained(uint64_t since_ms, uint64_t now_ms, uint64_t scrape_ms) {
+  uint64_t after = 2 * scrape_ms;
+  if (after < IG_SCHED_PRESSURE_MS) after = IG_SCHED_PRESSURE_MS;
+  return since_ms && now_ms >= since_ms && now_ms - since_ms >= after;
+}
+
 /* The request's effective priority: req->priority when has_priority, else crit's (1 / 0 / -1). */
 int ig_sched_request_priority(const ig_sched_request_t *req);
 

@@ -205,9 +205,8 @@ void epp_queue_free(epp_t *e);
  * Returns 0, or IG_EFULL when the queue is full of requests of its priority or higher (answer 429). A
  * lower-priority stream evicted to make room is answered 429 here. */
 int epp_queue_park(epp_t *e, struct epp_stream *s, int prio);
-/* Whether requests of priority >= 0 have been parked long enough (EPP_PRESSURE_MS, or two scrape
- * intervals when longer) that a Sheddable request is shed rather than parked behind them, as in the
- * gateway (src/proxy/pool.c): a hold that the next scrape clears is no reason for a 429. */
+/* Whether requests of priority >= 0 have been parked long enough that a Sheddable request is shed
+ * rather than parked behind them (ig_sched_pressure_sustained), as in the gateway (src/proxy/pool.c). */
 int epp_pressure_sustained(const epp_t *e, uint64_t now_ms);
 /* Takes s out of the queue (its stream ended). */
 void epp_queue_cancel(epp_t *e, struct epp_stream *s);

@@ -13,7 +13,6 @@
 #include "epp.h"
 
 #define RETRY_MS 10 /* how often parked streams are retried: scrapes land every 50 ms by default */
-#define PRESSURE_MS 200 /* as the gateway's (src/proxy/pool.c) */
 
 static void update_gauge(epp_t *e);
 
@@ -87,9 +86,7 @@ static void deliver(epp_t *e, epp_stream_t *s) {
 }
 
 int epp_pressure_sustained(const epp_t *e, uint64_t now) {
-  uint64_t after = e->pool ? 2ull * e->pool->scrape_interval_ms : 0;
-  if (after < PRESSURE_MS) after = PRESSURE_MS;
-  return e->pressure_ms && now >= e->pressure_ms && now - e->pressure_ms >= after;
+  return ig_sched_pressure_sustained(e->pressure_ms, now, e->pool ? e->pool->scrape_interval_ms : 0);
 }
 
 /* The queue changed: no request of priority >= 0 parked, no pressure. */

@@ -28,10 +28,6 @@ struct pool {
 };
 
 static link_t queued_pools = {&queued_pools, &queued_pools};
-/* Sheddable requests are shed because more important ones wait only once those have waited this long
- * (or two scrape intervals, when longer): a hold that the next scrape clears (a burst left every pod
- * with a request we just sent) is no reason for a 429. */
-#define PRESSURE_MS 200
 static ig_buf_t prompt_buf;                     /* scratch: the prompt text of the request being picked */
 
 pod_t *pod_new(void) {
@@ -284,11 +280,9 @@ static void queue_track(pool_t *p) {
 }
 
 /* Whether requests of priority >= 0 have waited in the queue long enough that Sheddable ones are shed
- * rather than queued behind them (PRESSURE_MS). */
+ * rather than queued behind them (ig_sched_pressure_sustained). */
 static int pressure_sustained(const pool_t *p, uint64_t now) {
-  uint64_t after = 2ull * p->be->cfg->scrape_interval_ms;
-  if (after < PRESSURE_MS) after = PRESSURE_MS;
-  return p->pressure_ms && now >= p->pressure_ms && now - p->pressure_ms >= after;
+  return ig_sched_pressure_sustained(p->pressure_ms, now, p->be->cfg->scrape_interval_ms);
 }
 
 /* Sheds the queued requests of negative priority (they could only be served after those waiting). */
@@ -329,7 +323,7 @@ static void queue_push(pool_t *p, client_t *c, int shed_lower) {
     send_shed(e, "queue_full", "evicted from the queue by a request of higher priority; retry later");
   }
   /* queued Sheddable requests would only wait behind requests like this one: once those have waited
-   * PRESSURE_MS, shed them (here or in pool_kick) rather than after their TTL */
+   * a while, shed them (here or in pool_kick) rather than after their TTL */
   if (!shed_lower || q->priority < 0) return;
   if (!p->pressure_ms) p->pressure_ms = now | 1;
   if (pressure_sustained(p, now)) shed_queued_below(p);

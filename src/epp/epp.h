@@ -192,7 +192,7 @@ void epp_release(epp_t *e, size_t ep, uint32_t lora_id);
 /* ---- flow control (queue.c) ---- */
 
 /* Creates the queue when opts.queue_ttl_ms is set (from epp_init), sized by the pool's
- * scheduling.queue_capacity; again on a reconfigure that changes it, once no stream is parked. */
+ * scheduling.queue_capacity; again when a reconfigure changed it, as soon as no stream is parked. */
 void epp_queue_init(epp_t *e);
 /* Arms the queue's timer on loop (once the servers run). */
 void epp_queue_start(epp_t *e, uv_loop_t *loop);

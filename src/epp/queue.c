@@ -21,7 +21,7 @@ void epp_queue_init(epp_t *e) {
   size_t cap = ig_tuning_queue_capacity(&e->pool->tuning);
   if (e->queue && ig_sched_queue_capacity(e->queue) == cap) return;
   if (e->queue && ig_sched_queue_len(e->queue)) { /* parked streams hold its nodes */
-    ig_warn("epp: the queue capacity stays %zu while requests are parked (%zu asked for)",
+    ig_warn("epp: the queue capacity changes from %zu to %zu once no request is parked",
             ig_sched_queue_capacity(e->queue), cap);
     return;
   }
@@ -93,6 +93,7 @@ int epp_pressure_sustained(const epp_t *e, uint64_t now) {
 static void track(epp_t *e) {
   int top;
   if (ig_sched_queue_top_priority(e->queue, &top) != 0 || top < 0) e->pressure_ms = 0;
+  if (!ig_sched_queue_len(e->queue)) epp_queue_init(e); /* a new capacity left waiting by a reload */
   update_gauge(e);
 }
 

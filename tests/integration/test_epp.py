@@ -1,6 +1,7 @@
 """`infergate epp`: Envoy's ext_proc protocol over gRPC, with python grpcio acting as Envoy."""
 import json
 import os
+import signal
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -740,7 +741,7 @@ def test_flow_control_queue_capacity(procs, infergate_bin, tmp_path):
     e = start_epp(procs, infergate_bin, ["-c", str(path), "--pool", "llama", "--queue-ttl", "60000"])
     wait_scraped(e, eps)
     for a in eps:
-        sim_load(a, 10, max_tokens=24)
+        sim_load(a, 10, max_tokens=100)  # saturated for a few seconds
     for a in eps:
         wait_waiting(e, a, 7)
     first = Parked(e)
@@ -752,10 +753,23 @@ def test_flow_control_queue_capacity(procs, infergate_bin, tmp_path):
     assert not isinstance(r, Exception), r
     assert r["kind"] == "immediate_response" and r["status"] == 429 and b"queue_full" in r["body"], r
     first.s.close()
+    # a reload with a larger capacity while a request is parked: it applies once the queue is empty
+    path.write_text(path.read_text().replace("queue_capacity: 1", "queue_capacity: 3"))
+    e.proc.popen.send_signal(signal.SIGHUP)
+    wait_until(lambda: "changes from 1 to 3 once no request is parked" in e.proc.log(), what="reload seen")
+    assert pick(e, model="crit")[0] == 429  # still 1 (Critical cannot evict Critical)
     r = crit.answer(60)  # the pods drain: the Critical request gets its pick
     assert not isinstance(r, Exception), r
     assert r["kind"] == "request_headers" and r["set_headers"]["x-gateway-destination-endpoint"] in eps, r
     crit.s.close()
+    for a in eps:  # saturated again: now three can wait
+        sim_load(a, 10, max_tokens=100)  # saturated for a few seconds
+    for a in eps:
+        wait_waiting(e, a, 7)
+    parked = [Parked(e) for _ in range(3)]
+    wait_until(lambda: queued(e) == 3, what="three parked")
+    for p in parked:
+        p.s.cancel()
     e.close()
 
 

@@ -233,16 +233,20 @@ typedef struct {
   double prev_running; /* the previous scrape's running count */
   int prev_queued;     /* and whether it had a request waiting */
   unsigned slots;      /* the learned limit; 0 = not known */
+  unsigned unconfirmed; /* scrapes since the limit was last confirmed */
 } ig_sched_slots_est_t;
 
 /* Feeds one scrape (running, waiting: the pod's counts, waiting without requests that wait for an
  * adapter slot; kv_usage) and returns the learned limit, 0 while unknown: the running count of two
  * scrapes in a row that both had a request waiting with the same running count, which is also the
- * largest seen. Forgotten when a larger running count shows up (until confirmed there). A scrape with
+ * largest seen. Forgotten when a larger running count shows up (until confirmed there), and after
+ * IG_SCHED_SLOTS_FORGET scrapes that do not confirm it (a limit learned from a passing condition must
+ * not keep traffic off a pod for good, while one the pod keeps meeting is confirmed again). A scrape with
  * KV usage at or above IG_SCHED_SLOTS_KV_MAX counts as not queueing (the pod waits for KV blocks, not
  * for a slot); a pod that queues below its limit for want of prefill budget teaches its effective
  * limit, which is what a new request meets there. Non-finite or negative counts count as 0. */
 #define IG_SCHED_SLOTS_KV_MAX 0.8
+#define IG_SCHED_SLOTS_FORGET 600 /* scrapes: 30 s at the default 50 ms interval */
 unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage);
 
 /* ---- the scheduler ----------------------------------------------------------------------------- */

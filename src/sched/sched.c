@@ -932,7 +932,13 @@ unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double wa
     e->slots = 0;
   }
   int queued = w >= 1 && !(kv_usage >= IG_SCHED_SLOTS_KV_MAX); /* NaN KV: as if low */
-  if (queued && e->prev_queued && r == e->prev_running && r >= e->run_max && r >= 1) e->slots = (unsigned)r;
+  if (queued && e->prev_queued && r == e->prev_running && r >= e->run_max && r >= 1) {
+    e->slots = (unsigned)r;
+    e->unconfirmed = 0;
+  } else if (e->slots && ++e->unconfirmed >= IG_SCHED_SLOTS_FORGET) {
+    e->slots = 0; /* relearned (two scrapes) when the pod queues at it again */
+    e->unconfirmed = 0;
+  }
   e->prev_queued = queued;
   e->prev_running = r;
   return e->slots;

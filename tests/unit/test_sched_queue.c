@@ -671,6 +671,14 @@ static void test_slots_learn(void **state) {
   assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.5), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 3, 2, NAN), 3);
+  /* a limit not met again for IG_SCHED_SLOTS_FORGET scrapes is forgotten; meeting it again renews it */
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 2; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 3);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* the last scrape before it is forgotten */
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* confirmed: the count starts again */
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 1; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 3);
+  assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 0); /* forgotten */
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* relearned */
 }
 
 static void test_admit_priority(void **state) {

@@ -224,3 +224,20 @@ def metric(text, series):
 def admin_get(port, path):
     r = request(port, "GET", path)
     return r.status, r.body.decode()
+
+
+def stream_in_flight(port, headers=(), prompt="in flight", timeout=60.0):
+    """Starts a long streamed completion (model llama3) and returns its socket once the response head
+    has arrived: the request is then in flight on its pod until the socket is closed."""
+    body = json.dumps({"model": "llama3", "prompt": prompt, "max_tokens": 20000, "stream": True}).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n" + extra +
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = s.recv(4096)
+        assert chunk, "the stream ended early"
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    return s

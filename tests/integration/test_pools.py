@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from conftest import SLOW, free_port, free_port_range, wait_until
-from rawhttp import admin_get, metric, post_json, sse_events, start_gateway
+from rawhttp import admin_get, metric, post_json, sse_events, start_gateway, stream_in_flight
 
 
 def start_sim(procs, infergate_bin, pods, *args):
@@ -87,24 +87,6 @@ def direct_load(port, n, max_tokens, model="llama3"):
         t.start()
         threads.append(t)
     return threads
-
-
-def stream_in_flight(port, headers=()):
-    """Starts a long streamed completion through the gateway and returns its socket once the response
-    has started (the request is then in flight on its pod); closing the socket ends it."""
-    import socket
-    body = json.dumps({"model": "llama3", "prompt": "in flight", "max_tokens": 20000, "stream": True}).encode()
-    s = socket.create_connection(("127.0.0.1", port), timeout=60 * SLOW)
-    extra = "".join(f"{k}: {v}\r\n" for k, v in headers).encode()
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n" + extra +
-              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(4096)
-        assert chunk, "the stream ended early"
-        got += chunk
-    assert got.startswith(b"HTTP/1.1 200"), got[:200]
-    return s
 
 
 def test_scrape_debug_pools_and_gie_metrics(procs, tmp_path, infergate_bin):
@@ -418,7 +400,7 @@ def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
         wait_no_pending(admin)
         scrapes = pod()["scrapes_ok"]
         # Critical traffic around, and one of ours in flight on the pod (its queue until the next scrape)
-        critical = stream_in_flight(port, crit)
+        critical = stream_in_flight(port, crit, timeout=60 * SLOW)
         std = threading.Thread(target=ask("Standard"), daemon=True)
         std.start()
         wait_until(lambda: held() or "Standard" in result, what="standard held by us or served")

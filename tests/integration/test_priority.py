@@ -5,12 +5,11 @@ with a one-pod pool capped at one request in flight (max_streams_per_endpoint: 1
 queue while a held stream occupies the pod, and after it is released they are sent one at a time; the
 access log (written when a request ends, before the next one is taken from the queue) gives the order."""
 import json
-import socket
 import threading
 import time
 
 from conftest import SLOW, free_port, free_port_range, wait_until
-from rawhttp import admin_get, metric, post_json, start_gateway
+from rawhttp import admin_get, metric, post_json, start_gateway, stream_in_flight
 
 CONFIG = """
 listeners:
@@ -79,17 +78,7 @@ def complete(port, model, rid, objective=None, max_tokens=2):
 def hold_stream(port):
     """Starts a long streamed completion through the gateway and returns its socket once the response
     has started (the pod's one stream is then taken); closing the socket releases it."""
-    body = json.dumps({"model": "llama3", "prompt": "hold", "max_tokens": 20000, "stream": True}).encode()
-    s = socket.create_connection(("127.0.0.1", port), timeout=60 * SLOW)
-    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-              b"x-request-id: hold\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = s.recv(4096)
-        assert chunk, "the held stream ended early"
-        got += chunk
-    assert got.startswith(b"HTTP/1.1 200"), got[:200]
-    return s
+    return stream_in_flight(port, [("x-request-id", "hold")], prompt="hold", timeout=60 * SLOW)
 
 
 def test_higher_priority_served_first(procs, infergate_bin, tmp_path):

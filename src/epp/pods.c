@@ -67,7 +67,8 @@ size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
   for (size_t i = 0; i < n; i++) {
     /* each pod lies two pointers away: fetch the endpoint of a later pod, and the pod of a nearer one
      * whose endpoint came in already, so that the misses of many pods overlap */
-    if (i + 2 * POD_AHEAD < n && e->eps[i + 2 * POD_AHEAD].scr) __builtin_prefetch(&e->eps[i + 2 * POD_AHEAD].scr->pod);
+    const endpoint_t *far = i + 2 * POD_AHEAD < n ? e->eps[i + 2 * POD_AHEAD].scr : NULL;
+    if (far) __builtin_prefetch(&far->pod);
     if (i + POD_AHEAD < n) pod_prefetch(e->eps[i + POD_AHEAD].scr);
     ig_sched_pod_t *sp = &e->pods[i];
     const endpoint_t *ep = e->eps[i].scr;

@@ -635,8 +635,8 @@ void pools_debug_json(ig_buf_t *out) {
                   reserve_critical(be->pool, ig_now_ms()) ? "true" : "false");
     ig_buf_printf(out, ",\"scrape_interval_ms\":%u,\"queue_capacity\":%zu,\"queue\":%zu,"
                   "\"queue_by_criticality\":{\"Critical\":%zu,\"Standard\":%zu,\"Sheddable\":%zu}",
-                  be->cfg->scrape_interval_ms, ig_sched_queue_capacity(be->pool->queue), pool_queue_len(be, -1),
-                  pool_queue_len(be, IG_CRIT_CRITICAL),
+                  be->cfg->scrape_interval_ms, ig_sched_queue_capacity(be->pool->queue),
+                  pool_queue_len(be, -1), pool_queue_len(be, IG_CRIT_CRITICAL),
                   pool_queue_len(be, IG_CRIT_STANDARD), pool_queue_len(be, IG_CRIT_SHEDDABLE));
     queue_by_priority(be->pool->queue, out);
     ig_buf_puts(out, ",\"pods\":[");

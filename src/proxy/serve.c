@@ -420,8 +420,8 @@ int ig_cmd_serve(int argc, char **argv) {
     goto out;
   }
   if ((engine || profile || disc_iv || scrape_iv || slots) && !pool) {
-    fprintf(stderr, "infergate serve: --engine, --profile, --discovery-interval, --scrape-interval and --batch-slots "
-                    "go with --pool\n");
+    fprintf(stderr, "infergate serve: --engine, --profile, --discovery-interval, --scrape-interval and "
+                    "--batch-slots go with --pool\n");
     goto out;
   }
   kube_mode = kube_flag || kube_api || ns || token_file || kube_ca || kubeconfig;

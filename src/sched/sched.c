@@ -57,7 +57,8 @@ void ig_sched_pod_touch(ig_sched_pod_t *p) {
 void ig_sched_pod_check_stamp(const ig_sched_pod_t *d, const ig_sched_pod_t *s) {
   int same = d->seq == s->seq && memcmp(&d->waiting, &s->waiting, sizeof d->waiting) == 0 &&
              memcmp(&d->running, &s->running, sizeof d->running) == 0 &&
-             memcmp(&d->kv_usage, &s->kv_usage, sizeof d->kv_usage) == 0 && d->has_metrics == s->has_metrics &&
+             memcmp(&d->kv_usage, &s->kv_usage, sizeof d->kv_usage) == 0 &&
+             d->has_metrics == s->has_metrics &&
              d->lora == s->lora && d->prefix == s->prefix && d->lora_hint == s->lora_hint &&
              d->lora_free == s->lora_free && d->lora_full == s->lora_full &&
              d->lora_running_mask == s->lora_running_mask && d->lora_waiting_mask == s->lora_waiting_mask;
@@ -499,8 +500,8 @@ static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, si
 }
 
 /* What a pick needs for the LoRA term without reading the pod's adapter lists: the request's adapter
- * bit (0 without a model or for a model in no list), whether that bit answers exactly (ig_sched_lora_bit), and the term by
- * answer: lora weight * {0, 0.6, 0.8, 1.0}, and -1 = ask ig_sched_lora_score. */
+ * bit (0 without a model or for a model in no list), whether that bit answers exactly (ig_sched_lora_bit),
+ * and the term by answer: lora weight * {0, 0.6, 0.8, 1.0}, and -1 = ask ig_sched_lora_score. */
 typedef struct {
   uint64_t bit;
   int exact;

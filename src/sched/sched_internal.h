@@ -192,7 +192,9 @@ static inline double ig_sched_nonneg_fast(double v) {
 
 /* How our own traffic changed the pod's counts since its last scrape: the requests we sent since
  * (pending) minus ours that finished since (done). Negative when more finished than were sent. */
-static inline double ig_sched_pod_net(const ig_sched_pod_t *p) { return (double)p->pending - (double)p->done; }
+static inline double ig_sched_pod_net(const ig_sched_pod_t *p) {
+  return (double)p->pending - (double)p->done;
+}
 
 /* waiting + our net change since the last scrape (ig_sched_pod_net), at least 0: requests we sent and
  * that already finished do not count, however long the scrape interval */

@@ -7,14 +7,17 @@
  *
  *   bench_sched_pick [--iters N] [--seed S] [--pods N] [--profile NAME]
  *
- * --pods and --profile run one pool size / one case only (for profiling: a profile name, or "default,
- * unstamped"); round-robin, the baseline, is always measured.
+ * --pods and --profile run one pool size / one case only (for profiling: a row's label, e.g. "default,
+ * pick (unstamped)"); round-robin, the baseline, is always measured.
  *
  * Scrapes are simulated between picks, outside the timed region: before each pick, n/64 pods (in turn)
- * get new waiting, running and KV values, pending reset to 0 and a new stamp (ig_sched_pod_touch), as
- * the proxy's scraper does, so that every pod is scraped once per 64 picks, spread evenly as
- * independent 50 ms scrapes are. The row "default, unstamped" runs the default profile over pods that
- * are never stamped (seq 0), so every pick derives everything from every pod. */
+ * get new waiting, running and KV values and scrape time, pending reset to 0 and a new stamp
+ * (ig_sched_pod_touch), as the proxy's scraper does, so that every pod is scraped once per 64 picks,
+ * spread evenly as independent 50 ms scrapes are. The row "default" picks event-driven, as the gateway
+ * and the picker do (ig_sched_pick_at: the scraped pods are reported with ig_sched_pods_changed, the
+ * time passes 50 ms per 64 picks); "default, pick (stamped)" picks with ig_sched_pick, which reads a
+ * line of every pod, and "default, pick (unstamped)" with ig_sched_pick over pods that are never
+ * stamped (seq 0), so every pick derives everything from every pod. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +32,20 @@
 #define N_REQS 512 /* prepared requests, cycled */
 #define N_ADAPTERS 8
 #define SCRAPE_EVERY 64
+#define SCRAPE_MS 50
 #define BASE_MODEL "llama3"
 
 typedef struct {
   const char *label, *profile;
   int stamped; /* the scraper stamps the pods (ig_sched_pod_touch) */
+  int ev;      /* event-driven: ig_sched_pick_at, changes reported (ig_sched_pods_changed) */
 } case_t;
-static const case_t cases[] = {{"round-robin", "round-robin", 1},
-                               {"least-request", "least-request", 1},
-                               {"gie", "gie", 1},
-                               {"default", "default", 1},
-                               {"default, unstamped", "default", 0}};
+static const case_t cases[] = {{"round-robin", "round-robin", 1, 0},
+                               {"least-request", "least-request", 1, 0},
+                               {"gie", "gie", 1, 0},
+                               {"default", "default", 1, 1},
+                               {"default, pick (stamped)", "default", 1, 0},
+                               {"default, pick (unstamped)", "default", 0, 0}};
 #define N_CASES (sizeof cases / sizeof cases[0])
 static const size_t sizes[] = {10, 100, 1000};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
@@ -57,12 +63,13 @@ static void random_text(ig_rng_t *r, char *out, size_t n) {
     out[i] = alpha[ig_rng_next(r) % (sizeof alpha - 1)];
 }
 
-/* New scraped values for pod p, as a scrape stores them. */
-static void scrape(ig_rng_t *r, ig_sched_pod_t *p, int stamped) {
+/* New scraped values for pod p at now_ms, as a scrape stores them. */
+static void scrape(ig_rng_t *r, ig_sched_pod_t *p, int stamped, uint64_t now_ms) {
   p->waiting = (double)(ig_rng_next(r) % 8);
   p->running = (double)(ig_rng_next(r) % 48);
   p->kv_usage = ig_rng_double(r) * 0.95;
   p->pending = 0;
+  p->scraped_ms = now_ms;
   if (stamped) ig_sched_pod_touch(p);
 }
 
@@ -79,8 +86,8 @@ static ig_sched_pod_t *pods_new(size_t n, uint64_t seed, int stamped, ig_sched_l
     ig_sched_pod_t *p = &pods[i];
     p->id = i;
     p->has_metrics = 1;
-    scrape(&r, p, stamped);
-    p->metrics_age_ms = ig_rng_next(&r) % 100;
+    p->metrics_age_ms = ig_rng_next(&r) % 50;
+    scrape(&r, p, stamped, SCRAPE_MS - p->metrics_age_ms);
     p->inflight = (unsigned)(ig_rng_next(&r) % 16);
     ig_sched_lora_t *l = &loras[i];
     l->max_lora = 4;
@@ -140,8 +147,12 @@ static int run_case(const case_t *cs, size_t n, size_t iters, uint64_t seed, cha
   size_t warm = iters / 10 + 100;
   double sum = 0;
   for (size_t i = 0; i < warm + iters; i++) {
-    for (size_t k = 0; k < per_pick; k++, next = (next + 1) % n)
-      scrape(&r, &pods[next], cs->stamped);
+    /* the time of this pick: every pod is scraped once per SCRAPE_EVERY picks, every SCRAPE_MS */
+    uint64_t now = SCRAPE_MS + (uint64_t)i * SCRAPE_MS / SCRAPE_EVERY;
+    for (size_t k = 0; k < per_pick; k++, next = (next + 1) % n) {
+      scrape(&r, &pods[next], cs->stamped, now);
+      if (cs->ev) ig_sched_pods_changed(s, next);
+    }
     ig_sched_request_t req = {0};
     size_t j = i % N_REQS;
     req.model = models[j];
@@ -150,7 +161,8 @@ static int run_case(const case_t *cs, size_t n, size_t iters, uint64_t seed, cha
     req.prompt_len = PROMPT_CHARS;
     size_t order[3], n_order = 3;
     uint64_t t0 = now_ns();
-    int prc = ig_sched_pick(s, pods, n, &req, order, &n_order);
+    int prc = cs->ev ? ig_sched_pick_at(s, pods, n, now, &req, order, &n_order)
+                     : ig_sched_pick(s, pods, n, &req, order, &n_order);
     uint64_t dt = now_ns() - t0;
     if (prc < 0 && prc != IG_EFULL) {
       fprintf(stderr, "%s/%zu: pick failed: %d\n", profile, n, prc);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "infergate/core.h"
 
@@ -93,7 +94,9 @@ typedef struct {
   double waiting;             /* scraped queue length */
   double running;             /* scraped batch size */
   double kv_usage;            /* scraped KV-cache usage, 0..1 */
-  uint64_t metrics_age_ms;    /* time since the last successful scrape */
+  uint64_t metrics_age_ms;    /* time since the last successful scrape (read by ig_sched_pick) */
+  uint64_t scraped_ms;        /* when the last successful scrape was stored, in the caller's clock
+                                 (ms); ig_sched_pick_at derives the age from it and its now_ms */
   int has_metrics;            /* 0 until the first successful scrape: the pod counts as stale */
   unsigned pending;           /* requests we sent since the last scrape; pending - done is added to
                                  waiting (at least 0 in all) so picks do not herd between scrapes.
@@ -123,7 +126,8 @@ typedef struct {
  * two scrapes of any one pod: a caller that stamps its pods lets the scheduler keep, per pod, what a
  * pick derives from them (queue, KV, saturation, adapter slots) and redo it only for the pods that
  * changed. Stamp a pod (a new, process-wide unique seq) whenever waiting, running, kv_usage,
- * has_metrics, lora (the pointer), lora_hint/free/full, the masks or prefix (the pointer) change; a
+ * has_metrics, scraped_ms, lora (the pointer), lora_hint/free/full, the masks or prefix (the pointer)
+ * change; a
  * copy of the struct keeps its stamp (same content). pending, done and batch_slots are compared on
  * every pick, so picks and the glue may change them freely; metrics_age_ms, inflight and the adapter
  * lists behind lora are read afresh every pick, never kept. ig_sched_pod_set_lora stamps a tracked
@@ -136,18 +140,42 @@ void ig_sched_pod_check_stamp(const ig_sched_pod_t *dst, const ig_sched_pod_t *s
 
 /* Brings dst, the copy a pick reads, up to date with src, the pod state the glue keeps: the whole
  * struct, or, when dst already holds src's stamp (tracked, so nothing the stamp covers changed), only
- * pending, done and batch_slots. id, metrics_age_ms and inflight are the caller's to set after. */
-static inline void ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *src) {
+ * pending, done and batch_slots. id, metrics_age_ms and inflight are the caller's to set after.
+ * Returns 1 when dst changed in a field other than those three (tell ig_sched_pods_changed), else 0. */
+static inline int ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *src) {
   if (!src->seq || dst->seq != src->seq) {
     *dst = *src;
-    return;
+    return 1;
   }
 #ifdef IG_CHECKS /* sanitizer and debug builds (CMakeLists.txt) */
   ig_sched_pod_check_stamp(dst, src);
 #endif
+  int changed =
+      dst->pending != src->pending || dst->done != src->done || dst->batch_slots != src->batch_slots;
   dst->pending = src->pending;
   dst->done = src->done;
   dst->batch_slots = src->batch_slots;
+  return changed;
+}
+
+/* The glue's per-decision copy of a pod for a pick at now_ms: dst brought up to date with src
+ * (ig_sched_pod_sync), or zeroed when src is NULL (no state yet), and metrics_age_ms derived from
+ * scraped_ms as ig_sched_pick_at does. Returns 1 when dst changed in a field other than id,
+ * metrics_age_ms and inflight (report it: ig_sched_pods_changed), else 0. */
+static inline int ig_sched_pod_copy(ig_sched_pod_t *dst, const ig_sched_pod_t *src, uint64_t now_ms) {
+  int changed;
+  if (src) {
+    changed = ig_sched_pod_sync(dst, src); /* the copy only when the pod changed */
+  } else {
+    ig_sched_pod_t z;
+    memset(&z, 0, sizeof z);
+    z.id = dst->id;
+    z.inflight = dst->inflight;
+    changed = memcmp(&z, dst, sizeof z) != 0; /* padding may differ: at worst reported again */
+    if (changed) memcpy(dst, &z, sizeof z);
+  }
+  dst->metrics_age_ms = dst->has_metrics && now_ms > dst->scraped_ms ? now_ms - dst->scraped_ms : 0;
+  return changed;
 }
 
 /* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state
@@ -312,6 +340,22 @@ void ig_sched_reserve(ig_sched_t *s, size_t n);
  * the scratch buffers are large enough for n. */
 int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *req, size_t *order,
                   size_t *n_order);
+
+/* Picks with what the scheduler kept (event-driven): ig_sched_pick does for every pick what the
+ * stamps allow it to skip only partly, reading a line of every pod to find the changed ones and their
+ * ages; ig_sched_pick_at reads only the pods the caller reports changed (ig_sched_pods_changed), the
+ * picked one, and, for some requests, the candidates (adapter lists, batch-slot filter, fallbacks).
+ * The same pick as ig_sched_pick on the same pods with each metrics_age_ms set to has_metrics &&
+ * now_ms > scraped_ms ? now_ms - scraped_ms : 0 (the ages are neither read nor written; other profiles
+ * than "default" fill them and call ig_sched_pick). The array must stay current, and every change to a
+ * pod other than to id, metrics_age_ms and inflight must be reported before the next ig_sched_pick_at:
+ * pods[i] changed, or i >= the pool's size / SIZE_MAX: everything may have changed (a new array). The
+ * pick reports the pending count it raises itself. Sanitizer builds (IG_CHECKS) check every pick that
+ * no unreported change happened. Do not mix with ig_sched_pick on one scheduler (each pick after a
+ * pick of the other kind rereads every pod). */
+void ig_sched_pods_changed(ig_sched_t *s, size_t i);
+int ig_sched_pick_at(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, uint64_t now_ms,
+                     const ig_sched_request_t *req, size_t *order, size_t *n_order);
 
 /* One scorer's score in [0,1] for each of pods[0..n) (all treated as candidates), into out[0..n). For
  * tests and explain/debug output; no state changes. Returns 0 or IG_ENOENT for an unknown scorer. */

@@ -108,7 +108,7 @@ static int pick_sched(epp_t *e, const epp_pick_req_t *rq, size_t n_allowed, epp_
     break;
   }
   size_t order[1 + EPP_FALLBACKS], n_order = 1 + EPP_FALLBACKS;
-  int rc = ig_sched_pick(e->sched, e->pods, e->n_eps, &sr, order, &n_order);
+  int rc = ig_sched_pick_at(e->sched, e->pods, e->n_eps, now, &sr, order, &n_order);
   if (rc < 0) return rc;
   out->n = 0;
   for (size_t i = 0; i < n_order && out->n < 1 + EPP_FALLBACKS; i++)

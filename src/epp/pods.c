@@ -72,16 +72,15 @@ size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
     if (i + POD_AHEAD < n) pod_prefetch(e->eps[i + POD_AHEAD].scr);
     ig_sched_pod_t *sp = &e->pods[i];
     const endpoint_t *ep = e->eps[i].scr;
-    if (ep && ep->pod) {
-      ig_sched_pod_sync(sp, &ep->pod->sp); /* the copy only when the pod changed */
-      sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
-      if (sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS) ready++;
-    } else {
-      memset(sp, 0, sizeof *sp);
-    }
+    int changed = ig_sched_pod_copy(sp, ep && ep->pod ? &ep->pod->sp : NULL, now_ms);
+    if (sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS) ready++;
     sp->id = i;
     sp->inflight = e->eps[i].inflight;
-    if (e->tuning.batch_slots) sp->batch_slots = (unsigned)e->tuning.batch_slots; /* else learned (scrape.c) */
+    if (e->tuning.batch_slots) { /* else learned (scrape.c) */
+      changed |= sp->batch_slots != (unsigned)e->tuning.batch_slots;
+      sp->batch_slots = (unsigned)e->tuning.batch_slots;
+    }
+    if (changed && e->sched) ig_sched_pods_changed(e->sched, i); /* ig_sched_pick_at rereads only those */
   }
   return ready;
 }

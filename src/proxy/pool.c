@@ -101,8 +101,9 @@ static unsigned pod_batch_slots(const backend_rt_t *be, const ig_sched_pod_t *sp
   return be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots;
 }
 
-/* Copies the endpoints' state into p->pods for a pick at now_ms. Returns the number of pods whose
- * metrics are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
+/* Copies the endpoints' state into p->pods for a pick at now_ms, and tells the scheduler which copies
+ * changed (ig_sched_pick_at rereads only those). Returns the number of pods whose metrics are younger
+ * than READY_MS (0: the pool is "blind", the scheduler cannot help). */
 static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   backend_rt_t *be = p->be;
   size_t ready = 0, n = be->n_eps;
@@ -112,16 +113,14 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
     if (i + POD_AHEAD < n) pod_prefetch(be->eps[i + POD_AHEAD]);
     endpoint_t *ep = be->eps[i];
     ig_sched_pod_t *sp = &p->pods[i];
-    if (ep->pod) {
-      ig_sched_pod_sync(sp, &ep->pod->sp); /* the copy only when the pod changed */
-      sp->metrics_age_ms = sp->has_metrics && now_ms > ep->pod->scraped_ms ? now_ms - ep->pod->scraped_ms : 0;
-      if (sp->has_metrics && sp->metrics_age_ms < READY_MS) ready++;
-    } else {
-      memset(sp, 0, sizeof *sp);
-    }
+    int changed = ig_sched_pod_copy(sp, ep->pod ? &ep->pod->sp : NULL, now_ms);
+    if (sp->has_metrics && sp->metrics_age_ms < READY_MS) ready++;
     sp->id = i;
     sp->inflight = ep->inflight;
-    sp->batch_slots = pod_batch_slots(be, sp);
+    unsigned slots = pod_batch_slots(be, sp);
+    changed |= slots != sp->batch_slots;
+    sp->batch_slots = slots;
+    if (changed) ig_sched_pods_changed(p->sched, i);
   }
   return ready;
 }
@@ -232,7 +231,7 @@ static int pool_do_pick(pool_t *p, client_t *c, int filled, uint64_t t0_us) {
   int why = usable_subset(p, &sr.subset, &sr.n_subset, now);
   if (why < 0) return why;
   size_t order[2], n_order = 2;
-  int rc = ig_sched_pick(p->sched, p->pods, be->n_eps, &sr, order, &n_order);
+  int rc = ig_sched_pick_at(p->sched, p->pods, be->n_eps, now, &sr, order, &n_order);
   stats_pick_latency((double)(ig_now_us() - t0_us) / 1e6);
   if (rc < 0) return rc;
   size_t k = order[0];
@@ -572,7 +571,7 @@ void pool_summary(const backend_rt_t *be, uint64_t now_ms, double *avg_kv, doubl
   size_t n = 0;
   for (size_t i = 0; i < be->n_eps; i++) {
     const pod_t *pod = be->eps[i]->pod;
-    if (!pod || !pod->sp.has_metrics || now_ms - pod->scraped_ms >= READY_MS) continue;
+    if (!pod || !pod->sp.has_metrics || now_ms - pod->sp.scraped_ms >= READY_MS) continue;
     kv += pod->sp.kv_usage;
     qs += pod->sp.waiting;
     n++;
@@ -661,7 +660,7 @@ void pools_debug_json(ig_buf_t *out) {
       ig_buf_puts(out, ",\"kv\":");
       ig_prom_format_value(out, sp->kv_usage);
       if (sp->has_metrics)
-        ig_buf_printf(out, ",\"age_ms\":%llu", (unsigned long long)(now - pod->scraped_ms));
+        ig_buf_printf(out, ",\"age_ms\":%llu", (unsigned long long)(now - pod->sp.scraped_ms));
       else
         ig_buf_puts(out, ",\"age_ms\":null");
       ig_buf_printf(out,

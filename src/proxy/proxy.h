@@ -157,8 +157,8 @@ struct endpoint {
 
 /* The scheduler's view of one model-server endpoint, kept across reloads with the endpoint. */
 struct pod {
-  ig_sched_pod_t sp;   /* waiting/running/kv/has_metrics/pending/prefix; age and inflight filled per pick */
-  uint64_t scraped_ms; /* ig_now_ms() of the last successful scrape (next to sp: a pick reads both) */
+  ig_sched_pod_t sp;   /* waiting/running/kv/has_metrics/pending/prefix, scraped_ms (ig_now_ms() of the
+                          last successful scrape); age and inflight filled per pick */
   ig_sched_lora_t lora;
   ig_sched_lora_flight_t flight; /* our in-flight requests per adapter (upstream.c) */
   double raw_waiting;            /* the scraped waiting count; sp.waiting leaves out lora_blocked */
@@ -174,7 +174,7 @@ struct pod {
 #define POD_AHEAD 6
 static inline void pod_prefetch(const endpoint_t *ep) {
   if (!ep || !ep->pod) return;
-  const char *a = (const char *)&ep->pod->sp; /* sp and scraped_ms: 128 bytes, three lines at most */
+  const char *a = (const char *)&ep->pod->sp; /* sp: 128 bytes, three lines at most */
   __builtin_prefetch(a);
   __builtin_prefetch(a + 64);
   __builtin_prefetch(a + 127);

@@ -117,7 +117,7 @@ static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t
   sp->has_metrics = 1;
   sp->pending = 0;
   sp->done = 0;
-  pod->scraped_ms = ig_now_ms();
+  sp->scraped_ms = ig_now_ms();
   pod->scrapes_ok++;
   ig_sched_lora_t *l = &pod->lora;
   l->max_lora = pm->max_lora;

@@ -58,7 +58,7 @@ void ig_sched_pod_check_stamp(const ig_sched_pod_t *d, const ig_sched_pod_t *s) 
   int same = d->seq == s->seq && memcmp(&d->waiting, &s->waiting, sizeof d->waiting) == 0 &&
              memcmp(&d->running, &s->running, sizeof d->running) == 0 &&
              memcmp(&d->kv_usage, &s->kv_usage, sizeof d->kv_usage) == 0 &&
-             d->has_metrics == s->has_metrics &&
+             d->has_metrics == s->has_metrics && d->scraped_ms == s->scraped_ms &&
              d->lora == s->lora && d->prefix == s->prefix && d->lora_hint == s->lora_hint &&
              d->lora_free == s->lora_free && d->lora_full == s->lora_full &&
              d->lora_running_mask == s->lora_running_mask && d->lora_waiting_mask == s->lora_waiting_mask;
@@ -105,6 +105,9 @@ void ig_sched_free(ig_sched_t *s) {
   free(s->mpx);
   free(s->mpod);
   free(s->mout);
+  free(s->dirty);
+  free(s->ev_key);
+  free(s->lmask);
   ig_sched_pspace_release(s->space);
   free(s);
 }
@@ -152,6 +155,14 @@ void ig_sched_reserve(ig_sched_t *s, size_t n) {
   s->flat = ig_malloc(cap * sizeof *s->flat);
   free(s->snap);
   s->snap = ig_calloc(cap, sizeof *s->snap); /* seq 0: made on first sight */
+  s->ev_valid = 0;                           /* and event-driven picks remake every record */
+  free(s->dirty);
+  s->dirty = ig_malloc(cap * sizeof *s->dirty);
+  s->n_dirty = 0;
+  free(s->ev_key);
+  s->ev_key = ig_calloc(cap, sizeof *s->ev_key);
+  free(s->lmask);
+  s->lmask = ig_calloc(2 * cap, sizeof *s->lmask);
   free(s->pos);
   s->pos = ig_calloc(cap, sizeof *s->pos);
   free(s->mpx);
@@ -519,17 +530,17 @@ static void lora_q_init(lora_q_t *lq, const ig_sched_ctx_t *ctx, double w) {
   lq->term[4] = -1;
 }
 
-/* The lora term of pod p (lora_q_t), from the masks copied into the pod when they answer exactly:
- * the same answer as ig_sched_lora_score (score.c) with the same ids. Branch-free but for the rare
- * case that needs the lists. */
-static inline double lora_term(const lora_q_t *lq, const ig_sched_pod_t *p) {
-  unsigned run = (p->lora_running_mask & lq->bit) != 0, wait = (p->lora_waiting_mask & lq->bit) != 0;
-  unsigned code = 3 * run, free2 = 2 * (unsigned)(p->lora_free != 0);
+/* The lora term of a pod (lora_q_t) from the masks copied into it (running, waiting) when they answer
+ * exactly, and its record's lbits: the same answer as ig_sched_lora_score (score.c) with the same ids.
+ * Branch-free; -1 for the rare case that needs the lists. */
+static inline double lora_term(const lora_q_t *lq, uint64_t running, uint64_t waiting, unsigned lbits) {
+  unsigned run = (running & lq->bit) != 0, wait = (waiting & lq->bit) != 0;
+  unsigned code = 3 * run, free2 = 2 * ((lbits & LB_FREE) != 0);
   code = code > free2 ? code : free2; /* running 3 > a free slot 2 > waiting 1 > 0 */
   code = code > wait ? code : wait;
-  unsigned fast = (unsigned)(p->lora_hint != 0) & (unsigned)lq->exact;
+  unsigned fast = ((lbits & LB_HINT) != 0) & (unsigned)lq->exact;
   code = fast ? code : 4;
-  code &= 0u - (unsigned)(p->lora != NULL);
+  code &= 0u - (lbits & LB_LORA);
   return lq->term[code];
 }
 
@@ -579,7 +590,7 @@ static void minmax_cands(const cand_t *f, size_t n, double *qmin, double *qmax, 
  * computes it (the same operations on the same values, so the same keys and the same tie-break
  * draws), without a call per pod and scorer, a division per pod for the prefix term, or a pod read. */
 static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, size_t k, int use_prefix, int any_lora,
-                          int pc_bad) {
+                          int pc_bad, const uint64_t *lmask) {
   cand_t *f = s->flat;
   size_t n = ctx->n;
   double lo, hi, qmin, qmax;
@@ -629,7 +640,9 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
       /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
        * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
       if (t.n == t.k && !t.big && quant_sum(sum + lq.term[3]) < t.v[t.n - 1].key) continue;
-      double lt = lora_term(&lq, &ctx->pods[e->idx]);
+      const ig_sched_pod_t *p = &ctx->pods[e->idx];
+      double lt = lmask ? lora_term(&lq, lmask[2 * e->idx], lmask[2 * e->idx + 1], e->lbits)
+                        : lora_term(&lq, p->lora_running_mask, p->lora_waiting_mask, e->lbits);
       sum += lt >= 0 ? lt : w[SC_LORA] * ig_sched_lora_score(ctx, &ctx->pods[e->idx]);
     }
     int64_t key = quant_sum(sum);
@@ -658,15 +671,18 @@ static inline __attribute__((always_inline)) unsigned cand_make(const ig_sched_o
   e->idx = (uint32_t)i;
   e->m = 0;
   e->slots_full = (uint8_t)((p->lora != NULL) & (p->lora_hint ? p->lora_full != 0 : 1));
-  e->pad = 0;
+  e->lbits = (uint8_t)((unsigned)(p->lora != NULL) * LB_LORA | (unsigned)(p->lora_free != 0) * LB_FREE |
+                       (unsigned)(p->lora_hint != 0) * LB_HINT);
   unsigned sat = (q >= o->queue_threshold) | (kv >= o->kv_threshold);
   return (unsigned)(p->has_metrics != 0) * SNAP_METRICS | sat * SNAP_SAT |
          (unsigned)(p->lora != NULL) * SNAP_LORA | (unsigned)(p->batch_slots != 0) * SNAP_SLOTS;
 }
 
 /* Remakes the kept record of pod i. */
-static void snap_make(const ig_sched_opts_t *o, snap_t *sn, const ig_sched_pod_t *p, size_t i) {
+static void snap_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *lm, const ig_sched_pod_t *p, size_t i) {
   sn->flags = cand_make(o, &sn->rec, p, i);
+  lm[0] = p->lora_running_mask;
+  lm[1] = p->lora_waiting_mask;
   sn->seq = p->seq;
   sn->prefix = p->prefix;
   sn->pending = p->pending;
@@ -686,7 +702,7 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
                                                                 const size_t *allowed, size_t n, cand_t *f,
                                                                 size_t *n_fresh, int *any_lora_out, int *any_slots_out,
                                                                 const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
-                                                                snap_t *snap, int *pc_bad) {
+                                                                snap_t *snap, uint64_t *lmask, int *pc_bad) {
   const uint64_t stale = o->stale_ms;
   size_t nc = 0, nu = 0;
   unsigned any = 0, bad = 0;
@@ -695,25 +711,71 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     const ig_sched_pod_t *p = &pods[i];
     unsigned fl;
     const ig_sched_prefix_t *px;
+    unsigned fresh;
     if (snap) {
       snap_t *sn = &snap[i];
       int same = p->seq && p->seq == sn->seq && p->pending == sn->pending && p->done == sn->done &&
                  p->batch_slots == sn->slots;
-      if (__builtin_expect(!same, 0)) snap_make(o, sn, p, i);
+      if (__builtin_expect(!same, 0)) snap_make(o, sn, lmask + 2 * i, p, i);
       fl = sn->flags;
       px = sn->prefix;
       f[nu] = sn->rec;
+      fresh = (fl & SNAP_METRICS) & (p->metrics_age_ms <= stale);
     } else {
       fl = cand_make(o, &f[nu], p, i);
       px = p->prefix;
+      fresh = (fl & SNAP_METRICS) & (p->metrics_age_ms <= stale);
     }
-    unsigned fresh = (fl & SNAP_METRICS) & (p->metrics_age_ms <= stale);
     unsigned keep = fresh & !(fl & SNAP_SAT);
     pos[i] = (uint32_t)nu;
     bad |= keep & (pc_ptr[i] != px);
     any |= fl & (0u - keep);
     nc += fresh;
     nu += keep;
+  }
+  *n_fresh = nc;
+  *any_lora_out = (any & SNAP_LORA) != 0;
+  *any_slots_out = (any & SNAP_SLOTS) != 0;
+  *pc_bad = (int)bad;
+  return nu;
+}
+
+/* filter_pass for an event-driven pick at now (ev_sync made every record current): the same records,
+ * the pods not read. A first pass over the compact keys (ev_key) lists the kept pods; the second
+ * copies their records. */
+static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uint64_t now, size_t *n_fresh,
+                             int *any_lora_out, int *any_slots_out, int *pc_bad) {
+  const uint64_t *key = s->ev_key, now2 = now > UINT64_MAX / 2 ? UINT64_MAX : 2 * now;
+  size_t *kept = s->set[1], nc = 0, nu = 0;
+  if (allowed) {
+    for (size_t a = 0; a < n; a++) {
+      size_t i = allowed[a];
+      uint64_t v = key[i];
+      unsigned fresh = v >= now2;
+      kept[nu] = i;
+      nc += fresh;
+      nu += fresh & (unsigned)v;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      uint64_t v = key[i];
+      unsigned fresh = v >= now2;
+      kept[nu] = i;
+      nc += fresh;
+      nu += fresh & (unsigned)v;
+    }
+  }
+  const snap_t *snap = s->snap;
+  const ig_sched_prefix_t *const *pc_ptr = (const ig_sched_prefix_t *const *)s->pc_ptr;
+  cand_t *f = s->flat;
+  unsigned any = 0, bad = 0;
+  for (size_t c = 0; c < nu; c++) {
+    size_t i = kept[c];
+    const snap_t *sn = &snap[i];
+    f[c] = sn->rec;
+    s->pos[i] = (uint32_t)c;
+    bad |= pc_ptr[i] != sn->prefix;
+    any |= sn->flags;
   }
   *n_fresh = nc;
   *any_lora_out = (any & SNAP_LORA) != 0;
@@ -764,29 +826,34 @@ static size_t filter_batch_slots(ig_sched_t *s, const ig_sched_pod_t *pods, cand
  * s->flat, then pick_scored. Returns how many were written to order; *n_fresh = 0 (and nothing
  * written) when no pod is fresh. */
 static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *allowed, size_t n_allowed, size_t *order,
-                           size_t k, int use_prefix, size_t *n_fresh) {
+                           size_t k, int use_prefix, size_t *n_fresh, int ev, uint64_t now) {
   const ig_sched_pod_t *pods = ctx->pods;
   cand_t *f = s->flat;
   size_t nc, nu;
   int any_lora, any_slots, bad;
   const ig_sched_prefix_t *const *pc = (const ig_sched_prefix_t *const *)s->pc_ptr;
   /* the first allowed pod says whether the caller stamps its pods (any mix gives the same records) */
-  int stamped = pods[allowed ? allowed[0] : 0].seq != 0;
+  int stamped = !ev && pods[allowed ? allowed[0] : 0].seq != 0;
   snap_t *sn = s->snap;
-  if (allowed && stamped)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, sn, &bad);
+  uint32_t *pos = s->pos;
+  uint64_t *lm = s->lmask;
+  if (ev)
+    nu = filter_pass_ev(s, allowed, n_allowed, now, &nc, &any_lora, &any_slots, &bad);
+  else if (allowed && stamped)
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, sn, lm, &bad);
   else if (allowed)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, NULL, &bad);
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, NULL, lm, &bad);
   else if (stamped)
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, sn, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, sn, lm, &bad);
   else
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, s->pos, NULL, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, NULL, lm, &bad);
   *n_fresh = nc;
   if (!nc) return 0;
   if (!nu) { /* every fresh pod is saturated: score them all */
     for (size_t a = 0; a < n_allowed; a++) {
       size_t i = allowed ? allowed[a] : a;
-      if (!ig_sched_pod_fresh(&s->o, &pods[i])) continue;
+      int fresh = ev ? (sn[i].flags & SNAP_METRICS) && now <= sn[i].seq : ig_sched_pod_fresh(&s->o, &pods[i]);
+      if (!fresh) continue;
       s->pos[i] = (uint32_t)nu;
       any_slots |= pods[i].batch_slots != 0;
       any_lora |= (cand_make(&s->o, &f[nu++], &pods[i], i) & SNAP_LORA) != 0;
@@ -798,7 +865,8 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
   if (nu > 1 && (hold || any_slots)) nu = filter_batch_slots(s, pods, f, nu, hold);
   if (ctx->model_id && any_lora && nu > 1) nu = filter_lora_slots(s, ctx, f, nu);
   ctx->n = nu;
-  return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad);
+  /* the masks of the kept records are current for every candidate when records were kept */
+  return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad, ev || stamped ? lm : NULL);
 }
 
 /* Writes 0..n-1 to set[0] (the allowed set without a subset). */
@@ -823,15 +891,74 @@ static size_t allowed_set(ig_sched_t *s, size_t n, const ig_sched_request_t *req
   return m;
 }
 
-/* Picks an endpoint; see sched.h. */
-int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *req, size_t *order,
-                  size_t *n_order) {
+/* Remakes the kept record of pod i for event-driven picks: snap_make, and the last ms at which the pod
+ * is fresh (ig_sched_pod_fresh with the age ig_sched_pick_at derives) in seq. */
+static void ev_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *key, uint64_t *lm,
+                    const ig_sched_pod_t *p, size_t i) {
+  snap_make(o, sn, lm, p, i);
+  uint64_t until = p->scraped_ms + o->stale_ms;
+  if (until < p->scraped_ms || until > UINT64_MAX / 2 - 1) until = UINT64_MAX / 2 - 1;
+  sn->seq = p->has_metrics ? until : 0;
+  sn->flags |= SNAP_EV;
+  *key = (sn->flags & SNAP_METRICS ? 2 * until : 0) + !(sn->flags & SNAP_SAT);
+}
+
+/* Brings the kept records of pods[0..n) up to date for an event-driven pick: the reported pods', or
+ * all when the records are not the event-driven ones of a pool of n. */
+static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n) {
+  if (!s->ev_valid || s->ev_n != n) {
+    for (size_t i = 0; i < n; i++) ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
+    s->ev_n = n;
+    s->ev_valid = 1;
+  } else {
+    for (size_t k = 0; k < s->n_dirty; k++) {
+      size_t i = s->dirty[k];
+      ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
+    }
+  }
+  s->n_dirty = 0;
+#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unreported */
+  for (size_t i = 0; i < n; i++) {
+    snap_t t;
+    uint64_t key, lm[2], *mine = &s->lmask[2 * i];
+    ev_make(&s->o, &t, &key, lm, &pods[i], i);
+    if (!memcmp(&t, &s->snap[i], sizeof t) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm)) continue;
+    fprintf(stderr, "infergate: pod %zu changed without ig_sched_pods_changed\n", i);
+    abort();
+  }
+#endif
+}
+
+void ig_sched_pods_changed(ig_sched_t *s, size_t i) {
+  if (!s || !s->ev_valid) return; /* every record is remade anyway */
+  if (i >= s->ev_n) {
+    s->ev_valid = 0;
+    return;
+  }
+  snap_t *sn = &s->snap[i];
+  if (!(sn->flags & SNAP_EV)) return; /* listed already */
+  sn->flags &= ~(uint32_t)SNAP_EV;
+  s->dirty[s->n_dirty++] = i;
+}
+
+/* Picks an endpoint (ig_sched_pick, or with ev ig_sched_pick_at at now). */
+static int pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *req, size_t *order,
+                size_t *n_order, int ev, uint64_t now) {
   if (!n_order) return IG_EINVAL;
   size_t k = *n_order;
   *n_order = 0;
   if (!s || !req || !order || k == 0 || (n && !pods) || (req->subset == NULL && req->n_subset)) return IG_EINVAL;
   if (!n) return IG_ENOENT;
   ig_sched_reserve(s, n);
+  if (ev && s->prof->kind != PICK_SCORED) { /* the other profiles read the ages */
+    for (size_t i = 0; i < n; i++)
+      pods[i].metrics_age_ms = pods[i].has_metrics && now > pods[i].scraped_ms ? now - pods[i].scraped_ms : 0;
+    ev = 0;
+  }
+  if (ev)
+    ev_sync(s, pods, n);
+  else if (s->prof->kind == PICK_SCORED)
+    s->ev_valid = 0; /* the records may be remade for ig_sched_pick */
   next_epoch(s);
   size_t n_allowed = allowed_set(s, n, req, s->prof->kind != PICK_SCORED);
   if (!n_allowed) return IG_ENOENT;
@@ -870,7 +997,7 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
   }
   case PICK_SCORED: {
     size_t nc;
-    got = pick_default(s, &ctx, req->subset ? allowed : NULL, n_allowed, order, k, used_prefix, &nc);
+    got = pick_default(s, &ctx, req->subset ? allowed : NULL, n_allowed, order, k, used_prefix, &nc, ev, now);
     if (!req->subset && (!nc || got < k)) allowed_all(s, n); /* the fallbacks below read the list */
     if (!nc) {
       /* Nothing fresh: stale numbers must not pass for live ones, so fall back to our own counts. */
@@ -892,8 +1019,19 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
   /* the match was computed before the insert below, so it is what the pod had cached */
   s->last_prefix_hit = ctx.match && ctx.n_hashes ? (double)ctx.match[order[0]] / (double)ctx.n_hashes : -1;
   if (used_prefix && best->prefix && ctx.n_hashes) ig_sched_prefix_insert(best->prefix, s->hashes, ctx.n_hashes);
+  if (ev) ig_sched_pods_changed(s, order[0]);
   *n_order = got;
   return 0;
+}
+
+int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_request_t *req, size_t *order,
+                  size_t *n_order) {
+  return pick(s, pods, n, req, order, n_order, 0, 0);
+}
+
+int ig_sched_pick_at(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, uint64_t now_ms,
+                     const ig_sched_request_t *req, size_t *order, size_t *n_order) {
+  return pick(s, pods, n, req, order, n_order, 1, now_ms);
 }
 
 double ig_sched_last_prefix_hit(const ig_sched_t *s) {

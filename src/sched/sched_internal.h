@@ -63,15 +63,18 @@ typedef struct {
   uint16_t m;         /* prefix blocks matched (0 until matched; at most IG_SCHED_PREFIX_MAX_BLOCKS) */
   uint8_t slots_full; /* 1 when the pod's adapter slots may all be taken (check the pod), 0 when an
                          adapter can start there whatever it is (no LoRA data, a free slot) */
-  uint8_t pad;
+  uint8_t lbits;      /* LB_*: what the LoRA term reads of the pod besides its masks */
 } cand_t;
+enum { LB_LORA = 1, LB_FREE = 2, LB_HINT = 4 }; /* lora not NULL, lora_free, lora_hint */
 
 /* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
- * remade when the pod's stamp, pending or done count or batch size differ from those it was made with. */
-enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8 };
+ * remade when the pod's stamp, pending or done count or batch size differ from those it was made with;
+ * for event-driven picks (ig_sched_pick_at, SNAP_EV), until the pod is reported changed. */
+enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8, SNAP_EV = 16 };
 typedef struct {
   cand_t rec;                      /* the pod's candidate record (m = 0) */
-  uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick */
+  uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick. With
+                                      SNAP_EV: the last ms at which the pod is fresh (0: never) */
   const ig_sched_prefix_t *prefix; /* the pod's prefix index */
   uint32_t pending, done, slots;   /* pending, done and batch_slots it was made with */
   uint32_t flags;                  /* SNAP_*: has metrics, saturated by queue or KV, has adapter
@@ -162,6 +165,13 @@ struct ig_sched {
   uint32_t *pos; /* by pod index: its position in flat in the current pick (check flat[pos].idx) */
   uint64_t pc_gen; /* space gen the pc_ptr / pc_slot cache was built under */
   int pc_dups; /* some index was seen on two pod indexes: the cache cannot map slots to pods */
+  /* event-driven picks (ig_sched_pick_at): the records of snap[0..ev_n) are current (SNAP_EV) but for
+   * the pods listed in dirty; ev_valid 0 = remake them all (first pick, array-mode pick, new size) */
+  size_t *dirty, n_dirty, ev_n;
+  int ev_valid;
+  uint64_t *ev_key; /* by pod index: 2 x the last ms at which it is fresh (0: never), + 1 when it is not
+                       saturated by queue or KV, so that one compare answers "fresh" and one bit "kept" */
+  uint64_t *lmask;  /* by pod index: its adapter masks (running, waiting) as its kept record has them */
   double pterm[IG_SCHED_PREFIX_MAX_BLOCKS + 1]; /* prefix weight * m / blocks, by matched blocks m */
 };
 

@@ -532,12 +532,13 @@ static void test_large_pool(void **state) {
   free(pods);
 }
 
-/* Two copies of one pool, one stamped (ig_sched_pod_touch on every change, as the scraper does; but
- * for two pods, which move around, sometimes to index 0) and one never stamped, go through the same scrapes,
- * age changes, pending and batch-size changes the glue makes without a stamp, pods moving to other indexes,
- * adapters noted as sent to the picked pod (ig_sched_lora_note_sent), and requests of every kind (subsets,
- * adapters, priorities, the Critical reserve): every pick must give the same answer in both, so the records
- * kept between picks are never stale. */
+/* Three copies of one pool, one stamped (ig_sched_pod_touch on every change, as the scraper does; but
+ * for two pods, which move around, sometimes to index 0), one never stamped, and one picked event-driven
+ * (ig_sched_pick_at, every change reported with ig_sched_pods_changed, its ages never set), go through
+ * the same scrapes, time passing, pending and batch-size changes the glue makes without a stamp, pods
+ * moving to other indexes, adapters noted as sent to the picked pod (ig_sched_lora_note_sent), and
+ * requests of every kind (subsets, adapters, priorities, the Critical reserve): every pick must give the
+ * same answer in all three, so the records kept between picks are never stale. */
 enum { DIFF_PODS = 48, DIFF_ADAPTERS = 5 };
 
 typedef struct {
@@ -555,9 +556,11 @@ static void diff_lora(ig_sched_lora_t *l, ig_rng_t *r) {
              (int)(ig_rng_next(r) % DIFF_ADAPTERS));
 }
 
-/* One scrape of pod i with the values r draws (the same draws for both copies: r is copied). */
-static void diff_scrape(diff_pool_t *d, size_t i, ig_rng_t r) {
+/* One scrape of pod i at now with the values r draws (the same draws for every copy: r is copied). */
+static void diff_scrape(diff_pool_t *d, size_t i, ig_rng_t r, uint64_t now) {
   ig_sched_pod_t *p = &d->pods[i];
+  uint64_t ago = ig_rng_next(&r) % 80;
+  p->scraped_ms = ig_rng_next(&r) % 10 ? now - ago : now + 3; /* a clock step: age 0 */
   p->waiting = (double)(ig_rng_next(&r) % 7);
   p->running = (double)(ig_rng_next(&r) % 20);
   p->kv_usage = ig_rng_double(&r) * (ig_rng_next(&r) % 4 ? 0.85 : 1.2);
@@ -584,7 +587,7 @@ static void diff_init(diff_pool_t *d, int stamped) {
     p->prefix = ig_sched_prefix_new(512);
     p->metrics_age_ms = 10;
     if (stamped && i % 23 != 7) ig_sched_pod_touch(p); /* two pods of the stamped pool are not */
-    diff_scrape(d, i, r);
+    diff_scrape(d, i, r, 1000);
     ig_rng_next(&r);
   }
 }
@@ -612,37 +615,54 @@ static void diff_swap(diff_pool_t *d, size_t i, size_t j) {
 
 static void test_stamped_same_as_unstamped(void **state) {
   (void)state;
-  static diff_pool_t a, b;
+  static diff_pool_t a, b, c;
+  diff_pool_t *all[] = {&a, &b, &c};
   diff_init(&a, 1);
   diff_init(&b, 0);
+  diff_init(&c, 1);
   ig_rng_t r;
   ig_rng_seed(&r, 11);
   char prompt[512];
   size_t subset[DIFF_PODS];
-  size_t refreshed = 0, noted = 0;
+  size_t refreshed = 0, noted = 0, stale = 0;
+  uint64_t now = 1000;
   for (int it = 0; it < 6000; it++) {
     unsigned what = (unsigned)(ig_rng_next(&r) % 16);
     size_t i = ig_rng_next(&r) % DIFF_PODS, j = ig_rng_next(&r) % DIFF_PODS;
     if (what < 3) { /* a scrape */
       ig_rng_t draw = r;
-      diff_scrape(&a, i, draw);
-      diff_scrape(&b, i, draw);
+      for (int k = 0; k < 3; k++) diff_scrape(all[k], i, draw, now);
+      ig_sched_pods_changed(c.s, i);
       ig_rng_next(&r);
       refreshed++;
-    } else if (what == 3) { /* time passes: ages change without a stamp */
-      uint64_t age = ig_rng_next(&r) % 300;
-      a.pods[i].metrics_age_ms = b.pods[i].metrics_age_ms = age;
+    } else if (what == 3) { /* time passes: ages change without a stamp, unreported */
+      now += ig_rng_next(&r) % 60;
     } else if (what == 4) { /* the glue's own counts, never stamped */
       unsigned v = (unsigned)(ig_rng_next(&r) % 20);
-      a.pods[i].batch_slots = b.pods[i].batch_slots = v;
-      a.pods[j].done = b.pods[j].done = v % 3;
-      a.pods[j].pending = b.pods[j].pending = v % 4;
+      for (int k = 0; k < 3; k++) {
+        all[k]->pods[i].batch_slots = v;
+        all[k]->pods[j].done = v % 3;
+        all[k]->pods[j].pending = v % 4;
+      }
+      ig_sched_pods_changed(c.s, i);
+      ig_sched_pods_changed(c.s, j);
     } else if (what == 5) {
-      diff_swap(&a, i, j);
-      diff_swap(&b, i, j);
+      for (int k = 0; k < 3; k++) diff_swap(all[k], i, j);
+      ig_sched_pods_changed(c.s, i);
+      ig_sched_pods_changed(c.s, j);
     } else if (what == 6 && ig_rng_next(&r) % 4 == 0) { /* batch sizes forgotten (unknown again) */
       for (size_t k = 0; k < DIFF_PODS; k++)
-        a.pods[k].batch_slots = b.pods[k].batch_slots = 0;
+        a.pods[k].batch_slots = b.pods[k].batch_slots = c.pods[k].batch_slots = 0;
+      ig_sched_pods_changed(c.s, ig_rng_next(&r) % 2 ? SIZE_MAX : DIFF_PODS); /* "all", either way */
+    }
+    /* the array picks read the ages the glue derives (ig_sched_pod_copy); the event-driven one must
+     * not read them at all */
+    for (size_t k = 0; k < DIFF_PODS; k++) {
+      const ig_sched_pod_t *p = &a.pods[k];
+      uint64_t age = p->has_metrics && now > p->scraped_ms ? now - p->scraped_ms : 0;
+      a.pods[k].metrics_age_ms = b.pods[k].metrics_age_ms = age;
+      c.pods[k].metrics_age_ms = 12345 + (uint64_t)it;
+      stale += age > 200;
     }
     ig_sched_request_t q = {0};
     int m = (int)(ig_rng_next(&r) % (DIFF_ADAPTERS + 2));
@@ -664,16 +684,24 @@ static void test_stamped_same_as_unstamped(void **state) {
       q.subset = subset;
       q.n_subset = n;
     }
-    size_t oa[3], ob[3], ka = 3, kb = 3;
+    size_t oa[3], ob[3], oc[3], ka = 3, kb = 3, kc = 3;
     int ra = ig_sched_pick(a.s, a.pods, DIFF_PODS, &q, oa, &ka);
     int rb = ig_sched_pick(b.s, b.pods, DIFF_PODS, &q, ob, &kb);
+    int rc = ig_sched_pick_at(c.s, c.pods, DIFF_PODS, now, &q, oc, &kc);
     assert_int_equal(ra, rb);
+    assert_int_equal(ra, rc);
     assert_int_equal(ka, kb);
-    for (size_t k = 0; k < ka; k++)
+    assert_int_equal(ka, kc);
+    for (size_t k = 0; k < ka; k++) {
       assert_int_equal(oa[k], ob[k]);
+      assert_int_equal(oa[k], oc[k]);
+    }
     assert_true(ig_sched_last_prefix_hit(a.s) == ig_sched_last_prefix_hit(b.s));
-    for (size_t k = 0; k < DIFF_PODS; k++)
+    assert_true(ig_sched_last_prefix_hit(a.s) == ig_sched_last_prefix_hit(c.s));
+    for (size_t k = 0; k < DIFF_PODS; k++) {
       assert_int_equal(a.pods[k].pending, b.pods[k].pending);
+      assert_int_equal(a.pods[k].pending, c.pods[k].pending);
+    }
     /* an adapter noted as sent (it may take the pod's last slot): the glue does it for the picked pod,
      * whose pending count changed too; here also for another pod, where nothing else changed */
     uint32_t id = ra == 0 && q.model ? ig_sched_lora_id(q.model) : 0;
@@ -681,14 +709,17 @@ static void test_stamped_same_as_unstamped(void **state) {
     if (id && a.pods[t].lora) {
       int ca = ig_sched_lora_note_sent(&a.pods[t], &a.loras[t], q.model, id);
       int cb = ig_sched_lora_note_sent(&b.pods[t], &b.loras[t], q.model, id);
+      int cc = ig_sched_lora_note_sent(&c.pods[t], &c.loras[t], q.model, id);
       assert_int_equal(ca, cb);
+      assert_int_equal(ca, cc);
+      if (cc) ig_sched_pods_changed(c.s, t);
       noted += (size_t)ca;
     }
   }
   assert_true(noted > 100);
   assert_true(refreshed > 500);
-  diff_free(&a);
-  diff_free(&b);
+  assert_true(stale > 1000); /* pods went stale between scrapes, and fresh again */
+  for (int k = 0; k < 3; k++) diff_free(all[k]);
 }
 
 /* A stamp is unique and changes on every touch; ig_sched_pod_set_lora stamps tracked pods only. */

@@ -108,6 +108,9 @@ void ig_sched_free(ig_sched_t *s) {
   free(s->dirty);
   free(s->ev_key);
   free(s->lmask);
+  free(s->sums);
+  free(s->ev_bits);
+  free(s->ev_fresh);
   ig_sched_pspace_release(s->space);
   free(s);
 }
@@ -163,6 +166,12 @@ void ig_sched_reserve(ig_sched_t *s, size_t n) {
   s->ev_key = ig_calloc(cap, sizeof *s->ev_key);
   free(s->lmask);
   s->lmask = ig_calloc(2 * cap, sizeof *s->lmask);
+  free(s->sums);
+  s->sums = ig_malloc(cap * sizeof *s->sums);
+  free(s->ev_bits);
+  s->ev_bits = ig_calloc(cap / 64 + 1, sizeof *s->ev_bits);
+  free(s->ev_fresh);
+  s->ev_fresh = ig_calloc(cap / 64 + 1, sizeof *s->ev_fresh);
   free(s->pos);
   s->pos = ig_calloc(cap, sizeof *s->pos);
   free(s->mpx);
@@ -585,6 +594,60 @@ static void minmax_cands(const cand_t *f, size_t n, double *qmin, double *qmax, 
 #endif
 }
 
+/* The weighted sum of the queue, KV and prefix terms (those of use_q, use_kv, use_p) of each candidate
+ * f[c] into sums[c], formed term by term in scorer order as pick_scored describes (two candidates at a
+ * time with SSE2: the same operations, lane by lane); inlined for the common combinations, so that the
+ * loop has no branch. */
+static inline __attribute__((always_inline)) void sum_terms(const cand_t *f, size_t n, double *sums,
+                                                            const double *w, double qmax, double qspan,
+                                                            const double *pterm, int use_q, int use_kv,
+                                                            int use_p) {
+  const double wq = w[SC_QUEUE], wkv = w[SC_KV];
+  size_t c = 0;
+#if defined(__SSE2__)
+  const __m128d vqmax = _mm_set1_pd(qmax), vspan = _mm_set1_pd(qspan), one = _mm_set1_pd(1);
+  const __m128d zero = _mm_setzero_pd(), vwq = _mm_set1_pd(wq), vwkv = _mm_set1_pd(wkv);
+  for (; c + 2 <= n; c += 2) {
+    __m128d sum = zero;
+    if (use_q) { /* v = (qmax - q) / qspan clamped to [0,1]: min, then max (v is never NaN) */
+      __m128d v = _mm_div_pd(_mm_sub_pd(vqmax, _mm_set_pd(f[c + 1].q, f[c].q)), vspan);
+      sum = _mm_add_pd(sum, _mm_mul_pd(vwq, _mm_max_pd(_mm_min_pd(v, one), zero)));
+    }
+    if (use_kv) sum = _mm_add_pd(sum, _mm_mul_pd(vwkv, _mm_sub_pd(one, _mm_set_pd(f[c + 1].kv, f[c].kv))));
+    if (use_p) sum = _mm_add_pd(sum, _mm_set_pd(pterm[f[c + 1].m], pterm[f[c].m]));
+    _mm_storeu_pd(&sums[c], sum);
+  }
+#endif
+  for (; c < n; c++) {
+    double sum = 0;
+    if (use_q) {
+      double v = (qmax - f[c].q) / qspan;
+      v = v < 1 ? v : 1;
+      sum += wq * (v > 0 ? v : 0);
+    }
+    if (use_kv) sum += wkv * (1 - f[c].kv);
+    if (use_p) sum += pterm[f[c].m];
+    sums[c] = sum;
+  }
+}
+
+/* The k-th largest of v[0..n) (1 <= k <= SMALL_TOPK, n >= k). */
+static double kth_largest(const double *v, size_t n, size_t k) {
+  double top[SMALL_TOPK]; /* the k largest so far, largest first */
+  for (size_t i = 0; i < k; i++) top[i] = -INFINITY;
+  for (size_t c = 0; c < n; c++) {
+    double x = v[c];
+    if (!(x > top[k - 1])) continue;
+    size_t i = k - 1;
+    while (i > 0 && x > top[i - 1]) {
+      top[i] = top[i - 1];
+      i--;
+    }
+    top[i] = x;
+  }
+  return top[k - 1];
+}
+
 /* Weighted-sum scoring of the candidates s->flat[0..ctx->n) and ranking into order; returns how many
  * were written. The sum is formed term by term in scorer order exactly as the scorer table (score.c)
  * computes it (the same operations on the same values, so the same keys and the same tie-break
@@ -625,17 +688,25 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   double qspan = qmax - qmin < 1 ? 1 : qmax - qmin; /* as queue_score (score.c) */
   lora_q_t lq;
   lora_q_init(&lq, ctx, w[SC_LORA]);
+  double *sums = s->sums;
+  if (use_q && use_kv && use_p)
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 1);
+  else if (use_q && use_kv)
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 0);
+  else
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, use_q, use_kv, use_p);
+  /* Every term is at least 0, so the k-th key is at least quant_sum of the k-th largest sum: a
+   * candidate whose sum with the largest LoRA term stays below that cannot rank (nor draw a
+   * tie-breaker). floor_key holds that bound as a double (exact: below 2^53), compared as quant_sum
+   * compares (quant_sum(x) < K exactly when x * 1e9 + 0.5 < K for x >= 0 and an integer K). */
+  double floor_key = -1, lmax = use_l ? lq.term[3] : 0;
+  if (k <= SMALL_TOPK && n > k) floor_key = (double)quant_sum(kth_largest(sums, n, k));
   topk_t t;
   topk_init(&t, s->rank, k);
   for (size_t c = 0; c < n; c++) {
     const cand_t *e = &f[c];
-    double sum = 0;
-    if (use_q) {
-      double v = (qmax - e->q) / qspan;
-      sum += w[SC_QUEUE] * (v < 0 ? 0 : v > 1 ? 1 : v);
-    }
-    if (use_kv) sum += w[SC_KV] * (1 - e->kv);
-    if (use_p) sum += pterm[e->m];
+    double sum = sums[c];
+    if ((sum + lmax) * 1e9 + 0.5 < floor_key) continue;
     if (use_l) {
       /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
        * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
@@ -675,7 +746,8 @@ static inline __attribute__((always_inline)) unsigned cand_make(const ig_sched_o
                        (unsigned)(p->lora_hint != 0) * LB_HINT);
   unsigned sat = (q >= o->queue_threshold) | (kv >= o->kv_threshold);
   return (unsigned)(p->has_metrics != 0) * SNAP_METRICS | sat * SNAP_SAT |
-         (unsigned)(p->lora != NULL) * SNAP_LORA | (unsigned)(p->batch_slots != 0) * SNAP_SLOTS;
+         (unsigned)(p->lora != NULL) * SNAP_LORA | (unsigned)(p->batch_slots != 0) * SNAP_SLOTS |
+         (unsigned)e->slots_full * SNAP_FULL;
 }
 
 /* Remakes the kept record of pod i. */
@@ -692,15 +764,15 @@ static void snap_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *lm, const 
 
 /* The filters "fresh" then "not-saturated" in one pass over pods allowed[0..n) (allowed NULL = pods
  * 0..n-1): the unsaturated fresh pods' records go to f, their count is returned; *n_fresh counts the
- * fresh pods, *any_lora whether a kept pod has adapter information, *any_slots whether one has a known
- * batch size, *pc_bad whether one's prefix index is not the one the slot cache (match_cands) knows for
- * its index. With snap, a pod's record is the one kept there, remade (snap_make) only when the pod is
- * untracked or changed since: the pass reads four fields of the pod and copies the record. Without,
- * every record is derived from its pod (cand_make). Either way the same records; inlined for each
- * combination so that every loop knows its case. */
+ * fresh pods, *any_out gets the kept pods' SNAP_* flags or'd (one with adapter information, a known
+ * batch size, adapter slots that may all be taken), *pc_bad whether one's prefix index is not the one
+ * the slot cache (match_cands) knows for its index. With snap, a pod's record is the one kept there,
+ * remade (snap_make) only when the pod is untracked or changed since: the pass reads four fields of the
+ * pod and copies the record. Without, every record is derived from its pod (cand_make). Either way the
+ * same records; inlined for each combination so that every loop knows its case. */
 static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_opts_t *o, const ig_sched_pod_t *pods,
                                                                 const size_t *allowed, size_t n, cand_t *f,
-                                                                size_t *n_fresh, int *any_lora_out, int *any_slots_out,
+                                                                size_t *n_fresh, unsigned *any_out,
                                                                 const ig_sched_prefix_t *const *pc_ptr, uint32_t *pos,
                                                                 snap_t *snap, uint64_t *lmask, int *pc_bad) {
   const uint64_t stale = o->stale_ms;
@@ -734,8 +806,37 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     nu += keep;
   }
   *n_fresh = nc;
-  *any_lora_out = (any & SNAP_LORA) != 0;
-  *any_slots_out = (any & SNAP_SLOTS) != 0;
+  *any_out = any;
+  *pc_bad = (int)bad;
+  return nu;
+}
+
+/* The largest time an event-driven record keeps (so that its key cannot overflow), and the key a pod's
+ * ev_key is compared with for "fresh at now" (v >= ev_key_now(now): its until >= now, see ev_make). */
+#define EV_UNTIL_MAX (UINT64_MAX / 4)
+static inline uint64_t ev_key_now(uint64_t now) { return now >= EV_UNTIL_MAX ? UINT64_MAX : 2 * (now + 1); }
+
+/* filter_pass for an event-driven pick of every pod (ev_sync made every record and bitmap current):
+ * the same records, from the candidates' bits, the pods not read. */
+static size_t filter_bits_ev(ig_sched_t *s, size_t n, size_t *n_fresh, unsigned *any_out,
+                             int *pc_bad) {
+  const snap_t *snap = s->snap;
+  const ig_sched_prefix_t *const *pc_ptr = (const ig_sched_prefix_t *const *)s->pc_ptr;
+  cand_t *f = s->flat;
+  size_t nu = 0;
+  unsigned any = 0, bad = 0;
+  for (size_t w = 0; w < (n + 63) / 64; w++) {
+    for (uint64_t b = s->ev_bits[w]; b; b &= b - 1) {
+      size_t i = w * 64 + (size_t)__builtin_ctzll(b);
+      const snap_t *sn = &snap[i];
+      f[nu] = sn->rec;
+      s->pos[i] = (uint32_t)nu++;
+      bad |= pc_ptr[i] != sn->prefix;
+      any |= sn->flags;
+    }
+  }
+  *n_fresh = s->ev_nfresh;
+  *any_out = any;
   *pc_bad = (int)bad;
   return nu;
 }
@@ -744,8 +845,8 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
  * the pods not read. A first pass over the compact keys (ev_key) lists the kept pods; the second
  * copies their records. */
 static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uint64_t now, size_t *n_fresh,
-                             int *any_lora_out, int *any_slots_out, int *pc_bad) {
-  const uint64_t *key = s->ev_key, now2 = now > UINT64_MAX / 2 ? UINT64_MAX : 2 * now;
+                             unsigned *any_out, int *pc_bad) {
+  const uint64_t *key = s->ev_key, now2 = ev_key_now(now);
   size_t *kept = s->set[1], nc = 0, nu = 0;
   if (allowed) {
     for (size_t a = 0; a < n; a++) {
@@ -778,8 +879,7 @@ static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uin
     any |= sn->flags;
   }
   *n_fresh = nc;
-  *any_lora_out = (any & SNAP_LORA) != 0;
-  *any_slots_out = (any & SNAP_SLOTS) != 0;
+  *any_out = any;
   *pc_bad = (int)bad;
   return nu;
 }
@@ -830,43 +930,46 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
   const ig_sched_pod_t *pods = ctx->pods;
   cand_t *f = s->flat;
   size_t nc, nu;
-  int any_lora, any_slots, bad;
+  unsigned any; /* SNAP_* flags of the candidates, or'd */
+  int bad;
   const ig_sched_prefix_t *const *pc = (const ig_sched_prefix_t *const *)s->pc_ptr;
   /* the first allowed pod says whether the caller stamps its pods (any mix gives the same records) */
   int stamped = !ev && pods[allowed ? allowed[0] : 0].seq != 0;
   snap_t *sn = s->snap;
   uint32_t *pos = s->pos;
   uint64_t *lm = s->lmask;
-  if (ev)
-    nu = filter_pass_ev(s, allowed, n_allowed, now, &nc, &any_lora, &any_slots, &bad);
+  if (ev && !allowed)
+    nu = filter_bits_ev(s, n_allowed, &nc, &any, &bad);
+  else if (ev)
+    nu = filter_pass_ev(s, allowed, n_allowed, now, &nc, &any, &bad);
   else if (allowed && stamped)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, sn, lm, &bad);
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any, pc, pos, sn, lm, &bad);
   else if (allowed)
-    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, NULL, lm, &bad);
+    nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any, pc, pos, NULL, lm, &bad);
   else if (stamped)
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, sn, lm, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any, pc, pos, sn, lm, &bad);
   else
-    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any_lora, &any_slots, pc, pos, NULL, lm, &bad);
+    nu = filter_pass(&s->o, pods, NULL, n_allowed, f, &nc, &any, pc, pos, NULL, lm, &bad);
   *n_fresh = nc;
   if (!nc) return 0;
   if (!nu) { /* every fresh pod is saturated: score them all */
     for (size_t a = 0; a < n_allowed; a++) {
       size_t i = allowed ? allowed[a] : a;
-      int fresh = ev ? (sn[i].flags & SNAP_METRICS) && now <= sn[i].seq : ig_sched_pod_fresh(&s->o, &pods[i]);
+      int fresh = ev ? s->ev_key[i] >= ev_key_now(now) : ig_sched_pod_fresh(&s->o, &pods[i]);
       if (!fresh) continue;
       s->pos[i] = (uint32_t)nu;
-      any_slots |= pods[i].batch_slots != 0;
-      any_lora |= (cand_make(&s->o, &f[nu++], &pods[i], i) & SNAP_LORA) != 0;
+      any |= cand_make(&s->o, &f[nu++], &pods[i], i);
     }
     bad = 1;
   }
   const ig_sched_request_t *req = ctx->req;
   int hold = req->reserve_critical && ig_sched_request_priority(req) <= 0;
-  if (nu > 1 && (hold || any_slots)) nu = filter_batch_slots(s, pods, f, nu, hold);
-  if (ctx->model_id && any_lora && nu > 1) nu = filter_lora_slots(s, ctx, f, nu);
+  if (nu > 1 && (hold || (any & SNAP_SLOTS))) nu = filter_batch_slots(s, pods, f, nu, hold);
+  /* an adapter can wait for a slot only on a pod whose slots may all be taken */
+  if (ctx->model_id && (any & SNAP_FULL) && nu > 1) nu = filter_lora_slots(s, ctx, f, nu);
   ctx->n = nu;
   /* the masks of the kept records are current for every candidate when records were kept */
-  return pick_scored(s, ctx, order, k, use_prefix, any_lora, bad, ev || stamped ? lm : NULL);
+  return pick_scored(s, ctx, order, k, use_prefix, (any & SNAP_LORA) != 0, bad, ev || stamped ? lm : NULL);
 }
 
 /* Writes 0..n-1 to set[0] (the allowed set without a subset). */
@@ -897,35 +1000,90 @@ static void ev_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *key, uint64_
                     const ig_sched_pod_t *p, size_t i) {
   snap_make(o, sn, lm, p, i);
   uint64_t until = p->scraped_ms + o->stale_ms;
-  if (until < p->scraped_ms || until > UINT64_MAX / 2 - 1) until = UINT64_MAX / 2 - 1;
+  if (until < p->scraped_ms || until > EV_UNTIL_MAX) until = EV_UNTIL_MAX;
   sn->seq = p->has_metrics ? until : 0;
   sn->flags |= SNAP_EV;
-  *key = (sn->flags & SNAP_METRICS ? 2 * until : 0) + !(sn->flags & SNAP_SAT);
+  *key = (sn->flags & SNAP_METRICS ? 2 * (until + 1) : 0) + !(sn->flags & SNAP_SAT);
 }
 
 /* Brings the kept records of pods[0..n) up to date for an event-driven pick: the reported pods', or
  * all when the records are not the event-driven ones of a pool of n. */
-static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n) {
+/* Counts pod i in the event-driven pick's bitmaps at now: ev_fresh (fresh), ev_bits (fresh and not
+ * saturated: a candidate), ev_nfresh, and ev_bound (at most the time any fresh pod goes stale). */
+static void ev_mark(ig_sched_t *s, size_t i, uint64_t now) {
+  const snap_t *sn = &s->snap[i];
+  uint64_t bit = 1ull << (i & 63);
+  size_t w = i >> 6;
+  int fresh = s->ev_key[i] >= ev_key_now(now);
+  int was = (s->ev_fresh[w] & bit) != 0;
+  s->ev_nfresh = s->ev_nfresh + (size_t)fresh - (size_t)was;
+  s->ev_fresh[w] = fresh ? s->ev_fresh[w] | bit : s->ev_fresh[w] & ~bit;
+  s->ev_bits[w] = fresh && !(sn->flags & SNAP_SAT) ? s->ev_bits[w] | bit : s->ev_bits[w] & ~bit;
+  if (fresh && sn->seq < s->ev_bound) s->ev_bound = sn->seq;
+}
+
+/* Counts every pod of pods[0..n) afresh at now (as ev_mark does, from the keys, a word at a time). */
+static void ev_rescan(ig_sched_t *s, size_t n, uint64_t now) {
+  const uint64_t *key = s->ev_key, now2 = ev_key_now(now);
+  size_t nfresh = 0;
+  uint64_t bound = UINT64_MAX;
+  for (size_t w = 0; w * 64 < n; w++) {
+    uint64_t fb = 0, kb = 0;
+    size_t end = n - w * 64 < 64 ? n - w * 64 : 64;
+    for (size_t j = 0; j < end; j++) {
+      uint64_t v = key[w * 64 + j], fresh = v >= now2;
+      fb |= fresh << j;
+      kb |= (fresh & v) << j;
+      uint64_t until = fresh ? (v >> 1) - 1 : UINT64_MAX;
+      bound = until < bound ? until : bound;
+    }
+    s->ev_fresh[w] = fb;
+    s->ev_bits[w] = kb;
+    nfresh += (size_t)__builtin_popcountll(fb);
+  }
+  s->ev_nfresh = nfresh;
+  s->ev_bound = bound;
+}
+
+/* Brings the kept records of pods[0..n) and the bitmaps up to date for an event-driven pick at now:
+ * the reported pods', or all when the records are not the event-driven ones of a pool of n; and every
+ * pod's freshness when a fresh pod may have gone stale since (now past ev_bound) or the clock went
+ * back. */
+static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, uint64_t now) {
+  int rescan = now > s->ev_bound || now < s->ev_now;
   if (!s->ev_valid || s->ev_n != n) {
     for (size_t i = 0; i < n; i++) ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
     s->ev_n = n;
     s->ev_valid = 1;
+    rescan = 1;
   } else {
     for (size_t k = 0; k < s->n_dirty; k++) {
       size_t i = s->dirty[k];
       ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
+      if (!rescan) ev_mark(s, i, now);
     }
   }
   s->n_dirty = 0;
-#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unreported */
+  if (rescan) ev_rescan(s, n, now);
+  s->ev_now = now;
+#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unreported, the bitmaps are right */
+  size_t nfresh = 0;
   for (size_t i = 0; i < n; i++) {
     snap_t t;
     uint64_t key, lm[2], *mine = &s->lmask[2 * i];
     ev_make(&s->o, &t, &key, lm, &pods[i], i);
-    if (!memcmp(&t, &s->snap[i], sizeof t) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm)) continue;
+    int fresh = (t.flags & SNAP_METRICS) && now <= t.seq && now < EV_UNTIL_MAX;
+    int keep = fresh && !(t.flags & SNAP_SAT);
+    nfresh += (size_t)fresh;
+    int fresh_bit = (int)(s->ev_fresh[i >> 6] >> (i & 63) & 1);
+    int keep_bit = (int)(s->ev_bits[i >> 6] >> (i & 63) & 1);
+    if (!memcmp(&t, &s->snap[i], sizeof t) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm) &&
+        fresh == fresh_bit && keep == keep_bit)
+      continue;
     fprintf(stderr, "infergate: pod %zu changed without ig_sched_pods_changed\n", i);
     abort();
   }
+  if (nfresh != s->ev_nfresh) abort();
 #endif
 }
 
@@ -956,7 +1114,7 @@ static int pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_re
     ev = 0;
   }
   if (ev)
-    ev_sync(s, pods, n);
+    ev_sync(s, pods, n, now);
   else if (s->prof->kind == PICK_SCORED)
     s->ev_valid = 0; /* the records may be remade for ig_sched_pick */
   next_epoch(s);

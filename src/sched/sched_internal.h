@@ -70,7 +70,7 @@ enum { LB_LORA = 1, LB_FREE = 2, LB_HINT = 4 }; /* lora not NULL, lora_free, lor
 /* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
  * remade when the pod's stamp, pending or done count or batch size differ from those it was made with;
  * for event-driven picks (ig_sched_pick_at, SNAP_EV), until the pod is reported changed. */
-enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8, SNAP_EV = 16 };
+enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8, SNAP_EV = 16, SNAP_FULL = 32 };
 typedef struct {
   cand_t rec;                      /* the pod's candidate record (m = 0) */
   uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick. With
@@ -169,9 +169,15 @@ struct ig_sched {
    * the pods listed in dirty; ev_valid 0 = remake them all (first pick, array-mode pick, new size) */
   size_t *dirty, n_dirty, ev_n;
   int ev_valid;
-  uint64_t *ev_key; /* by pod index: 2 x the last ms at which it is fresh (0: never), + 1 when it is not
-                       saturated by queue or KV, so that one compare answers "fresh" and one bit "kept" */
+  uint64_t *ev_key; /* by pod index: 2 x (1 + the last ms at which it is fresh) (0: never), + 1 when it
+                       is not saturated by queue or KV: one compare answers "fresh", one bit "kept" */
   uint64_t *lmask;  /* by pod index: its adapter masks (running, waiting) as its kept record has them */
+  double *sums;     /* scratch of pick_scored: a candidate's queue + KV + prefix terms */
+  uint64_t *ev_bits, *ev_fresh; /* bitmaps by pod index (ev_mark): candidate (fresh and not saturated),
+                                   fresh; as of ev_now */
+  size_t ev_nfresh;             /* fresh pods */
+  uint64_t ev_bound;            /* no fresh pod goes stale before this (a lower bound) */
+  uint64_t ev_now;              /* the time the bitmaps were made for */
   double pterm[IG_SCHED_PREFIX_MAX_BLOCKS + 1]; /* prefix weight * m / blocks, by matched blocks m */
 };
 

@@ -775,6 +775,52 @@ static void test_finished_requests_leave_the_queue(void **state) {
   ig_sched_free(s);
 }
 
+/* An event-driven pick notices a pod going stale with time alone (no change reported), also when the
+ * pod is not the one picked: here the second of three, which the order then ranks last. And a
+ * profile other than "default" reads the ages ig_sched_pick_at derives. */
+static void test_event_pick_sees_pods_go_stale(void **state) {
+  (void)state;
+  ig_sched_pod_t pods[3];
+  memset(pods, 0, sizeof pods);
+  double waiting[3] = {0, 2, 3};
+  uint64_t scraped[3] = {100, 0, 100}; /* pod 1 is stale after 200 (stale_ms 200) */
+  for (size_t i = 0; i < 3; i++) {
+    pods[i].id = i;
+    pods[i].has_metrics = 1;
+    pods[i].waiting = waiting[i];
+    pods[i].scraped_ms = scraped[i];
+    pods[i].metrics_age_ms = 99999; /* never read */
+  }
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_request_t r = {0};
+  size_t order[3], k = 3;
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 150, &r, order, &k), 0);
+  assert_int_equal(k, 3);
+  assert_true(order[0] == 0 && order[1] == 1 && order[2] == 2);
+  k = 3;
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 200, &r, order, &k), 0); /* still fresh at 200 */
+  assert_true(order[0] == 0 && order[1] == 1 && order[2] == 2);
+  k = 3;
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 201, &r, order, &k), 0);
+  assert_true(order[0] == 0 && order[1] == 2 && order[2] == 1); /* 1 went stale: a fallback only */
+  pods[1].scraped_ms = 190; /* scraped again, and so was pod 0 (its pending count back to 0) */
+  pods[0].pending = 0;
+  ig_sched_pods_changed(s, 1);
+  ig_sched_pods_changed(s, 0);
+  k = 3;
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 202, &r, order, &k), 0);
+  assert_true(order[0] == 0 && order[1] == 1 && order[2] == 2);
+  k = 3; /* every pod stale: our own counts decide (least-request), no pod read as fresh */
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 1000, &r, order, &k), 0);
+  assert_int_equal(k, 3);
+  ig_sched_free(s);
+  s = ig_sched_new("gie", 1);
+  k = 1;
+  assert_int_equal(ig_sched_pick_at(s, pods, 3, 250, &r, order, &k), 0);
+  assert_true(pods[0].metrics_age_ms == 150 && pods[1].metrics_age_ms == 60 && pods[2].metrics_age_ms == 150);
+  ig_sched_free(s);
+}
+
 /* ig_sched_pod_sync: a whole copy unless the copy holds the pod's stamp; then only the fields that
  * change without one. */
 static void test_pod_sync(void **state) {
@@ -790,15 +836,16 @@ static void test_pod_sync(void **state) {
   ig_sched_pod_sync(&dst, &src); /* untracked: copied every time */
   assert_true(dst.waiting == 4);
   ig_sched_pod_touch(&src);
-  ig_sched_pod_sync(&dst, &src);
+  assert_int_equal(ig_sched_pod_sync(&dst, &src), 1);
   assert_true(dst.seq == src.seq && dst.waiting == 4);
+  assert_int_equal(ig_sched_pod_sync(&dst, &src), 0); /* nothing changed */
   dst.metrics_age_ms = 70; /* the caller's own fields stay */
   dst.inflight = 5;
   dst.id = 9;
   src.pending = 2;
   src.done = 1;
   src.batch_slots = 64;
-  ig_sched_pod_sync(&dst, &src);
+  assert_int_equal(ig_sched_pod_sync(&dst, &src), 1);
   assert_int_equal(dst.pending, 2);
   assert_int_equal(dst.done, 1);
   assert_int_equal(dst.batch_slots, 64);
@@ -807,6 +854,18 @@ static void test_pod_sync(void **state) {
   ig_sched_pod_touch(&src);
   ig_sched_pod_sync(&dst, &src);
   assert_true(dst.kv_usage == 0.5 && dst.seq == src.seq && dst.inflight == 0);
+  /* ig_sched_pod_copy: the age from scraped_ms (0 before it: a clock step), a pod without state zeroed */
+  src.scraped_ms = 1000;
+  ig_sched_pod_touch(&src);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 1250), 1);
+  assert_true(dst.metrics_age_ms == 250);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990), 0);
+  assert_true(dst.metrics_age_ms == 0);
+  dst.id = 4;
+  dst.inflight = 2;
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000), 1);
+  assert_true(dst.has_metrics == 0 && dst.seq == 0 && dst.prefix == NULL && dst.id == 4 && dst.inflight == 2);
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000), 0); /* no state, still */
 }
 
 int main(void) {
@@ -820,6 +879,7 @@ int main(void) {
       cmocka_unit_test(test_imbalance_fallback), cmocka_unit_test(test_baselines),
       cmocka_unit_test(test_large_pool),        cmocka_unit_test(test_stamped_same_as_unstamped),
       cmocka_unit_test(test_pod_touch),         cmocka_unit_test(test_pod_sync),
+      cmocka_unit_test(test_event_pick_sees_pods_go_stale),
       cmocka_unit_test(test_finished_requests_leave_the_queue),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

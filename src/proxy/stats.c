@@ -52,7 +52,7 @@ static void stats_init(void) {
                                    "Mean waiting queue of the pool's pods with metrics younger than 2 s.");
   m_pool_ready = ig_registry_gauge(reg, "inference_pool_ready_pods", "Pods with metrics younger than 2 s.");
   m_pick = ig_registry_histogram(reg, "inference_extension_scheduler_e2e_duration_seconds",
-                                 "Time of one scheduling decision (pod states, admission, ig_sched_pick).",
+                                 "Time of one scheduling decision (pod states, admission, the pick).",
                                  pick_bounds, NB(pick_bounds));
   m_prefix = ig_registry_histogram(reg, "prefix_indexer_hit_ratio",
                                    "Leading prompt blocks found in the picked pod's prefix index / prompt blocks.",

@@ -351,8 +351,8 @@ int ig_sched_pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_
  * pod other than to id, metrics_age_ms and inflight must be reported before the next ig_sched_pick_at:
  * pods[i] changed, or i >= the pool's size / SIZE_MAX: everything may have changed (a new array). The
  * pick reports the pending count it raises itself. Sanitizer builds (IG_CHECKS) check every pick that
- * no unreported change happened. Do not mix with ig_sched_pick on one scheduler (each pick after a
- * pick of the other kind rereads every pod). */
+ * no unreported change happened. Mixing it with ig_sched_pick on one scheduler is allowed but slow:
+ * each pick after a pick of the other kind rereads every pod. */
 void ig_sched_pods_changed(ig_sched_t *s, size_t i);
 int ig_sched_pick_at(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, uint64_t now_ms,
                      const ig_sched_request_t *req, size_t *order, size_t *n_order);

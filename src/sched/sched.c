@@ -816,56 +816,9 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
 #define EV_UNTIL_MAX (UINT64_MAX / 4)
 static inline uint64_t ev_key_now(uint64_t now) { return now >= EV_UNTIL_MAX ? UINT64_MAX : 2 * (now + 1); }
 
-/* filter_pass for an event-driven pick of every pod (ev_sync made every record and bitmap current):
- * the same records, from the candidates' bits, the pods not read. */
-static size_t filter_bits_ev(ig_sched_t *s, size_t n, size_t *n_fresh, unsigned *any_out,
-                             int *pc_bad) {
-  const snap_t *snap = s->snap;
-  const ig_sched_prefix_t *const *pc_ptr = (const ig_sched_prefix_t *const *)s->pc_ptr;
-  cand_t *f = s->flat;
-  size_t nu = 0;
-  unsigned any = 0, bad = 0;
-  for (size_t w = 0; w < (n + 63) / 64; w++) {
-    for (uint64_t b = s->ev_bits[w]; b; b &= b - 1) {
-      size_t i = w * 64 + (size_t)__builtin_ctzll(b);
-      const snap_t *sn = &snap[i];
-      f[nu] = sn->rec;
-      s->pos[i] = (uint32_t)nu++;
-      bad |= pc_ptr[i] != sn->prefix;
-      any |= sn->flags;
-    }
-  }
-  *n_fresh = s->ev_nfresh;
-  *any_out = any;
-  *pc_bad = (int)bad;
-  return nu;
-}
-
-/* filter_pass for an event-driven pick at now (ev_sync made every record current): the same records,
- * the pods not read. A first pass over the compact keys (ev_key) lists the kept pods; the second
- * copies their records. */
-static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uint64_t now, size_t *n_fresh,
-                             unsigned *any_out, int *pc_bad) {
-  const uint64_t *key = s->ev_key, now2 = ev_key_now(now);
-  size_t *kept = s->set[1], nc = 0, nu = 0;
-  if (allowed) {
-    for (size_t a = 0; a < n; a++) {
-      size_t i = allowed[a];
-      uint64_t v = key[i];
-      unsigned fresh = v >= now2;
-      kept[nu] = i;
-      nc += fresh;
-      nu += fresh & (unsigned)v;
-    }
-  } else {
-    for (size_t i = 0; i < n; i++) {
-      uint64_t v = key[i];
-      unsigned fresh = v >= now2;
-      kept[nu] = i;
-      nc += fresh;
-      nu += fresh & (unsigned)v;
-    }
-  }
+/* The records of the kept pods kept[0..nu) of an event-driven pick into s->flat (pos follows), with
+ * filter_pass's *any_out and *pc_bad. */
+static void ev_records(ig_sched_t *s, const size_t *kept, size_t nu, unsigned *any_out, int *pc_bad) {
   const snap_t *snap = s->snap;
   const ig_sched_prefix_t *const *pc_ptr = (const ig_sched_prefix_t *const *)s->pc_ptr;
   cand_t *f = s->flat;
@@ -878,9 +831,33 @@ static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uin
     bad |= pc_ptr[i] != sn->prefix;
     any |= sn->flags;
   }
-  *n_fresh = nc;
   *any_out = any;
   *pc_bad = (int)bad;
+}
+
+/* filter_pass for an event-driven pick (ev_sync made every record and bitmap current): the same
+ * records, the pods not read. Of every pod (allowed NULL): the candidates' bits; of pods allowed[0..n):
+ * their compact keys (ev_key) at now. */
+static size_t filter_pass_ev(ig_sched_t *s, const size_t *allowed, size_t n, uint64_t now, size_t *n_fresh,
+                             unsigned *any_out, int *pc_bad) {
+  size_t *kept = s->set[1], nc = 0, nu = 0;
+  if (!allowed) {
+    for (size_t w = 0; w < (n + 63) / 64; w++)
+      for (uint64_t b = s->ev_bits[w]; b; b &= b - 1) kept[nu++] = w * 64 + (size_t)__builtin_ctzll(b);
+    nc = s->ev_nfresh;
+  } else {
+    const uint64_t *key = s->ev_key, now2 = ev_key_now(now);
+    for (size_t a = 0; a < n; a++) {
+      size_t i = allowed[a];
+      uint64_t v = key[i];
+      unsigned fresh = v >= now2;
+      kept[nu] = i;
+      nc += fresh;
+      nu += fresh & (unsigned)v;
+    }
+  }
+  ev_records(s, kept, nu, any_out, pc_bad);
+  *n_fresh = nc;
   return nu;
 }
 
@@ -938,9 +915,7 @@ static size_t pick_default(ig_sched_t *s, ig_sched_ctx_t *ctx, const size_t *all
   snap_t *sn = s->snap;
   uint32_t *pos = s->pos;
   uint64_t *lm = s->lmask;
-  if (ev && !allowed)
-    nu = filter_bits_ev(s, n_allowed, &nc, &any, &bad);
-  else if (ev)
+  if (ev)
     nu = filter_pass_ev(s, allowed, n_allowed, now, &nc, &any, &bad);
   else if (allowed && stamped)
     nu = filter_pass(&s->o, pods, allowed, n_allowed, f, &nc, &any, pc, pos, sn, lm, &bad);
@@ -1113,10 +1088,13 @@ static int pick(ig_sched_t *s, ig_sched_pod_t *pods, size_t n, const ig_sched_re
       pods[i].metrics_age_ms = pods[i].has_metrics && now > pods[i].scraped_ms ? now - pods[i].scraped_ms : 0;
     ev = 0;
   }
-  if (ev)
+  if (ev) {
     ev_sync(s, pods, n, now);
-  else if (s->prof->kind == PICK_SCORED)
-    s->ev_valid = 0; /* the records may be remade for ig_sched_pick */
+  } else if (s->prof->kind == PICK_SCORED && s->ev_valid) {
+    /* the records of event-driven picks hold no stamps: remade for ig_sched_pick, and after it all */
+    for (size_t i = 0; i < s->ev_n; i++) s->snap[i].seq = 0;
+    s->ev_valid = 0;
+  }
   next_epoch(s);
   size_t n_allowed = allowed_set(s, n, req, s->prof->kind != PICK_SCORED);
   if (!n_allowed) return IG_ENOENT;

@@ -388,6 +388,19 @@ static void slots_reserve(ig_sched_t *s, size_t n) {
   s->slot_cap = cap;
 }
 
+/* Event-driven records carry SNAP_PCBAD: the slot cache's prefix index for their pod index (pc_ptr)
+ * is not theirs, so a pick that keeps them must rebuild the cache (match_cands). pc_note recomputes it
+ * for pod i; pc_set changes the cache and keeps the bit right. */
+static void pc_note(ig_sched_t *s, size_t i) {
+  snap_t *sn = &s->snap[i];
+  sn->flags = (sn->flags & ~(uint32_t)SNAP_PCBAD) | (s->pc_ptr[i] != sn->prefix ? SNAP_PCBAD : 0u);
+}
+
+static void pc_set(ig_sched_t *s, size_t i, const ig_sched_prefix_t *px) {
+  s->pc_ptr[i] = px;
+  if (s->ev_valid && i < s->ev_n) pc_note(s, i);
+}
+
 /* The slot of pod i's prefix index in our space, attaching it when it has no live space of its own;
  * -1 when it belongs to another live scheduler's space (then it is matched pod by pod). The last
  * answer per pod index is cached; the owner check catches a freed index whose address came back. */
@@ -398,14 +411,14 @@ static int64_t pod_slot(ig_sched_t *s, size_t i, ig_sched_prefix_t *px) {
   ig_sched_pspace_t *o = ig_sched_prefix_space(px);
   if (o != sp) {
     if (o && !o->orphan) {
-      s->pc_ptr[i] = NULL;
+      pc_set(s, i, NULL);
       return -1;
     }
     ig_sched_prefix_attach(px, sp);
   }
   slot = ig_sched_prefix_slot(px);
   slots_reserve(s, (size_t)slot + 1);
-  s->pc_ptr[i] = px;
+  pc_set(s, i, px);
   s->pc_slot[i] = slot;
   return slot;
 }
@@ -429,7 +442,7 @@ static void match_prefix(ig_sched_t *s, const ig_sched_pod_t *pods, const cand_t
     size_t i = rec ? rec[c].idx : cand[c];
     ig_sched_prefix_t *px = pods[i].prefix;
     s->match[i] = 0;
-    if (!px) s->pc_ptr[i] = NULL; /* cached as "no index" */
+    if (!px) pc_set(s, i, NULL); /* cached as "no index" */
     if (!px || !nh) continue;
     uint32_t slot = s->pc_slot[i];
     /* the cached slot of this pod index, checked as pod_slot does, without the call */
@@ -489,6 +502,7 @@ static void match_cands(ig_sched_t *s, const ig_sched_pod_t *pods, cand_t *f, si
   ig_sched_pspace_t *sp = s->space;
   if (s->pc_gen != sp->gen) { /* slots changed hands: forget the cache (rebuilt below, pod by pod) */
     memset(s->pc_ptr, 0, s->cap * sizeof *s->pc_ptr);
+    for (size_t i = 0; s->ev_valid && i < s->ev_n; i++) pc_note(s, i);
     s->pc_gen = sp->gen;
     bad = 1;
   }
@@ -594,19 +608,32 @@ static void minmax_cands(const cand_t *f, size_t n, double *qmin, double *qmax, 
 #endif
 }
 
+/* Keeps top[0..k) the k largest values seen (largest first) with x. */
+static inline void top_note(double *top, size_t k, double x) {
+  if (!(x > top[k - 1])) return;
+  size_t i = k - 1;
+  while (i > 0 && x > top[i - 1]) {
+    top[i] = top[i - 1];
+    i--;
+  }
+  top[i] = x;
+}
+
 /* The weighted sum of the queue, KV and prefix terms (those of use_q, use_kv, use_p) of each candidate
  * f[c] into sums[c], formed term by term in scorer order as pick_scored describes (two candidates at a
- * time with SSE2: the same operations, lane by lane); inlined for the common combinations, so that the
- * loop has no branch. */
+ * time with SSE2: the same operations, lane by lane), and the k largest sums into top[0..k) (k >= 1,
+ * top[] all -INFINITY on entry); inlined for the common combinations, so that the loop has no branch
+ * but the rare one that updates top. */
 static inline __attribute__((always_inline)) void sum_terms(const cand_t *f, size_t n, double *sums,
                                                             const double *w, double qmax, double qspan,
                                                             const double *pterm, int use_q, int use_kv,
-                                                            int use_p) {
+                                                            int use_p, double *top, size_t k) {
   const double wq = w[SC_QUEUE], wkv = w[SC_KV];
   size_t c = 0;
 #if defined(__SSE2__)
   const __m128d vqmax = _mm_set1_pd(qmax), vspan = _mm_set1_pd(qspan), one = _mm_set1_pd(1);
   const __m128d zero = _mm_setzero_pd(), vwq = _mm_set1_pd(wq), vwkv = _mm_set1_pd(wkv);
+  __m128d low = _mm_set1_pd(top[k - 1]); /* the k-th largest so far */
   for (; c + 2 <= n; c += 2) {
     __m128d sum = zero;
     if (use_q) { /* v = (qmax - q) / qspan clamped to [0,1]: min, then max (v is never NaN) */
@@ -616,6 +643,11 @@ static inline __attribute__((always_inline)) void sum_terms(const cand_t *f, siz
     if (use_kv) sum = _mm_add_pd(sum, _mm_mul_pd(vwkv, _mm_sub_pd(one, _mm_set_pd(f[c + 1].kv, f[c].kv))));
     if (use_p) sum = _mm_add_pd(sum, _mm_set_pd(pterm[f[c + 1].m], pterm[f[c].m]));
     _mm_storeu_pd(&sums[c], sum);
+    if (__builtin_expect(_mm_movemask_pd(_mm_cmpgt_pd(sum, low)) != 0, 0)) {
+      top_note(top, k, sums[c]);
+      top_note(top, k, sums[c + 1]);
+      low = _mm_set1_pd(top[k - 1]);
+    }
   }
 #endif
   for (; c < n; c++) {
@@ -628,24 +660,32 @@ static inline __attribute__((always_inline)) void sum_terms(const cand_t *f, siz
     if (use_kv) sum += wkv * (1 - f[c].kv);
     if (use_p) sum += pterm[f[c].m];
     sums[c] = sum;
+    top_note(top, k, sum);
   }
 }
 
-/* The k-th largest of v[0..n) (1 <= k <= SMALL_TOPK, n >= k). */
-static double kth_largest(const double *v, size_t n, size_t k) {
-  double top[SMALL_TOPK]; /* the k largest so far, largest first */
-  for (size_t i = 0; i < k; i++) top[i] = -INFINITY;
-  for (size_t c = 0; c < n; c++) {
-    double x = v[c];
-    if (!(x > top[k - 1])) continue;
-    size_t i = k - 1;
-    while (i > 0 && x > top[i - 1]) {
-      top[i] = top[i - 1];
-      i--;
-    }
-    top[i] = x;
+/* Lists in out the c < n whose sums[c] + add, as quant_sum rounds it, is not below the integer key
+ * (given as a double): (sums[c] + add) * 1e9 + 0.5 >= key, the same operations two at a time with
+ * SSE2. Returns how many. */
+static size_t above_floor(const double *sums, size_t n, double add, double key, size_t *out) {
+  size_t m = 0, c = 0;
+#if defined(__SSE2__)
+  const __m128d va = _mm_set1_pd(add), scale = _mm_set1_pd(1e9), half = _mm_set1_pd(0.5);
+  const __m128d vk = _mm_set1_pd(key);
+  for (; c + 2 <= n; c += 2) {
+    __m128d x = _mm_add_pd(_mm_mul_pd(_mm_add_pd(_mm_loadu_pd(&sums[c]), va), scale), half);
+    int mask = _mm_movemask_pd(_mm_cmpge_pd(x, vk));
+    out[m] = c;
+    m += (size_t)(mask & 1);
+    out[m] = c + 1;
+    m += (size_t)(mask >> 1);
   }
-  return top[k - 1];
+#endif
+  for (; c < n; c++) {
+    out[m] = c;
+    m += (sums[c] + add) * 1e9 + 0.5 >= key;
+  }
+  return m;
 }
 
 /* Weighted-sum scoring of the candidates s->flat[0..ctx->n) and ranking into order; returns how many
@@ -688,25 +728,28 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   double qspan = qmax - qmin < 1 ? 1 : qmax - qmin; /* as queue_score (score.c) */
   lora_q_t lq;
   lora_q_init(&lq, ctx, w[SC_LORA]);
-  double *sums = s->sums;
+  double *sums = s->sums, top[SMALL_TOPK];
+  size_t kt = k <= SMALL_TOPK ? k : 1; /* the k largest sums are tracked for k <= SMALL_TOPK */
+  for (size_t i = 0; i < kt; i++) top[i] = -INFINITY;
   if (use_q && use_kv && use_p)
-    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 1);
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 1, top, kt);
   else if (use_q && use_kv)
-    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 0);
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, 1, 1, 0, top, kt);
   else
-    sum_terms(f, n, sums, w, qmax, qspan, pterm, use_q, use_kv, use_p);
+    sum_terms(f, n, sums, w, qmax, qspan, pterm, use_q, use_kv, use_p, top, kt);
   /* Every term is at least 0, so the k-th key is at least quant_sum of the k-th largest sum: a
    * candidate whose sum with the largest LoRA term stays below that cannot rank (nor draw a
-   * tie-breaker). floor_key holds that bound as a double (exact: below 2^53), compared as quant_sum
+   * tie-breaker). The floor is that key as a double (exact: below 2^53), compared as quant_sum
    * compares (quant_sum(x) < K exactly when x * 1e9 + 0.5 < K for x >= 0 and an integer K). */
   double floor_key = -1, lmax = use_l ? lq.term[3] : 0;
-  if (k <= SMALL_TOPK && n > k) floor_key = (double)quant_sum(kth_largest(sums, n, k));
+  if (k <= SMALL_TOPK && n > k) floor_key = (double)quant_sum(top[k - 1]);
+  size_t *pass = s->set[2], np = above_floor(sums, n, lmax, floor_key, pass);
   topk_t t;
   topk_init(&t, s->rank, k);
-  for (size_t c = 0; c < n; c++) {
+  for (size_t j = 0; j < np; j++) {
+    size_t c = pass[j];
     const cand_t *e = &f[c];
     double sum = sums[c];
-    if ((sum + lmax) * 1e9 + 0.5 < floor_key) continue;
     if (use_l) {
       /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
        * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
@@ -820,19 +863,17 @@ static inline uint64_t ev_key_now(uint64_t now) { return now >= EV_UNTIL_MAX ? U
  * filter_pass's *any_out and *pc_bad. */
 static void ev_records(ig_sched_t *s, const size_t *kept, size_t nu, unsigned *any_out, int *pc_bad) {
   const snap_t *snap = s->snap;
-  const ig_sched_prefix_t *const *pc_ptr = (const ig_sched_prefix_t *const *)s->pc_ptr;
   cand_t *f = s->flat;
-  unsigned any = 0, bad = 0;
+  unsigned any = 0;
   for (size_t c = 0; c < nu; c++) {
     size_t i = kept[c];
     const snap_t *sn = &snap[i];
     f[c] = sn->rec;
     s->pos[i] = (uint32_t)c;
-    bad |= pc_ptr[i] != sn->prefix;
     any |= sn->flags;
   }
   *any_out = any;
-  *pc_bad = (int)bad;
+  *pc_bad = (any & SNAP_PCBAD) != 0;
 }
 
 /* filter_pass for an event-driven pick (ev_sync made every record and bitmap current): the same
@@ -971,18 +1012,17 @@ static size_t allowed_set(ig_sched_t *s, size_t n, const ig_sched_request_t *req
 
 /* Remakes the kept record of pod i for event-driven picks: snap_make, and the last ms at which the pod
  * is fresh (ig_sched_pod_fresh with the age ig_sched_pick_at derives) in seq. */
-static void ev_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *key, uint64_t *lm,
-                    const ig_sched_pod_t *p, size_t i) {
+static void ev_make(const ig_sched_t *s, snap_t *sn, uint64_t *key, uint64_t *lm, const ig_sched_pod_t *p,
+                    size_t i) {
+  const ig_sched_opts_t *o = &s->o;
   snap_make(o, sn, lm, p, i);
   uint64_t until = p->scraped_ms + o->stale_ms;
   if (until < p->scraped_ms || until > EV_UNTIL_MAX) until = EV_UNTIL_MAX;
   sn->seq = p->has_metrics ? until : 0;
-  sn->flags |= SNAP_EV;
+  sn->flags |= SNAP_EV | (s->pc_ptr[i] != p->prefix ? SNAP_PCBAD : 0u);
   *key = (sn->flags & SNAP_METRICS ? 2 * (until + 1) : 0) + !(sn->flags & SNAP_SAT);
 }
 
-/* Brings the kept records of pods[0..n) up to date for an event-driven pick: the reported pods', or
- * all when the records are not the event-driven ones of a pool of n. */
 /* Counts pod i in the event-driven pick's bitmaps at now: ev_fresh (fresh), ev_bits (fresh and not
  * saturated: a candidate), ev_nfresh, and ev_bound (at most the time any fresh pod goes stale). */
 static void ev_mark(ig_sched_t *s, size_t i, uint64_t now) {
@@ -1027,14 +1067,14 @@ static void ev_rescan(ig_sched_t *s, size_t n, uint64_t now) {
 static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, uint64_t now) {
   int rescan = now > s->ev_bound || now < s->ev_now;
   if (!s->ev_valid || s->ev_n != n) {
-    for (size_t i = 0; i < n; i++) ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
+    for (size_t i = 0; i < n; i++) ev_make(s, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
     s->ev_n = n;
     s->ev_valid = 1;
     rescan = 1;
   } else {
     for (size_t k = 0; k < s->n_dirty; k++) {
       size_t i = s->dirty[k];
-      ev_make(&s->o, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
+      ev_make(s, &s->snap[i], &s->ev_key[i], &s->lmask[2 * i], &pods[i], i);
       if (!rescan) ev_mark(s, i, now);
     }
   }
@@ -1046,7 +1086,7 @@ static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, uint64_
   for (size_t i = 0; i < n; i++) {
     snap_t t;
     uint64_t key, lm[2], *mine = &s->lmask[2 * i];
-    ev_make(&s->o, &t, &key, lm, &pods[i], i);
+    ev_make(s, &t, &key, lm, &pods[i], i);
     int fresh = (t.flags & SNAP_METRICS) && now <= t.seq && now < EV_UNTIL_MAX;
     int keep = fresh && !(t.flags & SNAP_SAT);
     nfresh += (size_t)fresh;
@@ -1055,7 +1095,8 @@ static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, uint64_
     if (!memcmp(&t, &s->snap[i], sizeof t) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm) &&
         fresh == fresh_bit && keep == keep_bit)
       continue;
-    fprintf(stderr, "infergate: pod %zu changed without ig_sched_pods_changed\n", i);
+    fprintf(stderr, "infergate: pod %zu: its kept record is not its state (a change not reported with "
+                    "ig_sched_pods_changed?)\n", i);
     abort();
   }
   if (nfresh != s->ev_nfresh) abort();

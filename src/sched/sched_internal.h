@@ -70,7 +70,15 @@ enum { LB_LORA = 1, LB_FREE = 2, LB_HINT = 4 }; /* lora not NULL, lora_free, lor
 /* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
  * remade when the pod's stamp, pending or done count or batch size differ from those it was made with;
  * for event-driven picks (ig_sched_pick_at, SNAP_EV), until the pod is reported changed. */
-enum { SNAP_METRICS = 1, SNAP_SAT = 2, SNAP_LORA = 4, SNAP_SLOTS = 8, SNAP_EV = 16, SNAP_FULL = 32 };
+enum {
+  SNAP_METRICS = 1,
+  SNAP_SAT = 2,
+  SNAP_LORA = 4,
+  SNAP_SLOTS = 8,
+  SNAP_EV = 16,    /* an event-driven record (ig_sched_pick_at), current until its pod is reported */
+  SNAP_FULL = 32,  /* the pod's adapter slots may all be taken (cand_t.slots_full) */
+  SNAP_PCBAD = 64, /* event-driven: the slot cache's prefix index for the pod index is not its own */
+};
 typedef struct {
   cand_t rec;                      /* the pod's candidate record (m = 0) */
   uint64_t seq;                    /* the stamp it was made with; 0 = remake on every pick. With

@@ -158,24 +158,32 @@ static inline int ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *s
   return changed;
 }
 
-/* The glue's per-decision copy of a pod for a pick at now_ms: dst brought up to date with src
- * (ig_sched_pod_sync), or zeroed when src is NULL (no state yet), and metrics_age_ms derived from
- * scraped_ms as ig_sched_pick_at does. Returns 1 when dst changed in a field other than id,
- * metrics_age_ms and inflight (report it: ig_sched_pods_changed), else 0. */
-static inline int ig_sched_pod_copy(ig_sched_pod_t *dst, const ig_sched_pod_t *src, uint64_t now_ms) {
-  int changed;
+/* The glue's copy of a pod for a pick at now_ms: dst brought up to date with src (ig_sched_pod_sync),
+ * or zeroed when src is NULL (no state yet); batch_slots set to slots when not 0 (a configured batch
+ * size over the learned one); metrics_age_ms derived from scraped_ms as ig_sched_pick_at does. Returns
+ * 1 when dst changed in a field other than id, metrics_age_ms and inflight (report it:
+ * ig_sched_pods_changed), else 0. */
+static inline int ig_sched_pod_copy(ig_sched_pod_t *dst, const ig_sched_pod_t *src, uint64_t now_ms,
+                                    unsigned slots) {
+  uint64_t seq = dst->seq;
+  unsigned pending = dst->pending, done = dst->done, batch = dst->batch_slots;
+  int copied;
   if (src) {
-    changed = ig_sched_pod_sync(dst, src); /* the copy only when the pod changed */
+    copied = ig_sched_pod_sync(dst, src); /* the copy only when the pod changed */
   } else {
     ig_sched_pod_t z;
     memset(&z, 0, sizeof z);
     z.id = dst->id;
     z.inflight = dst->inflight;
-    changed = memcmp(&z, dst, sizeof z) != 0; /* padding may differ: at worst reported again */
-    if (changed) memcpy(dst, &z, sizeof z);
+    z.batch_slots = slots;
+    copied = memcmp(&z, dst, sizeof z) != 0; /* padding may differ: at worst reported again */
+    if (copied) memcpy(dst, &z, sizeof z);
   }
+  if (slots) dst->batch_slots = slots;
   dst->metrics_age_ms = dst->has_metrics && now_ms > dst->scraped_ms ? now_ms - dst->scraped_ms : 0;
-  return changed;
+  /* a copy of the same stamp changed only if pending, done or the batch size it ends with did */
+  return (copied && (!dst->seq || dst->seq != seq)) || dst->pending != pending || dst->done != done ||
+         dst->batch_slots != batch;
 }
 
 /* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state

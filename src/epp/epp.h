@@ -117,6 +117,8 @@ typedef struct epp {
   ig_rng_t rng;
   ig_sched_t *sched;    /* the gateway's scheduler with the pool's profile */
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' scraped state, indexed like eps */
+  struct pod_view *view; /* which copies changed since the last fill (src/proxy/journal.c) */
+  int pods_stale;        /* eps or their scrapers changed: the view is made anew, every copy refreshed */
   size_t *allowed;      /* scratch: indexes of the endpoints a request may go to (pick.c) */
   uint32_t *mark;       /* scratch by endpoint: == mark_stamp when discovery lists it for the request */
   uint32_t mark_stamp;
@@ -235,6 +237,10 @@ void epp_scrape_free(epp_t *e);
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms);
 /* Stores back what ig_sched_pick changed on pod k (its pending count). */
 void epp_pods_picked(epp_t *e, size_t k);
+/* eps[k].inflight changed: its copy follows. */
+void epp_pods_inflight(epp_t *e, size_t k);
+/* Frees what epp_pods_fill keeps (from epp_free). */
+void epp_pods_free(epp_t *e);
 /* The pool's scheduler, made as `infergate serve` makes it (src/proxy/pool.c pool_sched_new). */
 ig_sched_t *epp_sched_new(const ig_backend_cfg_t *pool, uint64_t seed);
 /* An adapter request (target, an adapter a pod ever listed) was picked for endpoint k: the pod's lists

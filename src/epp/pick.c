@@ -133,6 +133,7 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) 
   if (rc < 0) pick_least(e, n_allowed, out);
   epp_endpoint_t *p = &e->eps[out->order[0]];
   p->inflight++;
+  epp_pods_inflight(e, out->order[0]);
   p->picks++;
   /* an adapter takes a slot (or waits for one) on the pod before the next scrape says so, and its
    * count there tells slot waits from queueing (ig_sched_lora_blocked, in the scraper) */
@@ -143,6 +144,7 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) 
 void epp_release(epp_t *e, size_t ep, uint32_t lora_id) {
   if (ep >= e->n_eps) return;
   if (e->eps[ep].inflight > 0) e->eps[ep].inflight--;
+  epp_pods_inflight(e, ep);
   epp_pods_finished(e, ep, lora_id);
   epp_queue_poke(e); /* its batch slot may be what a parked request waits for */
 }

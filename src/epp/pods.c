@@ -23,6 +23,7 @@ void epp_scrape_one(epp_t *e, size_t i) {
   ep->scrape_refs = 1;
   scrape_start(ep, e->pool);
   e->eps[i].scr = ep;
+  e->pods_stale = 1;
 }
 
 void epp_scrape_start(epp_t *e, uv_loop_t *loop) {
@@ -56,38 +57,81 @@ void epp_scrape_free(epp_t *e) {
     endpoint_t *ep = e->eps[i].scr;
     if (!ep) continue;
     e->eps[i].scr = NULL;
+    e->pods_stale = 1;
     scrape_stop(ep); /* no-op when stopped already */
     ep->snap_refs = 0;
     endpoint_maybe_free(ep); /* freed now, or by the last close callback if one is still pending */
   }
 }
 
+/* Brings e->pods[i] up to date with its endpoint (but for its age) and tells the scheduler when it
+ * changed (ig_sched_pick_at rereads only those). Returns whether the copy changed. */
+static int pod_sync(epp_t *e, size_t i) {
+  ig_sched_pod_t *sp = &e->pods[i];
+  const endpoint_t *ep = e->eps[i].scr;
+  unsigned slots = (unsigned)e->tuning.batch_slots; /* 0: learned (scrape.c) */
+  int changed = ig_sched_pod_copy(sp, ep && ep->pod ? &ep->pod->sp : NULL, 0, slots); /* the age: below */
+  sp->id = i;
+  sp->inflight = e->eps[i].inflight;
+  if (changed && e->sched) ig_sched_pods_changed(e->sched, i);
+  return changed;
+}
+
+static void pod_sync_cb(void *ctx, size_t i) { pod_sync(ctx, i); }
+
+/* The copies of the endpoints touched since the last fill (journal.c), or all, then every age. */
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
   size_t ready = 0, n = e->n_eps;
-  for (size_t i = 0; i < n; i++) {
-    /* each pod lies two pointers away: fetch the endpoint of a later pod, and the pod of a nearer one
-     * whose endpoint came in already, so that the misses of many pods overlap */
-    const endpoint_t *far = i + 2 * POD_AHEAD < n ? e->eps[i + 2 * POD_AHEAD].scr : NULL;
-    if (far) __builtin_prefetch(&far->pod);
-    if (i + POD_AHEAD < n) pod_prefetch(e->eps[i + POD_AHEAD].scr);
-    ig_sched_pod_t *sp = &e->pods[i];
-    const endpoint_t *ep = e->eps[i].scr;
-    int changed = ig_sched_pod_copy(sp, ep && ep->pod ? &ep->pod->sp : NULL, now_ms);
-    if (sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS) ready++;
-    sp->id = i;
-    sp->inflight = e->eps[i].inflight;
-    if (e->tuning.batch_slots) { /* else learned (scrape.c) */
-      changed |= sp->batch_slots != (unsigned)e->tuning.batch_slots;
-      sp->batch_slots = (unsigned)e->tuning.batch_slots;
-    }
-    if (changed && e->sched) ig_sched_pods_changed(e->sched, i); /* ig_sched_pick_at rereads only those */
+  if (!e->view) e->view = IG_NEW(pod_view_t);
+  if (e->pods_stale) {
+    pod_view_init(e->view, n);
+    for (size_t i = 0; i < n; i++) pod_view_add(e->view, e->eps[i].scr, i);
+    e->pods_stale = 0;
   }
+  if (pod_view_replay(e->view, pod_sync_cb, e)) {
+    for (size_t i = 0; i < n; i++) {
+      /* each pod lies two pointers away: fetch the endpoint of a later pod, and the pod of a nearer one
+       * whose endpoint came in already, so that the misses of many pods overlap */
+      const endpoint_t *far = i + 2 * POD_AHEAD < n ? e->eps[i + 2 * POD_AHEAD].scr : NULL;
+      if (far) __builtin_prefetch(&far->pod);
+      if (i + POD_AHEAD < n) pod_prefetch(e->eps[i + POD_AHEAD].scr);
+      pod_sync(e, i);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    ig_sched_pod_t *sp = &e->pods[i];
+    sp->metrics_age_ms = sp->has_metrics && now_ms > sp->scraped_ms ? now_ms - sp->scraped_ms : 0;
+    ready += sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS;
+  }
+#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unjournaled */
+  for (size_t i = 0; i < n; i++) {
+    unsigned inflight = e->pods[i].inflight;
+    uint64_t age = e->pods[i].metrics_age_ms;
+    if (pod_sync(e, i) || inflight != e->pods[i].inflight) {
+      ig_error("epp: endpoint %zu changed without endpoint_touch", i);
+      abort();
+    }
+    e->pods[i].metrics_age_ms = age;
+  }
+#endif
   return ready;
+}
+
+void epp_pods_inflight(epp_t *e, size_t k) {
+  if (k < e->n_eps) e->pods[k].inflight = e->eps[k].inflight;
+}
+
+void epp_pods_free(epp_t *e) {
+  if (e->view) pod_view_free(e->view);
+  free(e->view);
+  e->view = NULL;
 }
 
 void epp_pods_picked(epp_t *e, size_t k) {
   endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
-  if (ep && ep->pod) ep->pod->sp.pending = e->pods[k].pending;
+  if (!ep || !ep->pod) return;
+  ep->pod->sp.pending = e->pods[k].pending;
+  endpoint_touch(ep);
 }
 
 ig_sched_t *epp_sched_new(const ig_backend_cfg_t *pool, uint64_t seed) { return pool_sched_new(pool, seed); }
@@ -97,6 +141,7 @@ uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target) {
   uint32_t id = target && target[0] ? ig_sched_lora_id(target) : 0;
   if (!id || !ep || !ep->pod) return 0;
   ig_sched_lora_note_sent(&ep->pod->sp, &ep->pod->lora, target, id);
+  endpoint_touch(ep);
   return ig_sched_lora_flight_add(&ep->pod->flight, id, 1) == 0 ? id : 0;
 }
 
@@ -104,6 +149,7 @@ void epp_pods_finished(epp_t *e, size_t k, uint32_t id) {
   endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
   if (!ep || !ep->pod) return;
   ep->pod->sp.done++;
+  endpoint_touch(ep);
   if (id) ig_sched_lora_flight_add(&ep->pod->flight, id, -1);
 }
 

@@ -133,6 +133,7 @@ int epp_reconfigure(epp_t *e, ig_config_t *cfg) {
   memset(e->mark, 0, (k ? k : 1) * sizeof *e->mark);
   e->mark_stamp = 0;
   memset(e->pods, 0, (k ? k : 1) * sizeof *e->pods);
+  e->pods_stale = 1;
   const char *prof = pool->scheduler && ig_sched_profile_exists(pool->scheduler) ? pool->scheduler : "default";
   if (strcmp(ig_sched_profile_name(e->sched), prof) || memcmp(&e->tuning, &pool->tuning, sizeof e->tuning) ||
       e->scrape_ms != pool->scrape_interval_ms) {
@@ -197,6 +198,7 @@ int epp_init(epp_t *e, ig_config_t *cfg, const char *pool_name, const epp_opts_t
   ig_sched_reserve(e->sched, e->n_eps);
   e->uses_prefix = ig_sched_weight(e->sched, "prefix") > 0;
   e->pods = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->pods);
+  e->pods_stale = 1;
   e->allowed = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->allowed);
   e->mark = ig_calloc(e->n_eps ? e->n_eps : 1, sizeof *e->mark);
 
@@ -272,6 +274,7 @@ void epp_free(epp_t *e) {
   if (e->sched) ig_sched_free(e->sched);
   epp_queue_free(e);
   free(e->pods);
+  epp_pods_free(e);
   free(e->allowed);
   free(e->mark);
   free(e->eps);

@@ -19,6 +19,7 @@ struct pool {
   ig_sched_t *sched;
   ig_sched_queue_t *queue;
   ig_sched_pod_t *pods; /* per-pick copy of the endpoints' state, indexed like be->eps */
+  pod_view_t view;      /* which copies changed since the last decision (journal.c) */
   int uses_prefix;
   int kicking, kick_again;
   uint64_t critical_ms; /* ig_now_ms() when a request of priority > 0 last arrived (0: never) */
@@ -75,6 +76,8 @@ pool_t *pool_new(backend_rt_t *be) {
   ig_sched_reserve(p->sched, be->n_eps);
   p->queue = ig_sched_queue_new(ig_tuning_queue_capacity(&be->cfg->tuning));
   p->pods = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->pods);
+  pod_view_init(&p->view, be->n_eps);
+  for (size_t i = 0; i < be->n_eps; i++) pod_view_add(&p->view, be->eps[i], i);
   p->avail = ig_calloc(be->n_eps ? be->n_eps : 1, sizeof *p->avail);
   p->uses_prefix = ig_sched_weight(p->sched, "prefix") > 0;
   return p;
@@ -87,6 +90,7 @@ void pool_free(pool_t *p) {
   ig_sched_free(p->sched);
   ig_sched_queue_free(p->queue);
   free(p->pods);
+  pod_view_free(&p->view);
   free(p->avail);
   free(p);
 }
@@ -101,27 +105,52 @@ static unsigned pod_batch_slots(const backend_rt_t *be, const ig_sched_pod_t *sp
   return be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots;
 }
 
-/* Copies the endpoints' state into p->pods for a pick at now_ms, and tells the scheduler which copies
- * changed (ig_sched_pick_at rereads only those). Returns the number of pods whose metrics are younger
- * than READY_MS (0: the pool is "blind", the scheduler cannot help). */
+/* Brings p->pods[i] up to date with its endpoint (but for its age) and tells the scheduler when it
+ * changed (ig_sched_pick_at rereads only those). Returns whether the copy changed. */
+static int pod_sync(pool_t *p, size_t i) {
+  backend_rt_t *be = p->be;
+  endpoint_t *ep = be->eps[i];
+  ig_sched_pod_t *sp = &p->pods[i];
+  unsigned slots = be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : 0; /* else learned */
+  int changed = ig_sched_pod_copy(sp, ep->pod ? &ep->pod->sp : NULL, 0, slots); /* the age: pods_fill */
+  sp->id = i;
+  sp->inflight = ep->inflight;
+  if (changed) ig_sched_pods_changed(p->sched, i);
+  return changed;
+}
+
+static void pod_sync_cb(void *ctx, size_t i) { pod_sync(ctx, i); }
+
+/* Brings p->pods up to date for a decision at now_ms: the copies of the endpoints touched since the
+ * last decision (journal.c), or all, then every copy's age. Returns the number of pods whose metrics
+ * are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
 static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   backend_rt_t *be = p->be;
   size_t ready = 0, n = be->n_eps;
-  for (size_t i = 0; i < n; i++) {
-    /* as epp_pods_fill: the misses of many pods overlap */
-    if (i + 2 * POD_AHEAD < n) __builtin_prefetch(&be->eps[i + 2 * POD_AHEAD]->pod);
-    if (i + POD_AHEAD < n) pod_prefetch(be->eps[i + POD_AHEAD]);
-    endpoint_t *ep = be->eps[i];
-    ig_sched_pod_t *sp = &p->pods[i];
-    int changed = ig_sched_pod_copy(sp, ep->pod ? &ep->pod->sp : NULL, now_ms);
-    if (sp->has_metrics && sp->metrics_age_ms < READY_MS) ready++;
-    sp->id = i;
-    sp->inflight = ep->inflight;
-    unsigned slots = pod_batch_slots(be, sp);
-    changed |= slots != sp->batch_slots;
-    sp->batch_slots = slots;
-    if (changed) ig_sched_pods_changed(p->sched, i);
+  if (pod_view_replay(&p->view, pod_sync_cb, p)) {
+    for (size_t i = 0; i < n; i++) {
+      /* as epp_pods_fill: the misses of many pods overlap */
+      if (i + 2 * POD_AHEAD < n) __builtin_prefetch(&be->eps[i + 2 * POD_AHEAD]->pod);
+      if (i + POD_AHEAD < n) pod_prefetch(be->eps[i + POD_AHEAD]);
+      pod_sync(p, i);
+    }
   }
+  for (size_t i = 0; i < n; i++) {
+    ig_sched_pod_t *sp = &p->pods[i];
+    sp->metrics_age_ms = sp->has_metrics && now_ms > sp->scraped_ms ? now_ms - sp->scraped_ms : 0;
+    ready += sp->has_metrics && sp->metrics_age_ms < READY_MS;
+  }
+#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unjournaled */
+  for (size_t i = 0; i < n; i++) {
+    unsigned inflight = p->pods[i].inflight;
+    uint64_t age = p->pods[i].metrics_age_ms;
+    if (pod_sync(p, i) || inflight != p->pods[i].inflight) {
+      ig_error("pool: endpoint %zu changed without endpoint_touch", i);
+      abort();
+    }
+    p->pods[i].metrics_age_ms = age;
+  }
+#endif
   return ready;
 }
 
@@ -239,6 +268,7 @@ static int pool_do_pick(pool_t *p, client_t *c, int filled, uint64_t t0_us) {
   pod->sp.pending = p->pods[k].pending;
   /* an adapter sent to a pod takes a slot (or waits for one) before the next scrape says so */
   if (q->lora_id) ig_sched_lora_note_sent(&pod->sp, &pod->lora, q->target, q->lora_id);
+  endpoint_touch(be->eps[k]);
   double hit = ig_sched_last_prefix_hit(p->sched);
   if (hit >= 0) stats_prefix_hit(hit);
   q->picked = be->eps[k];

@@ -169,6 +169,25 @@ struct pod {
   disc_t *disc;        /* model discovery state (discovery.c), NULL until the first fetch */
 };
 
+/* The change journal (journal.c): endpoint_touch(ep) after every change to what a pool's copy of ep's
+ * scheduler state holds (its pod's sp - a scrape stored, pending, done, an adapter noted - the pod
+ * created, ep->inflight). A pod view maps a pool's endpoints to their indexes and replays the journal:
+ * pod_view_replay calls sync(ctx, i) for each index touched since the last replay and returns 0, or
+ * returns 1 (nothing called) when the caller must refresh every index: the view is new (pod_view_init),
+ * fell a whole journal behind, or holds an endpoint twice. */
+typedef struct pod_view {
+  const endpoint_t **keys; /* open addressing; NULL = empty */
+  uint32_t *idx;
+  size_t mask;
+  uint64_t seen; /* journal entries replayed */
+  int full, dup;
+} pod_view_t;
+void endpoint_touch(const endpoint_t *ep);
+void pod_view_init(pod_view_t *v, size_t n); /* empty, for up to n endpoints; the next replay is full */
+void pod_view_add(pod_view_t *v, const endpoint_t *ep, size_t i);
+void pod_view_free(pod_view_t *v);
+int pod_view_replay(pod_view_t *v, void (*sync)(void *ctx, size_t i), void *ctx);
+
 /* Filling a pick's pod copies from many endpoints: prefetch the endpoint POD_AHEAD * 2 pods ahead and
  * (pod_prefetch) the pod state of the one POD_AHEAD ahead. */
 #define POD_AHEAD 6

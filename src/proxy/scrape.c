@@ -136,6 +136,7 @@ static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t
   sp->waiting = sp->waiting > pod->lora_blocked ? sp->waiting - pod->lora_blocked : 0;
   sp->batch_slots = ig_sched_slots_learn(&pod->slots_est, sp->running, sp->waiting, sp->kv_usage);
   ig_sched_pod_touch(sp); /* picks remake what they derived from this pod */
+  endpoint_touch(s->ep);  /* and the pools' copies of it */
   pools_on_scrape(s->ep);
 }
 
@@ -477,7 +478,10 @@ static void on_timer_close(uv_handle_t *h) {
 
 /* Starts scraping ep with a pool's settings, or updates them (the newest snapshot wins). */
 void scrape_start(endpoint_t *ep, const ig_backend_cfg_t *cfg) {
-  if (!ep->pod) ep->pod = pod_new();
+  if (!ep->pod) {
+    ep->pod = pod_new();
+    endpoint_touch(ep);
+  }
   scraper_t *s = ep->scr;
   unsigned interval = cfg->scrape_interval_ms ? cfg->scrape_interval_ms : 50;
   const char *path = cfg->metrics_path ? cfg->metrics_path : "/metrics";

@@ -59,7 +59,10 @@ static void tcp_close(tcpconn_t *tc) {
   tc->closing = 1;
   list_remove(&tc->link);
   gw.n_tcp--;
-  if (tc->connected && tc->ep) tc->ep->inflight--;
+  if (tc->connected && tc->ep) {
+    tc->ep->inflight--;
+    endpoint_touch(tc->ep);
+  }
   uv_close((uv_handle_t *)&tc->a, on_tc_close);
   uv_close((uv_handle_t *)&tc->timer, on_tc_close);
   if (tc->b) uv_close((uv_handle_t *)&tc->b->tcp, on_side_close);
@@ -186,6 +189,7 @@ static void on_tc_connect(uv_connect_t *req, int status) {
   }
   tc->connected = 1;
   tc->ep->inflight++;
+  endpoint_touch(tc->ep);
   uv_tcp_nodelay(&s->tcp, 1);
   unsigned idle = tc->be->cfg->idle_timeout_ms;
   if (idle)

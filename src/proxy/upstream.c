@@ -62,6 +62,7 @@ static void up_uncount(upconn_t *up) {
   if (!up->counted) return;
   up->ep->inflight--;
   if (up->ep->pod) up->ep->pod->sp.done++; /* its batch slot is free before the next scrape says so */
+  endpoint_touch(up->ep);
   if (up->lora_id && up->ep->pod) ig_sched_lora_flight_add(&up->ep->pod->flight, up->lora_id, -1);
   up->lora_id = 0;
   up->counted = 0;
@@ -603,6 +604,7 @@ void upstream_start(client_t *c, const endpoint_t *exclude, int fresh) {
   q->up = up;
   up->counted = 1;
   ep->inflight++;
+  endpoint_touch(ep);
   /* the adapter's count on the pod, for telling slot waits from queueing (ig_sched_lora_blocked) */
   up->lora_id = ep->pod && ig_sched_lora_flight_add(&ep->pod->flight, q->lora_id, 1) == 0 ? q->lora_id : 0;
   up->idle_timeout_ms = be->cfg->idle_timeout_ms;

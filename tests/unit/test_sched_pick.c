@@ -877,15 +877,25 @@ static void test_pod_sync(void **state) {
   /* ig_sched_pod_copy: the age from scraped_ms (0 before it: a clock step), a pod without state zeroed */
   src.scraped_ms = 1000;
   ig_sched_pod_touch(&src);
-  assert_int_equal(ig_sched_pod_copy(&dst, &src, 1250), 1);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 1250, 0), 1);
   assert_true(dst.metrics_age_ms == 250);
-  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990), 0);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 0), 0);
   assert_true(dst.metrics_age_ms == 0);
+  /* a configured batch size over the learned one (64): a change once, not on every copy */
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 1);
+  assert_int_equal(dst.batch_slots, 16);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 0);
+  assert_int_equal(dst.batch_slots, 16);
+  src.pending++;
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 1);
   dst.id = 4;
   dst.inflight = 2;
-  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000), 1);
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000, 0), 1);
   assert_true(dst.has_metrics == 0 && dst.seq == 0 && dst.prefix == NULL && dst.id == 4 && dst.inflight == 2);
-  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000), 0); /* no state, still */
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000, 0), 0); /* no state, still */
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000, 8), 1);   /* a configured batch size: once */
+  assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000, 8), 0);
+  assert_int_equal(dst.batch_slots, 8);
 }
 
 int main(void) {

@@ -688,6 +688,93 @@ static size_t above_floor(const double *sums, size_t n, double add, double key, 
   return m;
 }
 
+/* What adds a candidate's LoRA term to its sum (pick_scored). */
+typedef struct {
+  const ig_sched_ctx_t *ctx;
+  const lora_q_t *lq;
+  const uint64_t *lmask; /* the kept masks by pod index, or NULL: read the pods */
+  double w;              /* the LoRA weight */
+  int use;               /* 0: no LoRA term */
+} lora_eval_t;
+
+/* sum + the LoRA term of candidate e (the last term, as the scorer table adds it). */
+static inline double with_lora(const lora_eval_t *le, const cand_t *e, double sum) {
+  if (!le->use) return sum;
+  const ig_sched_pod_t *p = &le->ctx->pods[e->idx];
+  double lt = le->lmask ? lora_term(le->lq, le->lmask[2 * e->idx], le->lmask[2 * e->idx + 1], e->lbits)
+                        : lora_term(le->lq, p->lora_running_mask, p->lora_waiting_mask, e->lbits);
+  return sum + (lt >= 0 ? lt : le->w * ig_sched_lora_score(le->ctx, p));
+}
+
+/* Ranks the candidates f[pass[0..np)] (sums without the LoRA term in sums) into order[0..k), k >
+ * SMALL_TOPK: every one gets its random tie-breaker (topk_push). */
+static size_t rank_all(ig_sched_t *s, const cand_t *f, const double *sums, const size_t *pass, size_t np,
+                       const lora_eval_t *le, size_t *order, size_t k) {
+  topk_t t;
+  topk_init(&t, s->rank, k);
+  for (size_t j = 0; j < np; j++)
+    topk_push(s, &t, quant_sum(with_lora(le, &f[pass[j]], sums[pass[j]])), f[pass[j]].idx);
+  return topk_finish(&t, order);
+}
+
+/* Ranks the candidates f[pass[0..np)] into order[0..k), k <= SMALL_TOPK: the candidates whose key is
+ * above the k-th largest key K, then as many of those at K as fit, chosen uniformly at random, equal
+ * keys in random order. The same distribution as an independent random tie-breaker per candidate
+ * (rank_all), with draws only for the ties that are broken: a pool of idle pods ties everywhere. A
+ * candidate whose sum with the largest LoRA term stays below the k-th key so far is not evaluated
+ * further (quant_sum is monotonic). */
+static size_t rank_select(ig_sched_t *s, const cand_t *f, const double *sums, const size_t *pass, size_t np,
+                          const lora_eval_t *le, size_t *order, size_t k) {
+  int64_t top[SMALL_TOPK]; /* the k largest keys so far, largest first (equal keys repeated) */
+  size_t nt = 0, nl = 0;
+  rank_t *l = s->rank; /* the candidates at or above the k-th key so far when seen */
+  double lmax = le->use ? le->lq->term[3] : 0;
+  for (size_t j = 0; j < np; j++) {
+    size_t c = pass[j];
+    if (nt == k && le->use && quant_sum(sums[c] + lmax) < top[k - 1]) continue;
+    int64_t key = quant_sum(with_lora(le, &f[c], sums[c]));
+    if (nt == k && key < top[k - 1]) continue;
+    l[nl].key = key;
+    l[nl++].idx = f[c].idx;
+    size_t i = nt < k ? nt++ : k - 1;
+    while (i > 0 && key > top[i - 1]) {
+      top[i] = top[i - 1];
+      i--;
+    }
+    top[i] = key;
+  }
+  if (!nt) return 0;
+  int64_t kth = top[nt - 1];
+  rank_t win[SMALL_TOPK];
+  size_t got = 0, nties = 0;
+  for (size_t j = 0; j < nl; j++) {
+    if (l[j].key > kth)
+      win[got++] = l[j];
+    else if (l[j].key == kth)
+      l[nties++] = l[j]; /* compacted in place: j >= nties */
+  }
+  for (size_t q = 0; got < nt && q < nties; q++) { /* partial Fisher-Yates over the ties */
+    /* a uniform index from the high half of the draw (the low bits of consecutive draws are weaker) */
+    size_t r = q + (size_t)(((ig_rng_next(&s->rng) >> 32) * (uint64_t)(nties - q)) >> 32);
+    rank_t tmp = l[q];
+    l[q] = l[r];
+    l[r] = tmp;
+    win[got++] = l[q];
+  }
+  for (size_t j = 0; got > 1 && j < got; j++) win[j].rnd = ig_rng_next(&s->rng); /* ties: random order */
+  for (size_t j = 1; j < got; j++) {
+    rank_t e = win[j];
+    size_t i = j;
+    while (i > 0 && rank_better(&e, &win[i - 1])) {
+      win[i] = win[i - 1];
+      i--;
+    }
+    win[i] = e;
+  }
+  for (size_t j = 0; j < got; j++) order[j] = win[j].idx;
+  return got;
+}
+
 /* Weighted-sum scoring of the candidates s->flat[0..ctx->n) and ranking into order; returns how many
  * were written. The sum is formed term by term in scorer order exactly as the scorer table (score.c)
  * computes it (the same operations on the same values, so the same keys and the same tie-break
@@ -744,26 +831,9 @@ static size_t pick_scored(ig_sched_t *s, ig_sched_ctx_t *ctx, size_t *order, siz
   double floor_key = -1, lmax = use_l ? lq.term[3] : 0;
   if (k <= SMALL_TOPK && n > k) floor_key = (double)quant_sum(top[k - 1]);
   size_t *pass = s->set[2], np = above_floor(sums, n, lmax, floor_key, pass);
-  topk_t t;
-  topk_init(&t, s->rank, k);
-  for (size_t j = 0; j < np; j++) {
-    size_t c = pass[j];
-    const cand_t *e = &f[c];
-    double sum = sums[c];
-    if (use_l) {
-      /* the LoRA term is the last and at most its weight: skip the pod read when even that cannot
-       * reach the k-th key (rounding and quant are monotonic, so this is topk_push's skip) */
-      if (t.n == t.k && !t.big && quant_sum(sum + lq.term[3]) < t.v[t.n - 1].key) continue;
-      const ig_sched_pod_t *p = &ctx->pods[e->idx];
-      double lt = lmask ? lora_term(&lq, lmask[2 * e->idx], lmask[2 * e->idx + 1], e->lbits)
-                        : lora_term(&lq, p->lora_running_mask, p->lora_waiting_mask, e->lbits);
-      sum += lt >= 0 ? lt : w[SC_LORA] * ig_sched_lora_score(ctx, &ctx->pods[e->idx]);
-    }
-    int64_t key = quant_sum(sum);
-    if (t.n == t.k && !t.big && key < t.v[t.n - 1].key) continue; /* topk_push's first test, inline */
-    topk_push(s, &t, key, e->idx);
-  }
-  size_t got = topk_finish(&t, order);
+  lora_eval_t le = {ctx, &lq, lmask, w[SC_LORA], use_l};
+  size_t got = k <= SMALL_TOPK ? rank_select(s, f, sums, pass, np, &le, order, k)
+                               : rank_all(s, f, sums, pass, np, &le, order, k);
   if (ctx->match && got) s->match[order[0]] = f[s->pos[order[0]]].m; /* for last_prefix_hit */
   return got;
 }

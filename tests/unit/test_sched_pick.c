@@ -197,6 +197,29 @@ static void test_tie_break_spreads(void **state) {
     assert_true(hits[j] > ROUNDS / N / 2);
     assert_true(hits[j] < ROUNDS / N * 2);
   }
+  /* with a fallback: every ordered pair of the tied pods about as often, under many seeds, and the
+   * first pick repeats about 1 time in N */
+  for (uint64_t seed = 70; seed < 90; seed++) {
+    ig_sched_t *t = ig_sched_new("default", seed);
+    unsigned pairs[N][N] = {{0}}, same = 0;
+    size_t prev = N;
+    for (int i = 0; i < ROUNDS; i++) {
+      for (int j = 0; j < N; j++) pod_set(&pods[j], (size_t)j, 2, 0.5);
+      size_t order[2], k = 2;
+      assert_int_equal(ig_sched_pick(t, pods, N, &r, order, &k), 0);
+      assert_int_equal(k, 2);
+      assert_true(order[0] != order[1]);
+      pairs[order[0]][order[1]]++;
+      same += order[0] == prev;
+      prev = order[0];
+    }
+    unsigned each = ROUNDS / (N * (N - 1)); /* 71 */
+    for (int a = 0; a < N; a++)
+      for (int b = 0; b < N; b++)
+        if (a != b) assert_true(pairs[a][b] > each / 3 && pairs[a][b] < each * 3);
+    assert_true(same > ROUNDS / N / 2 && same < ROUNDS / N * 2); /* a repeat 1 time in N */
+    ig_sched_free(t);
+  }
   /* the same seed gives the same sequence */
   ig_sched_t *a = ig_sched_new("default", 9), *b = ig_sched_new("default", 9);
   for (int i = 0; i < 50; i++) {

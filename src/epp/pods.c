@@ -64,9 +64,10 @@ void epp_scrape_free(epp_t *e) {
   }
 }
 
-/* Brings e->pods[i] up to date with its endpoint (but for its age) and tells the scheduler when it
- * changed (ig_sched_pick_at rereads only those). Returns whether the copy changed. */
-static int pod_sync(epp_t *e, size_t i) {
+/* Brings the picker ctx's copy of endpoint i up to date (but for its age) and tells the scheduler when
+ * it changed (ig_sched_pick_at rereads only those). Returns whether the copy changed. */
+static int pod_sync(void *ctx, size_t i) {
+  epp_t *e = ctx;
   ig_sched_pod_t *sp = &e->pods[i];
   const endpoint_t *ep = e->eps[i].scr;
   unsigned slots = (unsigned)e->tuning.batch_slots; /* 0: learned (scrape.c) */
@@ -77,18 +78,16 @@ static int pod_sync(epp_t *e, size_t i) {
   return changed;
 }
 
-static void pod_sync_cb(void *ctx, size_t i) { pod_sync(ctx, i); }
-
 /* The copies of the endpoints touched since the last fill (journal.c), or all, then every age. */
 size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
-  size_t ready = 0, n = e->n_eps;
+  size_t n = e->n_eps;
   if (!e->view) e->view = IG_NEW(pod_view_t);
   if (e->pods_stale) {
     pod_view_init(e->view, n);
     for (size_t i = 0; i < n; i++) pod_view_add(e->view, e->eps[i].scr, i);
     e->pods_stale = 0;
   }
-  if (pod_view_replay(e->view, pod_sync_cb, e)) {
+  if (pod_view_replay(e->view, pod_sync, e)) {
     for (size_t i = 0; i < n; i++) {
       /* each pod lies two pointers away: fetch the endpoint of a later pod, and the pod of a nearer one
        * whose endpoint came in already, so that the misses of many pods overlap */
@@ -98,23 +97,7 @@ size_t epp_pods_fill(epp_t *e, uint64_t now_ms) {
       pod_sync(e, i);
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    ig_sched_pod_t *sp = &e->pods[i];
-    sp->metrics_age_ms = sp->has_metrics && now_ms > sp->scraped_ms ? now_ms - sp->scraped_ms : 0;
-    ready += sp->has_metrics && sp->metrics_age_ms < EPP_READY_MS;
-  }
-#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unjournaled */
-  for (size_t i = 0; i < n; i++) {
-    unsigned inflight = e->pods[i].inflight;
-    uint64_t age = e->pods[i].metrics_age_ms;
-    if (pod_sync(e, i) || inflight != e->pods[i].inflight) {
-      ig_error("epp: endpoint %zu changed without endpoint_touch", i);
-      abort();
-    }
-    e->pods[i].metrics_age_ms = age;
-  }
-#endif
-  return ready;
+  return pod_view_ages(e->pods, n, now_ms, EPP_READY_MS, pod_sync, e);
 }
 
 void epp_pods_inflight(epp_t *e, size_t k) {

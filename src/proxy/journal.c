@@ -52,7 +52,7 @@ void pod_view_free(pod_view_t *v) {
   v->idx = NULL;
 }
 
-int pod_view_replay(pod_view_t *v, void (*sync)(void *ctx, size_t i), void *ctx) {
+int pod_view_replay(pod_view_t *v, int (*sync)(void *ctx, size_t i), void *ctx) {
   if (v->full || v->dup || journal_head - v->seen > JOURNAL_SIZE) {
     v->full = 0;
     v->seen = journal_head;
@@ -67,4 +67,29 @@ int pod_view_replay(pod_view_t *v, void (*sync)(void *ctx, size_t i), void *ctx)
     }
   }
   return 0;
+}
+
+size_t pod_view_ages(ig_sched_pod_t *pods, size_t n, uint64_t now_ms, uint64_t ready_ms,
+                     int (*sync)(void *ctx, size_t i), void *ctx) {
+  size_t ready = 0;
+  for (size_t i = 0; i < n; i++) {
+    ig_sched_pod_t *sp = &pods[i];
+    sp->metrics_age_ms = sp->has_metrics && now_ms > sp->scraped_ms ? now_ms - sp->scraped_ms : 0;
+    ready += sp->has_metrics && sp->metrics_age_ms < ready_ms;
+  }
+#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unjournaled */
+  for (size_t i = 0; i < n; i++) {
+    unsigned inflight = pods[i].inflight;
+    uint64_t age = pods[i].metrics_age_ms;
+    if (sync(ctx, i) || inflight != pods[i].inflight) {
+      ig_error("endpoint %zu of a pool changed without endpoint_touch", i);
+      abort();
+    }
+    pods[i].metrics_age_ms = age;
+  }
+#else
+  (void)sync;
+  (void)ctx;
+#endif
+  return ready;
 }

@@ -105,9 +105,10 @@ static unsigned pod_batch_slots(const backend_rt_t *be, const ig_sched_pod_t *sp
   return be->cfg->tuning.batch_slots ? (unsigned)be->cfg->tuning.batch_slots : sp->batch_slots;
 }
 
-/* Brings p->pods[i] up to date with its endpoint (but for its age) and tells the scheduler when it
+/* Brings pool ctx's copy of endpoint i up to date (but for its age) and tells the scheduler when it
  * changed (ig_sched_pick_at rereads only those). Returns whether the copy changed. */
-static int pod_sync(pool_t *p, size_t i) {
+static int pod_sync(void *ctx, size_t i) {
+  pool_t *p = ctx;
   backend_rt_t *be = p->be;
   endpoint_t *ep = be->eps[i];
   ig_sched_pod_t *sp = &p->pods[i];
@@ -119,15 +120,13 @@ static int pod_sync(pool_t *p, size_t i) {
   return changed;
 }
 
-static void pod_sync_cb(void *ctx, size_t i) { pod_sync(ctx, i); }
-
 /* Brings p->pods up to date for a decision at now_ms: the copies of the endpoints touched since the
  * last decision (journal.c), or all, then every copy's age. Returns the number of pods whose metrics
  * are younger than READY_MS (0: the pool is "blind", the scheduler cannot help). */
 static size_t pods_fill(pool_t *p, uint64_t now_ms) {
   backend_rt_t *be = p->be;
-  size_t ready = 0, n = be->n_eps;
-  if (pod_view_replay(&p->view, pod_sync_cb, p)) {
+  size_t n = be->n_eps;
+  if (pod_view_replay(&p->view, pod_sync, p)) {
     for (size_t i = 0; i < n; i++) {
       /* as epp_pods_fill: the misses of many pods overlap */
       if (i + 2 * POD_AHEAD < n) __builtin_prefetch(&be->eps[i + 2 * POD_AHEAD]->pod);
@@ -135,23 +134,7 @@ static size_t pods_fill(pool_t *p, uint64_t now_ms) {
       pod_sync(p, i);
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    ig_sched_pod_t *sp = &p->pods[i];
-    sp->metrics_age_ms = sp->has_metrics && now_ms > sp->scraped_ms ? now_ms - sp->scraped_ms : 0;
-    ready += sp->has_metrics && sp->metrics_age_ms < READY_MS;
-  }
-#ifdef IG_CHECKS /* sanitizer and debug builds: no change went unjournaled */
-  for (size_t i = 0; i < n; i++) {
-    unsigned inflight = p->pods[i].inflight;
-    uint64_t age = p->pods[i].metrics_age_ms;
-    if (pod_sync(p, i) || inflight != p->pods[i].inflight) {
-      ig_error("pool: endpoint %zu changed without endpoint_touch", i);
-      abort();
-    }
-    p->pods[i].metrics_age_ms = age;
-  }
-#endif
-  return ready;
+  return pod_view_ages(p->pods, n, now_ms, READY_MS, pod_sync, p);
 }
 
 /* Whether the pods' queues are kept for Critical requests now (one arrived within the window). */

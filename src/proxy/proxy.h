@@ -186,7 +186,11 @@ void endpoint_touch(const endpoint_t *ep);
 void pod_view_init(pod_view_t *v, size_t n); /* empty, for up to n endpoints; the next replay is full */
 void pod_view_add(pod_view_t *v, const endpoint_t *ep, size_t i);
 void pod_view_free(pod_view_t *v);
-int pod_view_replay(pod_view_t *v, void (*sync)(void *ctx, size_t i), void *ctx);
+int pod_view_replay(pod_view_t *v, int (*sync)(void *ctx, size_t i), void *ctx);
+/* After the refresh: every copy's age at now_ms; returns how many have metrics younger than ready_ms.
+ * Sanitizer builds (IG_CHECKS) also check that sync(ctx, i) changes nothing (no change unjournaled). */
+size_t pod_view_ages(ig_sched_pod_t *pods, size_t n, uint64_t now_ms, uint64_t ready_ms,
+                     int (*sync)(void *ctx, size_t i), void *ctx);
 
 /* Filling a pick's pod copies from many endpoints: prefetch the endpoint POD_AHEAD * 2 pods ahead and
  * (pod_prefetch) the pod state of the one POD_AHEAD ahead. */

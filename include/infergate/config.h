@@ -39,12 +39,14 @@ enum {
   IG_TUNE_W_PREFIX = 1 << 6,
   IG_TUNE_W_LORA = 1 << 7,
   IG_TUNE_CRITICAL_SLOTS = 1 << 8,
+  IG_TUNE_PREFILL_TOKENS = 1 << 9,
 };
 typedef struct {
   uint64_t set; /* IG_TUNE_* bits (64 bits: no padding before the doubles, so memcmp compares values) */
   double queue_threshold, kv_threshold, standard_queue_max, queue_running_weight;
   double w_queue, w_kv, w_prefix, w_lora; /* scorer weights of the "default" profile */
   double critical_slots;
+  double queue_prefill_tokens;
   uint64_t batch_slots; /* the engines' max_num_seqs; 0 = not given */
   uint64_t queue_capacity; /* requests the pool's flow-control queue holds; 0 = not given (1,024) */
 } ig_sched_tuning_cfg_t;

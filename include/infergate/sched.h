@@ -111,6 +111,11 @@ typedef struct {
                                  maintained, reset with pending): they leave the pod's queue and
                                  batch slots although the scraped counts still hold them, and those
                                  we sent since the scrape no longer count in pending - done */
+  unsigned prefill;           /* prompt tokens (estimated) of our requests on the pod that have no
+                                 answer yet (no response byte): prefill work the pod has ahead of a
+                                 new request, known without waiting for a scrape. Glue-maintained
+                                 (+ at dispatch, - at the first response byte or the end), never
+                                 reset by a scrape; the queue scorer counts it (queue_prefill_tokens) */
   const ig_sched_lora_t *lora; /* owned by the caller; NULL = no adapter information */
   ig_sched_prefix_t *prefix;  /* owned by the pod state (ig_sched_prefix_new); NULL = no prefix scoring */
   /* A copy of *lora's masks and free-slot state, so that a pick over a large pool reads the cold LoRA
@@ -128,7 +133,7 @@ typedef struct {
  * changed. Stamp a pod (a new, process-wide unique seq) whenever waiting, running, kv_usage,
  * has_metrics, scraped_ms, lora (the pointer), lora_hint/free/full, the masks or prefix (the pointer)
  * change; a
- * copy of the struct keeps its stamp (same content). pending, done and batch_slots are compared on
+ * copy of the struct keeps its stamp (same content). pending, done, prefill and batch_slots are compared on
  * every pick, so picks and the glue may change them freely; metrics_age_ms, inflight and the adapter
  * lists behind lora are read afresh every pick, never kept. ig_sched_pod_set_lora stamps a tracked
  * pod itself. Thread-safe. */
@@ -140,8 +145,8 @@ void ig_sched_pod_check_stamp(const ig_sched_pod_t *dst, const ig_sched_pod_t *s
 
 /* Brings dst, the copy a pick reads, up to date with src, the pod state the glue keeps: the whole
  * struct, or, when dst already holds src's stamp (tracked, so nothing the stamp covers changed), only
- * pending, done and batch_slots. id, metrics_age_ms and inflight are the caller's to set after.
- * Returns 1 when dst changed in a field other than those three (tell ig_sched_pods_changed), else 0. */
+ * pending, done, prefill and batch_slots. id, metrics_age_ms and inflight are the caller's to set
+ * after. Returns 1 when dst changed in a field other than those four (tell ig_sched_pods_changed). */
 static inline int ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *src) {
   if (!src->seq || dst->seq != src->seq) {
     *dst = *src;
@@ -150,10 +155,11 @@ static inline int ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *s
 #ifdef IG_CHECKS /* sanitizer and debug builds (CMakeLists.txt) */
   ig_sched_pod_check_stamp(dst, src);
 #endif
-  int changed =
-      dst->pending != src->pending || dst->done != src->done || dst->batch_slots != src->batch_slots;
+  int changed = dst->pending != src->pending || dst->done != src->done || dst->prefill != src->prefill ||
+                dst->batch_slots != src->batch_slots;
   dst->pending = src->pending;
   dst->done = src->done;
+  dst->prefill = src->prefill;
   dst->batch_slots = src->batch_slots;
   return changed;
 }
@@ -166,7 +172,7 @@ static inline int ig_sched_pod_sync(ig_sched_pod_t *dst, const ig_sched_pod_t *s
 static inline int ig_sched_pod_copy(ig_sched_pod_t *dst, const ig_sched_pod_t *src, uint64_t now_ms,
                                     unsigned slots) {
   uint64_t seq = dst->seq;
-  unsigned pending = dst->pending, done = dst->done, batch = dst->batch_slots;
+  unsigned pending = dst->pending, done = dst->done, prefill = dst->prefill, batch = dst->batch_slots;
   int copied;
   if (src) {
     copied = ig_sched_pod_sync(dst, src); /* the copy only when the pod changed */
@@ -181,9 +187,9 @@ static inline int ig_sched_pod_copy(ig_sched_pod_t *dst, const ig_sched_pod_t *s
   }
   if (slots) dst->batch_slots = slots;
   dst->metrics_age_ms = dst->has_metrics && now_ms > dst->scraped_ms ? now_ms - dst->scraped_ms : 0;
-  /* a copy of the same stamp changed only if pending, done or the batch size it ends with did */
+  /* a copy of the same stamp changed only if pending, done, prefill or the batch size it ends with did */
   return (copied && (!dst->seq || dst->seq != seq)) || dst->pending != pending || dst->done != done ||
-         dst->batch_slots != batch;
+         dst->prefill != prefill || dst->batch_slots != batch;
 }
 
 /* Points p at l after interning l (ig_sched_lora_intern) and copies l's masks and free-slot state
@@ -302,6 +308,9 @@ typedef struct {
   double kv_threshold;          /* pod saturated when kv_usage >= this; 0.8 */
   double queue_running_weight;  /* the queue scorer's load is waiting + pending + this x running (a
                                    full batch delays a new request like a queue does); 0.05 */
+  double queue_prefill_tokens;  /* ... + prefill / this: our unanswered prompt tokens on the pod count
+                                   as one waiting request per this many (the pod's step is longer by
+                                   them, and so is a new request's time to first token); 0 = off; 64 */
   uint64_t stale_ms;            /* pod stale (and saturated) when metrics are older; 200 */
   double critical_queue_max;    /* gie: Critical keeps pods with queue < this; 128 */
   double lora_affinity_p;       /* gie: probability of preferring pods with the adapter active; 0.999 */

@@ -630,10 +630,10 @@ static void parse_breaker(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const c
     err_at(c, v[CB_MAX], "'max_ejection_time' in %s is shorter than 'base_ejection_time'", w);
 }
 
-enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_CRIT_SLOTS, ST_BATCH_SLOTS, ST_QUEUE_CAP, ST_WEIGHTS };
+enum { ST_QUEUE, ST_KV, ST_STD, ST_RUN, ST_CRIT_SLOTS, ST_BATCH_SLOTS, ST_QUEUE_CAP, ST_WEIGHTS, ST_PREFILL };
 static const char *const tuning_keys[] = {"queue_threshold", "kv_threshold",   "standard_queue_max",
                                           "queue_running_weight", "critical_slots", "batch_slots",
-                                          "queue_capacity",  "weights",        NULL};
+                                          "queue_capacity",  "weights",        "queue_prefill_tokens", NULL};
 static const char *const weight_keys[] = {"queue", "kv", "prefix", "lora", NULL};
 
 /* pools[].scheduling: thresholds and weights of the pool's scheduler (docs/configuration.md). */
@@ -654,6 +654,7 @@ static void parse_tuning(ctx_t *c, yaml_node_t *n, ig_backend_cfg_t *b, const ch
       {ST_STD, 0, 1e6, IG_TUNE_STANDARD_QUEUE_MAX, offsetof(ig_sched_tuning_cfg_t, standard_queue_max)},
       {ST_RUN, 0, 100, IG_TUNE_RUNNING_WEIGHT, offsetof(ig_sched_tuning_cfg_t, queue_running_weight)},
       {ST_CRIT_SLOTS, 0, 1e6, IG_TUNE_CRITICAL_SLOTS, offsetof(ig_sched_tuning_cfg_t, critical_slots)},
+      {ST_PREFILL, 0, 1e9, IG_TUNE_PREFILL_TOKENS, offsetof(ig_sched_tuning_cfg_t, queue_prefill_tokens)},
   };
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     double d;

@@ -169,12 +169,14 @@ typedef struct {
   size_t prompt_len;
   const size_t *disc; /* model discovery: indexes of the endpoints serving the model (NULL: all) */
   size_t n_disc;
+  size_t body_len;    /* request body bytes (the prompt's prefill estimate, pod_prefill_estimate) */
 } epp_pick_req_t;
 
 typedef struct {
   size_t order[1 + EPP_FALLBACKS]; /* indexes in epp_t.eps: the primary first, then fallbacks */
   size_t n;
   uint32_t lora_id; /* the target's adapter id counted on the primary's pod (0: none); epp_release */
+  unsigned prefill; /* prompt tokens counted on the primary's pod until answered (epp_pods_answered) */
 } epp_pick_t;
 
 /* Chooses the endpoint for one request, plus up to EPP_FALLBACKS fallbacks, with the gateway's
@@ -250,6 +252,13 @@ uint32_t epp_pods_adapter_sent(epp_t *e, size_t k, const char *target);
 /* A request picked for endpoint k finished (its stream ended): its batch slot counts as free until the
  * next scrape (ig_sched_pod_t.done), and its adapter id (0 = none) leaves the pod's count. */
 void epp_pods_finished(epp_t *e, size_t k, uint32_t id);
+/* A request of body_len bytes was picked for endpoint k, with prefix-cache hit hit (0..1) there: its
+ * prompt tokens join the pod's prefill work (ig_sched_pod_t.prefill) until epp_pods_answered. Returns
+ * the tokens counted (0: none, or no pod state). */
+unsigned epp_pods_prefill_add(epp_t *e, size_t k, size_t body_len, double hit);
+/* The pod of endpoint k answered a request whose tokens epp_pods_prefill_add counted (its first
+ * response byte, or the end): they leave the pod's prefill work. */
+void epp_pods_answered(epp_t *e, size_t k, unsigned tokens);
 /* Successful scrapes of endpoint i so far. */
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i);
 
@@ -290,6 +299,7 @@ typedef struct epp_stream {
   ig_sched_qnode_t *qnode; /* its queue entry while parked */
   int crit;                /* ig_criticality_t of the request */
   unsigned park_changed : 1, park_has_body : 1, park_eos : 1, park_trailers : 1;
+  unsigned prefill; /* prompt tokens counted on the picked endpoint's pod until answered */
   ig_buf_t *out; /* where output made outside the stream's own messages goes (the gRPC server's output
                     buffer of the call); NULL: the stream cannot be parked */
   void *owner;   /* passed to epp_t.deliver after such output */

@@ -212,9 +212,17 @@ static void running_add(epp_t *e, const epp_stream_t *s, double d) {
   ig_buf_free(&l);
 }
 
+/* The pod answered the stream's request (or the exchange ended): its prompt no longer waits there. */
+static void answered(epp_t *e, epp_stream_t *s) {
+  if (!s->prefill) return;
+  epp_pods_answered(e, epp_stream_ep(e, s), s->prefill);
+  s->prefill = 0;
+}
+
 /* Gives back the stream's pick (once). */
 static void release(epp_t *e, epp_stream_t *s) {
   if (!s->picked) return;
+  answered(e, s);
   s->picked = 0;
   epp_release(e, epp_stream_ep(e, s), s->lora_id);
   s->lora_id = 0;
@@ -399,7 +407,7 @@ typedef struct {
 static int pick_and_answer(epp_t *e, epp_stream_t *s, ig_buf_t *out, const fwd_t *fw, const ig_buf_t *prompt,
                            int may_wait, uint64_t t0) {
   epp_pick_req_t rq = {.model = s->model, .target = s->target, .crit = fw->crit, .has_subset = s->has_subset,
-                       .subset = s->subset, .n_subset = s->n_subset};
+                       .subset = s->subset, .n_subset = s->n_subset, .body_len = fw->blen};
   /* no InferenceModel names the pool: the model must be served by a pod (discovered models) */
   if (epp_disc_subset(e, s->target, &rq.disc, &rq.n_disc) == IG_ENOENT) {
     ig_buf_t msg;
@@ -430,6 +438,7 @@ static int pick_and_answer(epp_t *e, epp_stream_t *s, ig_buf_t *out, const fwd_t
   s->picked = 1;
   s->ep = pk.order[0];
   s->lora_id = pk.lora_id;
+  s->prefill = pk.prefill;
   s->ep_gen = e->gen;
   snprintf(s->ep_addr, sizeof s->ep_addr, "%s", e->eps[s->ep].addr);
   running_add(e, s, 1);
@@ -705,6 +714,7 @@ static void on_response_headers(epp_t *e, epp_stream_t *s, const epp_headers_t *
 
 static void on_response_body(epp_t *e, epp_stream_t *s, const epp_body_t *b, ig_buf_t *out) {
   int eos = b && b->end_of_stream;
+  if (b && b->body.len) answered(e, s); /* the first token has come */
   if (!s->observe) {
     ig_arena_t a;
     ig_arena_init(&a, 512);

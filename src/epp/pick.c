@@ -5,6 +5,7 @@
  * flow-control queue when it is on (--queue-ttl, queue.c), else is picked anyway. When no
  * pod has fresh metrics (the pool exposes none, or all went quiet) the pick is least outstanding over
  * our own in-flight picks. --shed-inflight N sheds Sheddable requests on our own counts in both cases. */
+#include <limits.h>
 #include <string.h>
 
 #include "epp.h"
@@ -130,6 +131,7 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) 
     rc = pick_sched(e, rq, n_allowed, out, may_wait);
     if (rc == IG_EFULL || rc == IG_EAGAIN) return rc;
   }
+  double hit = rc < 0 ? 0 : ig_sched_last_prefix_hit(e->sched);
   if (rc < 0) pick_least(e, n_allowed, out);
   epp_endpoint_t *p = &e->eps[out->order[0]];
   p->inflight++;
@@ -138,12 +140,16 @@ int epp_pick(epp_t *e, const epp_pick_req_t *rq, epp_pick_t *out, int may_wait) 
   /* an adapter takes a slot (or waits for one) on the pod before the next scrape says so, and its
    * count there tells slot waits from queueing (ig_sched_lora_blocked, in the scraper) */
   out->lora_id = epp_pods_adapter_sent(e, out->order[0], rq->target);
+  out->prefill = epp_pods_prefill_add(e, out->order[0], rq->body_len, hit);
   return 0;
 }
 
 void epp_release(epp_t *e, size_t ep, uint32_t lora_id) {
   if (ep >= e->n_eps) return;
   if (e->eps[ep].inflight > 0) e->eps[ep].inflight--;
+  /* nothing of ours in flight there: no prompt of ours waits either (heals a count that a stream from
+   * before a reload could not give back) */
+  if (!e->eps[ep].inflight) epp_pods_answered(e, ep, UINT_MAX);
   epp_pods_inflight(e, ep);
   epp_pods_finished(e, ep, lora_id);
   epp_queue_poke(e); /* its batch slot may be what a parked request waits for */

@@ -136,6 +136,25 @@ void epp_pods_finished(epp_t *e, size_t k, uint32_t id) {
   if (id) ig_sched_lora_flight_add(&ep->pod->flight, id, -1);
 }
 
+unsigned epp_pods_prefill_add(epp_t *e, size_t k, size_t body_len, double hit) {
+  endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
+  if (!ep || !ep->pod) return 0;
+  unsigned est = pod_prefill_estimate(&ep->pod->sp, body_len, hit);
+  if (!est) return 0;
+  ep->pod->sp.prefill += est;
+  endpoint_touch(ep);
+  return est;
+}
+
+void epp_pods_answered(epp_t *e, size_t k, unsigned tokens) {
+  endpoint_t *ep = k < e->n_eps ? e->eps[k].scr : NULL;
+  if (!tokens || !ep || !ep->pod || !ep->pod->sp.prefill) return;
+  ig_sched_pod_t *sp = &ep->pod->sp;
+  /* at least 0: a stream that outlived a reload may meet its pod's count reset (epp_release) */
+  sp->prefill -= tokens < sp->prefill ? tokens : sp->prefill;
+  endpoint_touch(ep);
+}
+
 uint64_t epp_pods_scrapes(const epp_t *e, size_t i) {
   const endpoint_t *ep = i < e->n_eps ? e->eps[i].scr : NULL;
   return ep && ep->pod ? ep->pod->scrapes_ok : 0;

@@ -3,6 +3,7 @@
  * queue, and the one place where an endpoint of a pool is chosen (the scheduler, include/infergate/
  * sched.h). One ig_sched_t and one ig_sched_queue_t per pool of a snapshot; the per-endpoint state
  * (scraped metrics, prefix index) lives with the endpoint so that it survives reloads. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -59,6 +60,7 @@ ig_sched_t *pool_sched_new(const ig_backend_cfg_t *cfg, uint64_t seed) {
   if (t->set & IG_TUNE_STANDARD_QUEUE_MAX) o.standard_queue_max = t->standard_queue_max;
   if (t->set & IG_TUNE_RUNNING_WEIGHT) o.queue_running_weight = t->queue_running_weight;
   if (t->set & IG_TUNE_CRITICAL_SLOTS) o.critical_slots = t->critical_slots;
+  if (t->set & IG_TUNE_PREFILL_TOKENS) o.queue_prefill_tokens = t->queue_prefill_tokens;
   ig_sched_t *s = ig_sched_new_opts(prof, seed, &o);
   if (ig_sched_set_weight(s, "queue", ig_sched_weight(s, "queue")) == IG_ENOTSUP) return s; /* no weights */
   if (t->set & IG_TUNE_W_QUEUE) ig_sched_set_weight(s, "queue", t->w_queue);
@@ -97,6 +99,12 @@ void pool_free(pool_t *p) {
 
 void pools_free_globals(void) {
   ig_buf_free(&prompt_buf);
+}
+
+unsigned pod_prefill_estimate(const ig_sched_pod_t *sp, size_t body_len, double hit) {
+  double tokens = (double)(body_len / 4) * (1.0 - (hit > 0 ? hit : 0));
+  unsigned est = tokens < IG_PREFILL_MAX ? (unsigned)tokens : IG_PREFILL_MAX;
+  return sp->prefill <= UINT_MAX - est ? est : 0;
 }
 
 /* The batch size the scheduler uses for a pod: the pool's configured one, else what its scrapes taught
@@ -229,6 +237,7 @@ static int pool_do_pick(pool_t *p, client_t *c, int filled, uint64_t t0_us) {
   req_t *q = &c->req;
   backend_rt_t *be = p->be;
   q->picked = q->alt = NULL;
+  q->prefix_hit = 0;
   if (be->n_eps == 0) return IG_ENOENT;
   q->lora_id = q->target[0] ? ig_sched_lora_id(q->target) : 0;
   uint64_t now = ig_now_ms();
@@ -254,6 +263,7 @@ static int pool_do_pick(pool_t *p, client_t *c, int filled, uint64_t t0_us) {
   endpoint_touch(be->eps[k]);
   double hit = ig_sched_last_prefix_hit(p->sched);
   if (hit >= 0) stats_prefix_hit(hit);
+  q->prefix_hit = hit > 0 ? (float)hit : 0;
   q->picked = be->eps[k];
   if (n_order > 1) q->alt = be->eps[order[1]];
   return 0;
@@ -677,9 +687,10 @@ void pools_debug_json(ig_buf_t *out) {
       else
         ig_buf_puts(out, ",\"age_ms\":null");
       ig_buf_printf(out,
-                    ",\"pending\":%u,\"done\":%u,\"batch_slots\":%u,\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,"
-                    "\"prefix_blocks\":%zu,\"max_lora\":%d,\"loras\":",
-                    sp->pending, sp->done, pod_batch_slots(be, sp),
+                    ",\"pending\":%u,\"done\":%u,\"prefill_tokens\":%u,\"batch_slots\":%u,"
+                    "\"scrapes_ok\":%llu,\"scrapes_failed\":%llu,\"last_status\":%d,\"prefix_blocks\":%zu,"
+                    "\"max_lora\":%d,\"loras\":",
+                    sp->pending, sp->done, sp->prefill, pod_batch_slots(be, sp),
                     (unsigned long long)pod->scrapes_ok, (unsigned long long)pod->scrapes_failed,
                     pod->last_status, sp->prefix ? ig_sched_prefix_size(sp->prefix) : (size_t)0,
                     pod->lora.max_lora);

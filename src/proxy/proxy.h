@@ -307,6 +307,7 @@ typedef struct {
   ig_sched_qnode_t *qnode; /* while parked in the pool's flow-control queue */
   endpoint_t *picked, *alt; /* scheduler's pick and its first fallback (pool.c) */
   uint32_t lora_id;         /* target's adapter id (ig_sched_lora_id), 0: base model or not a pool */
+  float prefix_hit;         /* the pick's prefix-cache hit on the picked pod, 0..1 (prefill estimate) */
   char tail[REQ_TAIL];      /* last response bytes of an inference request */
   size_t tail_len;
   int64_t body_left;
@@ -356,6 +357,7 @@ struct upconn {
   ustate_t state;
   unsigned reused : 1, paused : 1, keep_alive : 1, rechunk : 1, dechunk : 1, counted : 1, got_bytes : 1;
   uint32_t lora_id; /* adapter counted in ep->pod->flight while counted (0: none) */
+  unsigned prefill; /* prompt tokens counted in ep->pod->sp.prefill until the first response byte */
   framing_t framing;
   int64_t left;
   ig_chunked_decoder_t dec;
@@ -487,6 +489,11 @@ ig_sched_t *pool_sched_new(const ig_backend_cfg_t *cfg, uint64_t seed);
 void pool_free(pool_t *p);
 pod_t *pod_new(void);
 void pod_free(pod_t *pod);
+/* The prompt tokens a request adds to its pod's prefill work (ig_sched_pod_t.prefill): its body at ~4
+ * bytes a token (the JSON around the prompt is small), less the share hit (0..1) the pick found in the
+ * pod's prefix cache, at most IG_PREFILL_MAX; 0 when sp's sum would overflow. */
+#define IG_PREFILL_MAX 131072u /* tokens: a long (Llama 3.1) context */
+unsigned pod_prefill_estimate(const ig_sched_pod_t *sp, size_t body_len, double hit);
 /* Appends /debug/pools JSON for the current snapshot. */
 void pools_debug_json(ig_buf_t *out);
 /* Per-pool gauges for /metrics: over pods with metrics younger than 2 s. */

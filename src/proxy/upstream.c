@@ -56,10 +56,19 @@ static void brk_abandon(upconn_t *up) {
   up->brk_done = 1;
 }
 
-/* Closes an upstream connection (never returned to a pool) and detaches it from its request. */
+/* The pod has answered up's request (its first response byte) or the exchange ended: its prompt no
+ * longer waits for prefill there. */
+static void up_answered(upconn_t *up) {
+  if (!up->prefill) return;
+  up->ep->pod->sp.prefill -= up->prefill;
+  up->prefill = 0;
+  endpoint_touch(up->ep);
+}
+
 /* Takes up's request off its endpoint's counts. */
 static void up_uncount(upconn_t *up) {
   if (!up->counted) return;
+  up_answered(up);
   up->ep->inflight--;
   if (up->ep->pod) up->ep->pod->sp.done++; /* its batch slot is free before the next scrape says so */
   endpoint_touch(up->ep);
@@ -68,6 +77,7 @@ static void up_uncount(upconn_t *up) {
   up->counted = 0;
 }
 
+/* Closes an upstream connection (never returned to a pool) and detaches it from its request. */
 void upconn_close(upconn_t *up) {
   if (up->state == US_CLOSED) return;
   if (up->state == US_IDLE) {
@@ -291,7 +301,10 @@ static void up_pump(upconn_t *up, size_t off, int with_head) {
     }
     break;
   }
-  if ((used || done) && !q->t_first_us) q->t_first_us = ig_now_us();
+  if (used || done) {
+    if (!q->t_first_us) q->t_first_us = ig_now_us();
+    up_answered(up);
+  }
   if (n) client_write(c, iov, n);
   if (!up->c) return; /* the client went away while we wrote */
   if (done) {
@@ -604,6 +617,8 @@ void upstream_start(client_t *c, const endpoint_t *exclude, int fresh) {
   q->up = up;
   up->counted = 1;
   ep->inflight++;
+  up->prefill = ep->pod ? pod_prefill_estimate(&ep->pod->sp, c->body.len, q->prefix_hit) : 0;
+  if (up->prefill) ep->pod->sp.prefill += up->prefill;
   endpoint_touch(ep);
   /* the adapter's count on the pod, for telling slot waits from queueing (ig_sched_lora_blocked) */
   up->lora_id = ep->pod && ig_sched_lora_flight_add(&ep->pod->flight, q->lora_id, 1) == 0 ? q->lora_id : 0;

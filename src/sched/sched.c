@@ -40,6 +40,7 @@ void ig_sched_opts_default(ig_sched_opts_t *o) {
   o->critical_slots = 4;
   o->kv_threshold = 0.8;
   o->queue_running_weight = 0.05;
+  o->queue_prefill_tokens = 64;
   o->stale_ms = 200;
   o->critical_queue_max = 128;
   o->lora_affinity_p = 0.999;
@@ -849,7 +850,7 @@ static inline __attribute__((always_inline)) unsigned cand_make(const ig_sched_o
   q = q > 0 ? q : 0;
   double kv = ig_sched_nonneg_fast(p->kv_usage);
   kv = kv > 1 ? 1 : kv;
-  e->q = q + o->queue_running_weight * run;
+  e->q = q + o->queue_running_weight * run + ig_sched_pod_prefill(o, p);
   e->kv = kv;
   e->load = load > 0 ? load : 0;
   e->idx = (uint32_t)i;
@@ -872,6 +873,7 @@ static void snap_make(const ig_sched_opts_t *o, snap_t *sn, uint64_t *lm, const 
   sn->prefix = p->prefix;
   sn->pending = p->pending;
   sn->done = p->done;
+  sn->prefill = p->prefill;
   sn->slots = p->batch_slots;
 }
 
@@ -900,7 +902,7 @@ static inline __attribute__((always_inline)) size_t filter_pass(const ig_sched_o
     if (snap) {
       snap_t *sn = &snap[i];
       int same = p->seq && p->seq == sn->seq && p->pending == sn->pending && p->done == sn->done &&
-                 p->batch_slots == sn->slots;
+                 p->prefill == sn->prefill && p->batch_slots == sn->slots;
       if (__builtin_expect(!same, 0)) snap_make(o, sn, lmask + 2 * i, p, i);
       fl = sn->flags;
       px = sn->prefix;

@@ -68,8 +68,8 @@ typedef struct {
 enum { LB_LORA = 1, LB_FREE = 2, LB_HINT = 4 }; /* lora not NULL, lora_free, lora_hint */
 
 /* What a "default" pick derived from one tracked pod (ig_sched_pod_touch), kept between picks and
- * remade when the pod's stamp, pending or done count or batch size differ from those it was made with;
- * for event-driven picks (ig_sched_pick_at, SNAP_EV), until the pod is reported changed. */
+ * remade when the pod's stamp, pending, done or prefill count or batch size differ from those it was
+ * made with; for event-driven picks (ig_sched_pick_at, SNAP_EV), until the pod is reported changed. */
 enum {
   SNAP_METRICS = 1,
   SNAP_SAT = 2,
@@ -85,6 +85,7 @@ typedef struct {
                                       SNAP_EV: the last ms at which the pod is fresh (0: never) */
   const ig_sched_prefix_t *prefix; /* the pod's prefix index */
   uint32_t pending, done, slots;   /* pending, done and batch_slots it was made with */
+  uint32_t prefill;                /* and prefill */
   uint32_t flags;                  /* SNAP_*: has metrics, saturated by queue or KV, has adapter
                                       information, batch size known */
 } snap_t;
@@ -227,9 +228,16 @@ static inline double ig_sched_pod_queue(const ig_sched_pod_t *p) {
   return q > 0 ? q : 0;
 }
 
-/* What the queue scorer ranks: the queue plus queue_running_weight x the running batch. */
+/* Our unanswered prompt tokens on p as waiting requests (queue_prefill_tokens; 0 when off). */
+static inline double ig_sched_pod_prefill(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
+  return o->queue_prefill_tokens > 0 ? (double)p->prefill / o->queue_prefill_tokens : 0;
+}
+
+/* What the queue scorer ranks: the queue plus queue_running_weight x the running batch plus our
+ * unanswered prompt tokens (ig_sched_pod_prefill). */
 static inline double ig_sched_pod_qload(const ig_sched_opts_t *o, const ig_sched_pod_t *p) {
-  return ig_sched_pod_queue(p) + o->queue_running_weight * ig_sched_nonneg(p->running);
+  return ig_sched_pod_queue(p) + o->queue_running_weight * ig_sched_nonneg(p->running) +
+         ig_sched_pod_prefill(o, p);
 }
 
 /* kv_usage clamped to [0,1] */

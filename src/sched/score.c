@@ -68,9 +68,9 @@ double ig_sched_lora_score(const ig_sched_ctx_t *ctx, const ig_sched_pod_t *p) {
 /* ---- scorers ---- */
 
 /* queue: (maxQ - q) / max(maxQ - minQ, 1) over the candidates, 1 when they are all equal; q =
- * ig_sched_pod_qload (waiting + pending + queue_running_weight x running). The span is at least one
- * waiting request, so that a difference of a few running sequences weighs little (integer queues
- * score as in GIE). */
+ * ig_sched_pod_qload (waiting + pending + queue_running_weight x running + prefill /
+ * queue_prefill_tokens). The span is at least one waiting request, so that a difference of a few
+ * running sequences weighs little (integer queues score as in GIE). */
 static int queue_prepare(ig_sched_ctx_t *ctx) {
   ctx->qmin = INFINITY;
   ctx->qmax = -INFINITY;

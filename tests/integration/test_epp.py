@@ -507,6 +507,35 @@ def test_sched_saturated_pod_not_picked(procs, infergate_bin, sim3):
     e.close()
 
 
+def test_sched_unanswered_prompt_counts_as_queue(procs, infergate_bin):
+    """A long prompt the picker sent and whose response has not begun is prefill work ahead on its pod
+    (ig_sched_pod_t.prefill): new requests go to the other pod, also after a scrape reset the picker's
+    pending counts, until the first response byte comes through the picker."""
+    eps = start_sims(procs, infergate_bin, 2)
+    e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(eps), "--model", "llama3"])
+    wait_scraped(e, eps)
+    status, busy, s = pick_open(e, prompt="a long prompt of many words " * 300)  # ~2,100 tokens, unanswered
+    assert status == 200
+    other = [a for a in eps if a != busy][0]
+    try:
+        wait_next_scrape(e, eps)  # no pending count left: only the unanswered prompt tells the pods apart
+        for i in range(4):
+            assert pick(e, prompt=f"short {i}") == (200, other)
+        [r] = s.exchange(E.response_headers([(":status", "200")]))
+        assert pick(e, prompt="short 5") == (200, other)  # the head is not an answer: no token yet
+        status, dest, t = pick_open(e, prompt="a shorter prompt " * 60)  # ~250 tokens, left unanswered
+        try:
+            assert (status, dest) == (200, other)
+            s.exchange(E.response_body(b"data: {}\n\n"))  # busy's first token: its prefill is done
+            wait_next_scrape(e, eps)
+            assert pick(e, prompt="short 6") == (200, busy)
+        finally:
+            t.close()
+    finally:
+        s.close()
+    e.close()
+
+
 def test_sched_prefix_affinity(procs, infergate_bin):
     eps = start_sims(procs, infergate_bin, 3)
     e = start_epp(procs, infergate_bin, ["--endpoints", ",".join(eps), "--model", "llama3"])

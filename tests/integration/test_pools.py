@@ -384,6 +384,36 @@ def test_done_counts_until_the_next_scrape(procs, tmp_path, infergate_bin):
     assert pod()["done"] == 0 and pod()["pending"] == 0
 
 
+def test_prefill_tokens_until_the_first_token(procs, tmp_path, infergate_bin):
+    """Our prompt counts as prefill work on its pod (`prefill_tokens`, ~4 body bytes a token) from the
+    pick until the pod's first token, and a request whose client leaves before that gives it back."""
+    eps = start_sim(procs, infergate_bin, 1, "--time-scale", "0.02")  # a 2,000-token prefill: ~2 s
+    port, admin = gateway(procs, tmp_path, eps)
+    wait_scraped(admin, 1)
+    pod = lambda: pools(admin)[0]["pods"][0]
+    s = stream_in_flight(port, prompt="y" * 8000)
+    try:
+        p = pod()
+        assert p["inflight"] == 1 and 2000 <= p["prefill_tokens"] <= 2100, p
+        s.settimeout(60 * SLOW)
+        got = b""
+        while b"data:" not in got:  # the first token
+            chunk = s.recv(65536)
+            assert chunk, "the stream ended early"
+            got += chunk
+        wait_until(lambda: pod()["prefill_tokens"] == 0, what="prefill answered")
+        assert pod()["inflight"] == 1
+    finally:
+        s.close()
+    wait_until(lambda: pod()["inflight"] == 0, what="request ended")
+    t = stream_in_flight(port, prompt="z" * 8000)  # a different prompt: no prefix-cache hit
+    p = pod()
+    t.close()  # before its first token
+    assert p["prefill_tokens"] >= 2000, p
+    wait_until(lambda: pod()["inflight"] == 0, what="request ended")
+    assert pod()["prefill_tokens"] == 0
+
+
 def test_sheddable_waits_out_a_short_hold(procs, tmp_path, infergate_bin):
     """A Standard request held only until the next scrape (the pod has a request we sent since, still
     in flight, and Critical traffic is around) is no reason to shed a Sheddable one: it waits behind it and is served.

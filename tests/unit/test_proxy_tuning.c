@@ -20,7 +20,7 @@ static void test_values_applied(void **state) {
                           "    scheduling:\n"
                           "      queue_threshold: 8\n      kv_threshold: 0.9\n      standard_queue_max: 0\n"
                           "      queue_running_weight: 0.25\n      critical_slots: 3\n      batch_slots: 24\n"
-                          "      queue_capacity: 7\n"
+                          "      queue_capacity: 7\n      queue_prefill_tokens: 0\n"
                           "      weights: {queue: 1, prefix: 4.5, lora: 0}\n"
                           "  - name: plain\n    endpoints: [127.0.0.1:3]\n"
                           "  - name: gie\n    endpoints: [127.0.0.1:4]\n    scheduler: gie\n"
@@ -35,7 +35,7 @@ static void test_values_applied(void **state) {
   ig_sched_t *s = pool_sched_new(&cfg->backends[0], 1);
   const ig_sched_opts_t *o = ig_sched_opts(s);
   assert_true(o->queue_threshold == 8 && o->kv_threshold == 0.9 && o->standard_queue_max == 0 &&
-              o->queue_running_weight == 0.25 && o->critical_slots == 3);
+              o->queue_running_weight == 0.25 && o->critical_slots == 3 && o->queue_prefill_tokens == 0);
   assert_int_equal(cfg->backends[0].tuning.batch_slots, 24);
   assert_int_equal(cfg->backends[1].tuning.batch_slots, 0);
   assert_int_equal(ig_tuning_queue_capacity(&cfg->backends[0].tuning), 7);
@@ -49,7 +49,8 @@ static void test_values_applied(void **state) {
   s = pool_sched_new(&cfg->backends[1], 1);
   o = ig_sched_opts(s);
   assert_true(o->queue_threshold == d.queue_threshold && o->standard_queue_max == d.standard_queue_max &&
-              o->queue_running_weight == d.queue_running_weight && o->critical_slots == d.critical_slots);
+              o->queue_running_weight == d.queue_running_weight && o->critical_slots == d.critical_slots &&
+              o->queue_prefill_tokens == d.queue_prefill_tokens);
   assert_true(ig_sched_weight(s, "prefix") == 3);
   ig_sched_free(s);
   /* a profile without weights takes the thresholds only */

@@ -110,6 +110,45 @@ static void test_queue_scorer(void **state) {
   ig_sched_free(s);
 }
 
+/* Our unanswered prompt tokens (prefill) count as waiting requests, one per queue_prefill_tokens (64),
+ * in the queue scorer and so in the pick; not in saturation; 0 turns it off. */
+static void test_prefill_counts_as_queue(void **state) {
+  (void)state;
+  ig_sched_t *s = ig_sched_new("default", 1);
+  ig_sched_pod_t pods[3];
+  double out[3];
+  for (int i = 0; i < 3; i++) pod_set(&pods[i], (size_t)i, 0, 0.1);
+  pods[0].prefill = 256; /* four requests' worth */
+  pods[1].prefill = 64;
+  ig_sched_scores(s, "queue", pods, 3, NULL, out);
+  assert_float_equal(out[0], 0.0, 1e-12);
+  assert_float_equal(out[1], 0.75, 1e-12);
+  assert_float_equal(out[2], 1.0, 1e-12);
+  ig_sched_request_t r = req_std();
+  size_t got;
+  for (int i = 0; i < 50; i++) { /* pod 2 until it has the most prefill work ahead */
+    assert_int_equal(pick1(s, pods, 3, &r, &got), 0);
+    assert_int_equal(got, 2);
+    pods[2].pending = 0; /* only the prefill term differs */
+  }
+  pods[2].prefill = 512;
+  assert_int_equal(pick1(s, pods, 3, &r, &got), 0);
+  assert_int_equal(got, 1);
+  /* 20 requests' worth of prompt does not saturate the pod: saturation is the pod's own queue */
+  pods[0].prefill = 20 * 64;
+  assert_int_equal(ig_sched_pod_saturated(s, &pods[0]), 0);
+  ig_sched_free(s);
+  ig_sched_opts_t o;
+  ig_sched_opts_default(&o);
+  assert_true(o.queue_prefill_tokens == 64);
+  o.queue_prefill_tokens = 0; /* off */
+  s = ig_sched_new_opts("default", 1, &o);
+  pods[1].pending = 0; /* the last pick's */
+  ig_sched_scores(s, "queue", pods, 3, NULL, out);
+  for (int i = 0; i < 3; i++) assert_float_equal(out[i], 1.0, 1e-12);
+  ig_sched_free(s);
+}
+
 static void test_kv_scorer(void **state) {
   (void)state;
   ig_sched_t *s = ig_sched_new("default", 1);
@@ -669,6 +708,10 @@ static void test_stamped_same_as_unstamped(void **state) {
       }
       ig_sched_pods_changed(c.s, i);
       ig_sched_pods_changed(c.s, j);
+    } else if (what == 7) { /* our unanswered prompt tokens, alone (never stamped either) */
+      unsigned v = (unsigned)(ig_rng_next(&r) % 4) * 300;
+      for (int k = 0; k < 3; k++) all[k]->pods[i].prefill = v;
+      ig_sched_pods_changed(c.s, i);
     } else if (what == 5) {
       for (int k = 0; k < 3; k++) diff_swap(all[k], i, j);
       ig_sched_pods_changed(c.s, i);
@@ -891,6 +934,10 @@ static void test_pod_sync(void **state) {
   assert_int_equal(ig_sched_pod_sync(&dst, &src), 1);
   assert_int_equal(dst.pending, 2);
   assert_int_equal(dst.done, 1);
+  src.prefill = 300; /* the glue's count, never stamped */
+  assert_int_equal(ig_sched_pod_sync(&dst, &src), 1);
+  assert_int_equal(dst.prefill, 300);
+  assert_int_equal(ig_sched_pod_sync(&dst, &src), 0);
   assert_int_equal(dst.batch_slots, 64);
   assert_true(dst.metrics_age_ms == 70 && dst.inflight == 5 && dst.id == 9);
   src.kv_usage = 0.5; /* a scrape: stamped */
@@ -911,6 +958,10 @@ static void test_pod_sync(void **state) {
   assert_int_equal(dst.batch_slots, 16);
   src.pending++;
   assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 1);
+  src.prefill = 0;
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 1);
+  assert_int_equal(dst.prefill, 0);
+  assert_int_equal(ig_sched_pod_copy(&dst, &src, 990, 16), 0);
   dst.id = 4;
   dst.inflight = 2;
   assert_int_equal(ig_sched_pod_copy(&dst, NULL, 2000, 0), 1);
@@ -924,6 +975,7 @@ static void test_pod_sync(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_profiles),          cmocka_unit_test(test_queue_scorer),
+      cmocka_unit_test(test_prefill_counts_as_queue),
       cmocka_unit_test(test_kv_scorer),         cmocka_unit_test(test_lora_scorer),
       cmocka_unit_test(test_weights_decide),    cmocka_unit_test(test_tie_break_spreads),
       cmocka_unit_test(test_stale_filtered),    cmocka_unit_test(test_saturation),

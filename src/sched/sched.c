@@ -1132,6 +1132,15 @@ static void ev_rescan(ig_sched_t *s, size_t n, uint64_t now) {
   s->ev_bound = bound;
 }
 
+#ifdef IG_CHECKS
+/* Whether two kept records hold the same values (field by field: snap_t has padding). */
+static int snap_same(const snap_t *a, const snap_t *b) {
+  return !memcmp(&a->rec, &b->rec, sizeof a->rec) && a->seq == b->seq && a->prefix == b->prefix &&
+         a->pending == b->pending && a->done == b->done && a->slots == b->slots && a->prefill == b->prefill &&
+         a->flags == b->flags;
+}
+#endif
+
 /* Brings the kept records of pods[0..n) and the bitmaps up to date for an event-driven pick at now:
  * the reported pods', or all when the records are not the event-driven ones of a pool of n; and every
  * pod's freshness when a fresh pod may have gone stale since (now past ev_bound) or the clock went
@@ -1164,7 +1173,7 @@ static void ev_sync(ig_sched_t *s, const ig_sched_pod_t *pods, size_t n, uint64_
     nfresh += (size_t)fresh;
     int fresh_bit = (int)(s->ev_fresh[i >> 6] >> (i & 63) & 1);
     int keep_bit = (int)(s->ev_bits[i >> 6] >> (i & 63) & 1);
-    if (!memcmp(&t, &s->snap[i], sizeof t) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm) &&
+    if (snap_same(&t, &s->snap[i]) && key == s->ev_key[i] && !memcmp(lm, mine, sizeof lm) &&
         fresh == fresh_bit && keep == keep_bit)
       continue;
     fprintf(stderr, "infergate: pod %zu: its kept record is not its state (a change not reported with "

@@ -70,6 +70,8 @@ typedef struct {
   char waiting_loras[IG_MAX_LORAS][IG_LORA_NAME_MAX];
   int block_size;      /* vllm:cache_config_info; 0 when unknown */
   long num_gpu_blocks; /* vllm:cache_config_info; 0 when unknown */
+  double tokens;       /* prompt + generation tokens processed (counters): moves when an engine step ends */
+  int has_tokens;      /* 0 when the engine exports neither counter (TensorRT-LLM) */
 } ig_pod_metrics_t;
 
 /* Extracts the scheduler's view of one pod from a scrape (see DESIGN.md "Model server metrics").

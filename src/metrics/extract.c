@@ -13,16 +13,20 @@ typedef struct {
   const char *running;
   const char *kv;     /* the engine's own KV usage metric */
   const char *kv_alt; /* accepted when kv is absent (vLLM V0 <-> V1) */
-  int vllm_info;      /* lora_requests_info and cache_config_info */
+  const char *prompt_tokens, *generation_tokens; /* counters that move when a step ends */
+  int vllm_info;                                 /* lora_requests_info and cache_config_info */
 } dialect_t;
 
 static const dialect_t dialects[] = {
     [IG_ENGINE_VLLM] = {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
-                        "vllm:gpu_cache_usage_perc", 1},
+                        "vllm:gpu_cache_usage_perc", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
+                        1},
     [IG_ENGINE_VLLM_V0] = {"vllm:num_requests_waiting", "vllm:num_requests_running",
-                           "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", 1},
-    [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL, 0},
-    [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, 0},
+                           "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm:prompt_tokens_total",
+                           "vllm:generation_tokens_total", 1},
+    [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL,
+                          "sglang:prompt_tokens_total", "sglang:generation_tokens_total", 0},
+    [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, NULL, NULL, 0},
 };
 
 static const struct {
@@ -102,7 +106,8 @@ static int int_label(const ig_prom_sample_t *s, const char *key, long *out) {
 }
 
 /* Indexes of the wanted names in the set ig_metrics_extract builds per dialect. */
-enum { W_WAITING, W_RUNNING, W_KV, W_KV_ALT, W_LORA_INFO, W_CACHE_INFO, W_COUNT };
+enum { W_WAITING, W_RUNNING, W_KV, W_KV_ALT, W_LORA_INFO, W_CACHE_INFO, W_PROMPT, W_GENERATION, W_COUNT };
+_Static_assert(W_COUNT <= IG_PROM_NAMES_MAX, "more names than a set holds");
 
 int ig_metrics_extract(ig_engine_t engine, const char *text, size_t len, ig_pod_metrics_t *out) {
   memset(out, 0, sizeof *out);
@@ -116,6 +121,8 @@ int ig_metrics_extract(ig_engine_t engine, const char *text, size_t len, ig_pod_
       [W_KV_ALT] = d->kv_alt,
       [W_LORA_INFO] = d->vllm_info ? "vllm:lora_requests_info" : NULL,
       [W_CACHE_INFO] = d->vllm_info ? "vllm:cache_config_info" : NULL,
+      [W_PROMPT] = d->prompt_tokens,
+      [W_GENERATION] = d->generation_tokens,
   };
   ig_prom_names_t set;
   ig_prom_names_init(&set, names, W_COUNT);
@@ -164,6 +171,13 @@ int ig_metrics_extract(ig_engine_t engine, const char *text, size_t len, ig_pod_
       if (int_label(&s, "num_gpu_blocks", &v)) out->num_gpu_blocks = v;
       break;
     }
+    case W_PROMPT:
+    case W_GENERATION:
+      if (finite && s.value >= 0) {
+        out->tokens += s.value;
+        out->has_tokens = 1;
+      }
+      break;
     default: break;
     }
   }

@@ -17,6 +17,7 @@
  * plaintext buffer, parsed there in place like a plain read. A failed handshake or verification fails
  * the scrape (the pod goes stale; a warning at most every TLS_WARN_EVERY_MS); nothing is ever sent in
  * plain text to such an endpoint. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,7 +135,8 @@ static void scrape_done(scraper_t *s, int ok, int reuse, const char *raw, size_t
   pod->raw_waiting = sp->waiting;
   pod->lora_blocked = ig_sched_lora_blocked(l, &pod->flight);
   sp->waiting = sp->waiting > pod->lora_blocked ? sp->waiting - pod->lora_blocked : 0;
-  sp->batch_slots = ig_sched_slots_learn(&pod->slots_est, sp->running, sp->waiting, sp->kv_usage);
+  sp->batch_slots = ig_sched_slots_learn(&pod->slots_est, sp->running, sp->waiting, sp->kv_usage,
+                                         pm->has_tokens ? pm->tokens : NAN);
   ig_sched_pod_touch(sp); /* picks remake what they derived from this pod */
   endpoint_touch(s->ep);  /* and the pools' copies of it */
   pools_on_scrape(s->ep);

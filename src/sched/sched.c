@@ -1320,7 +1320,8 @@ int ig_sched_scores(ig_sched_t *s, const char *scorer, const ig_sched_pod_t *pod
 
 /* ---- batch size learned from the metrics ---- */
 
-unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage) {
+unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage,
+                              double tokens) {
   double r = ig_sched_nonneg(running), w = ig_sched_nonneg(waiting);
   if (r > 1e6) r = 1e6;
   r = floor(r);
@@ -1328,8 +1329,10 @@ unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double wa
     e->run_max = r;
     e->slots = 0;
   }
+  if (!(tokens >= 0)) tokens = NAN; /* not exported (or nonsense): every scrape may straddle a step */
+  int stepped = isnan(tokens) || isnan(e->prev_tokens) || tokens != e->prev_tokens;
   int queued = w >= 1 && !(kv_usage >= IG_SCHED_SLOTS_KV_MAX); /* NaN KV: as if low */
-  if (queued && e->prev_queued && r == e->prev_running && r >= e->run_max && r >= 1) {
+  if (queued && e->prev_queued && stepped && r == e->prev_running && r >= e->run_max && r >= 1) {
     e->slots = (unsigned)r;
     e->unconfirmed = 0;
   } else if (e->slots && ++e->unconfirmed >= IG_SCHED_SLOTS_FORGET) {
@@ -1338,5 +1341,6 @@ unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double wa
   }
   e->prev_queued = queued;
   e->prev_running = r;
+  e->prev_tokens = tokens;
   return e->slots;
 }

@@ -53,6 +53,11 @@ static const char sglang[] = "# HELP sglang:num_running_reqs The number of runni
                              "sglang:num_queue_reqs{model_name=\"qwen\"} 5.0\n"
                              "sglang:token_usage{model_name=\"qwen\"} 0.25\n"
                              "sglang:cache_hit_rate{model_name=\"qwen\"} 0.5\n"
+                             "sglang:prompt_tokens_total{model_name=\"qwen\"} 600.0\n"
+                             "sglang:generation_tokens_total{model_name=\"qwen\"} 77.0\n"
+                             "sglang:generation_tokens_total{model_name=\"other\"} 3.0\n"
+                             "sglang:generation_tokens_total{model_name=\"bad\"} -5.0\n"
+                             "sglang:generation_tokens_created{model_name=\"qwen\"} 1.7e9\n"
                              "vllm:num_requests_waiting 100\n";
 
 static const char trtllm[] = "# TYPE trtllm_num_requests_waiting gauge\n"
@@ -75,6 +80,7 @@ static void test_vllm_v1(void **state) {
   assert_string_equal(m.waiting_loras[0], "tweet-lora");
   assert_int_equal(m.block_size, 16);
   assert_int_equal(m.num_gpu_blocks, 29205);
+  assert_true(m.has_tokens && m.tokens == 12345.0); /* the prompt counter alone (no generation yet) */
 }
 
 static void test_vllm_v0(void **state) {
@@ -85,6 +91,7 @@ static void test_vllm_v0(void **state) {
   assert_int_equal(m.max_lora, 0);
   assert_int_equal(m.n_running_loras, 0);
   assert_int_equal(m.block_size, 0);
+  assert_false(m.has_tokens);
   /* a vllm pool still understands the V0 KV name when the V1 one is absent */
   assert_int_equal(ig_metrics_extract(IG_ENGINE_VLLM, vllm_v0, strlen(vllm_v0), &m), 0);
   assert_true(m.has_kv && m.kv_usage == 0.91);
@@ -103,6 +110,7 @@ static void test_sglang(void **state) {
   assert_int_equal(ig_metrics_extract(IG_ENGINE_SGLANG, sglang, strlen(sglang), &m), 0);
   assert_true(m.waiting == 5.0 && m.running == 12.0 && m.kv_usage == 0.25);
   assert_true(m.has_waiting && m.has_running && m.has_kv);
+  assert_true(m.has_tokens && m.tokens == 680.0); /* every series summed; a negative one is no count */
   /* other dialects' names are not read */
   assert_int_equal(ig_metrics_extract(IG_ENGINE_SGLANG, vllm_v1, strlen(vllm_v1), &m), IG_ENOENT);
   assert_int_equal(ig_metrics_extract(IG_ENGINE_VLLM, sglang, strlen(sglang), &m), 0);
@@ -116,6 +124,7 @@ static void test_trtllm(void **state) {
   assert_true(m.has_waiting && m.waiting == 6);
   assert_false(m.has_running);
   assert_false(m.has_kv);
+  assert_false(m.has_tokens);
   assert_int_equal(ig_metrics_extract(IG_ENGINE_TRTLLM, sglang, strlen(sglang), &m), IG_ENOENT);
 }
 
@@ -245,16 +254,23 @@ static int ref_is(const ig_prom_sample_t *s, const char *name) { return name && 
 
 static int extract_ref(ig_engine_t engine, const char *text, size_t len, ig_pod_metrics_t *out) {
   static const struct {
-    const char *waiting, *running, *kv, *kv_alt;
+    const char *waiting, *running, *kv, *kv_alt, *tokens;
     int vllm_info;
   } dialects[] = {
       [IG_ENGINE_VLLM] = {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
-                          "vllm:gpu_cache_usage_perc", 1},
+                          "vllm:gpu_cache_usage_perc", "vllm", 1},
       [IG_ENGINE_VLLM_V0] = {"vllm:num_requests_waiting", "vllm:num_requests_running",
-                             "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", 1},
-      [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL, 0},
-      [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, 0},
+                             "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm", 1},
+      [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL,
+                            "sglang", 0},
+      [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, NULL, 0},
   };
+  char prompt[64] = "", gen[64] = "";
+  const char *tk = dialects[engine].tokens;
+  if (tk) {
+    snprintf(prompt, sizeof prompt, "%s:prompt_tokens_total", tk);
+    snprintf(gen, sizeof gen, "%s:generation_tokens_total", tk);
+  }
   memset(out, 0, sizeof *out);
   const char *w = dialects[engine].waiting, *r = dialects[engine].running, *kv = dialects[engine].kv,
              *alt = dialects[engine].kv_alt;
@@ -280,6 +296,11 @@ static int extract_ref(ig_engine_t engine, const char *text, size_t len, ig_pod_
     } else if (ref_is(&s, alt)) {
       if (finite && (!has_alt || s.value > kv_alt)) kv_alt = s.value;
       has_alt |= finite;
+    } else if (tk && (ig_prom_name_is(&s, prompt) || ig_prom_name_is(&s, gen))) {
+      if (finite && s.value >= 0) {
+        out->tokens += s.value;
+        out->has_tokens = 1;
+      }
     } else if (info && ig_prom_name_is(&s, "vllm:lora_requests_info")) {
       if (!finite || (has_lora && s.value <= lora_ts)) continue;
       has_lora = 1;
@@ -320,6 +341,8 @@ static int check_extract(ig_engine_t e, const char *text, size_t len) {
   for (int i = 0; i < a.n_waiting_loras; i++) assert_string_equal(a.waiting_loras[i], b.waiting_loras[i]);
   assert_int_equal(a.block_size, b.block_size);
   assert_int_equal(a.num_gpu_blocks, b.num_gpu_blocks);
+  assert_memory_equal(&a.tokens, &b.tokens, sizeof a.tokens);
+  assert_int_equal(a.has_tokens, b.has_tokens);
   return a.has_waiting + a.has_running + a.has_kv;
 }
 
@@ -346,6 +369,9 @@ static void mutate(ig_rng_t *r, ig_buf_t *b) {
                                      "trtllm_num_requests_waiting",
                                      "vllm:lora_requests_info{max_lora=\"3\",running_lora_adapters=\"z,y\"} 2e9",
                                      "vllm:cache_config_info{block_size=\"32\"} 1",
+                                     "vllm:generation_tokens_total",
+                                     "sglang:prompt_tokens_total",
+                                     " -3\n",
                                      " 7\n", " NaN\n", " 0.5\r\n", "\n", "{a=\"b\"}", "_x", "#", " ", "\t"};
   static const char alpha[] = "{}\"=, \t\r\n#:_.+-\\0159";
   int edits = 1 + (int)(ig_rng_next(r) % 6);
@@ -426,11 +452,13 @@ static void test_sim_pages(void **state) {
   assert_string_equal(m.running_loras[0], "a");
   assert_string_equal(m.running_loras[1], "b");
   assert_int_equal(m.block_size, 16);
+  assert_true(m.has_tokens && m.tokens == 16 + 1004); /* the engine's counters, not the sim's own */
   free(page);
   page = slurp("tests/fuzz/corpus/metrics_prom/sim-sglang.txt", &len);
   assert_non_null(page);
   assert_int_equal(ig_metrics_extract(IG_ENGINE_SGLANG, page, len, &m), 0);
   assert_true(m.has_waiting && m.has_running && m.has_kv && m.running == 4);
+  assert_true(m.has_tokens && m.tokens == 16 + 995);
   free(page);
   page = slurp("tests/fuzz/corpus/metrics_prom/sim-trtllm.txt", &len);
   assert_non_null(page);

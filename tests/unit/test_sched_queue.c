@@ -646,39 +646,67 @@ static void test_slots_learn(void **state) {
   (void)state;
   ig_sched_slots_est_t e;
   memset(&e, 0, sizeof e);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 0, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.1), 0);  /* queueing once */
-  assert_int_equal(ig_sched_slots_learn(&e, 7, 2, 0.1), 0);  /* a different count */
-  assert_int_equal(ig_sched_slots_learn(&e, 7, 1, 0.1), 0);  /* twice at 7, but 8 was seen: not the limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 1, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 8, 3, 0.1), 8);  /* twice at the largest count: learned */
-  assert_int_equal(ig_sched_slots_learn(&e, 5, 0, 0.1), 8);  /* kept while the load drops */
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 0, 0.1), 0);  /* 9 running: 8 was not the limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1), 9);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 0, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.1, NAN), 0);  /* queueing once */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 2, 0.1, NAN), 0);  /* a different count */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 1, 0.1, NAN), 0);  /* twice at 7, but 8 was seen: not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 1, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 3, 0.1, NAN), 8);  /* twice at the largest count: learned */
+  assert_int_equal(ig_sched_slots_learn(&e, 5, 0, 0.1, NAN), 8);  /* kept while the load drops */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 0, 0.1, NAN), 0);  /* 9 running: 8 was not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 1, 0.1, NAN), 9);
   /* a waiting count below one (an average, or nothing) is no queue; odd values count as 0 */
   memset(&e, 0, sizeof e);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, NAN, 2, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, -1, 2, 0.1), 0); /* 0 running: never a limit */
-  assert_int_equal(ig_sched_slots_learn(&e, 4, INFINITY, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1), 0); /* the previous one counted as not queued */
-  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1), 4);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 0.5, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, NAN, 2, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, -1, 2, 0.1, NAN), 0); /* 0 running: never a limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, INFINITY, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1, NAN), 0); /* the previous one counted as not queued */
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.1, NAN), 4);
   /* waiting for KV blocks is no batch limit */
   memset(&e, 0, sizeof e);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.5), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, NAN), 3);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.95, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.5, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 2, NAN, NAN), 3);
   /* a limit not met again for IG_SCHED_SLOTS_FORGET scrapes is forgotten; meeting it again renews it */
-  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 2; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 3);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* the last scrape before it is forgotten */
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* confirmed: the count starts again */
-  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 1; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 3);
-  assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1), 0); /* forgotten */
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 0);
-  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1), 3); /* relearned */
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 2; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* the last scrape before it is forgotten */
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* confirmed: the count starts again */
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 1; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
+  assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 0); /* forgotten */
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* relearned */
+}
+
+/* With a token counter, only two queueing scrapes on either side of a step's end teach the limit: two
+ * inside one long step see the same batch whatever the limit (the arrivals wait for the step's end). */
+static void test_slots_learn_across_steps(void **state) {
+  (void)state;
+  ig_sched_slots_est_t e;
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 300, 0, 0.3, 1000), 0);
+  for (int i = 0; i < 5; i++) /* one long step: arrivals wait, the batch and the counter stand still */
+    assert_int_equal(ig_sched_slots_learn(&e, 300, 1 + i, 0.3, 1000), 0);
+  /* the step ended and took the waiting ones in (310 running): still nothing learned */
+  assert_int_equal(ig_sched_slots_learn(&e, 310, 2, 0.3, 1310), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 310, 4, 0.3, 1310), 0);
+  /* at the limit: the step ends, the queue stays and the batch does not grow */
+  assert_int_equal(ig_sched_slots_learn(&e, 310, 6, 0.3, 1620), 310);
+  assert_int_equal(ig_sched_slots_learn(&e, 310, 7, 0.3, 1620), 310); /* kept inside the next step */
+  /* the first scrape with a counter after none (or a counter that went away) may straddle a step */
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.3, NAN), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.3, 50), 8);
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 2, 0.3, 50), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 9, 2, 0.3, -1), 9); /* a negative counter: not exported */
+  /* a counter that went back (the engine restarted) moved too */
+  memset(&e, 0, sizeof e);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.3, 900), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.3, 900), 0);
+  assert_int_equal(ig_sched_slots_learn(&e, 4, 1, 0.3, 12), 4);
 }
 
 static void test_admit_priority(void **state) {
@@ -730,6 +758,7 @@ int main(void) {
       cmocka_unit_test(test_band_bound), cmocka_unit_test(test_crit_wrappers),
       cmocka_unit_test(test_priority_random), cmocka_unit_test(test_admit_priority),
       cmocka_unit_test(test_admit_batch_slots), cmocka_unit_test(test_slots_learn),
+      cmocka_unit_test(test_slots_learn_across_steps),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

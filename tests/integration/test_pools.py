@@ -4,6 +4,7 @@ and /debug/pools. Assertions are on outcomes (which pod served, status codes, co
 tight timings: CI runs this on two busy cores and under ASan."""
 import json
 import threading
+import time
 
 import pytest
 
@@ -486,6 +487,34 @@ def test_batch_slots_for_critical(procs, tmp_path, infergate_bin, learned):
     t.join(60 * SLOW)
     assert not t.is_alive() and result["r"].status == 200, result
     assert pod()["batch_slots"] == 8
+
+
+def test_batch_size_not_learned_inside_one_step(procs, tmp_path, infergate_bin):
+    """Requests that arrive while a pod runs a long step wait for its end with the running count
+    standing still, as at a batch limit. The scrapes inside that step teach no batch size (the pod's
+    token counters show that no step ended between them), and the next step takes the requests in."""
+    eps = start_sim(procs, infergate_bin, 1, "--time-scale", "0.02")  # a 2,000-token prefill: ~2 s
+    port, admin = gateway(procs, tmp_path, eps)
+    wait_scraped(admin, 1)
+    pod = lambda: pools(admin)[0]["pods"][0]
+    long = threading.Thread(target=lambda: complete(eps[0], prompt="y" * 8000), daemon=True)
+    long.start()
+    wait_until(lambda: pod()["running"] == 1, what="the long prefill running")
+    load = direct_load(eps[0], 2, 2)
+    wait_until(lambda: pod()["waiting"] == 2, what="two waiting")
+    first, seen = pod(), []
+    while len(seen) < 500:  # at most ~10 s: the step lasts ~2 s
+        p = pod()
+        if p["running"] != 1 or p["waiting"] != 2:
+            break
+        seen.append((p["scrapes_ok"], p["batch_slots"]))
+        time.sleep(0.02)
+    # enough scrapes saw the same batch with requests waiting to have taught a limit without the check
+    assert seen and seen[-1][0] >= first["scrapes_ok"] + 3, (first, seen[-3:])
+    assert all(slots == 0 for _, slots in seen), seen
+    for t in [long, *load]:
+        t.join(60 * SLOW)
+    assert pod()["batch_slots"] == 0
 
 
 def test_scheduling_thresholds_from_config(procs, tmp_path, infergate_bin):

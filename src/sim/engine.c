@@ -264,6 +264,7 @@ int ig_sim_engine_submit(ig_sim_engine_t *e, ig_sim_seq_t *seq, uint64_t now_us)
   q_push_tail(&e->wait_head, &e->wait_tail, seq);
   e->n_waiting++;
   e->n_waiting_new++;
+  if (e->step_in_flight) e->arrived_in_step++;
   ig_sim_adapter_t *a = seq_adapter(e, seq);
   if (a) a->waiting++;
   return 0;
@@ -557,5 +558,23 @@ void ig_sim_engine_complete(ig_sim_engine_t *e, uint64_t now_us, ig_sim_emit_fn 
       }
     }
     if (emit) emit(ud, s, done);
+  }
+  /* what the step leaves for the gauges: requests that arrived during it were not in its schedule */
+  e->at_step_end.running = e->n_running;
+  e->at_step_end.waiting = e->n_waiting > e->arrived_in_step ? e->n_waiting - e->arrived_in_step : 0;
+  e->at_step_end.kv = ig_sim_engine_kv_usage(e);
+  e->arrived_in_step = 0;
+}
+
+void ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step, uint32_t *running, uint32_t *waiting,
+                          double *kv) {
+  if (per_step && e->step_in_flight) {
+    *running = e->at_step_end.running;
+    *waiting = e->at_step_end.waiting;
+    *kv = e->at_step_end.kv;
+  } else {
+    *running = e->n_running;
+    *waiting = e->n_waiting;
+    *kv = ig_sim_engine_kv_usage(e);
   }
 }

@@ -134,6 +134,11 @@ typedef struct {
   uint32_t n_waiting_new; /* waiting sequences never admitted (the bounded part) */
   int step_in_flight;
   uint64_t step_us; /* duration of the step in flight */
+  uint32_t arrived_in_step; /* submitted while the step in flight runs (not yet seen by a schedule) */
+  struct {
+    uint32_t running, waiting;
+    double kv;
+  } at_step_end; /* the gauges as of the last step's end (ig_sim_engine_gauges) */
   /* LoRA */
   ig_sim_adapter_t adapters[IG_SIM_MAX_ADAPTERS];
   int n_adapters;
@@ -182,6 +187,14 @@ uint32_t ig_sim_engine_slots_used(const ig_sim_engine_t *e);
 
 /* KV usage in [0, 1]: blocks referenced by sequences / all blocks. */
 double ig_sim_engine_kv_usage(const ig_sim_engine_t *e);
+
+/* What the engine's running / waiting / KV gauges show. Live: the counts right now. Per step (as
+ * vLLM's, which publishes the scheduler's numbers with each step's output): while a step runs, the
+ * numbers of the last step's end - the batch less the sequences that finished in it, and the
+ * requests that step left waiting; requests that arrived since wait unseen until a step ends. An
+ * idle engine shows its live counts either way. */
+void ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step, uint32_t *running, uint32_t *waiting,
+                          double *kv);
 /* Blocks held by sequences. */
 uint32_t ig_sim_engine_blocks_used(const ig_sim_engine_t *e);
 

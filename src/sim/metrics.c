@@ -84,16 +84,28 @@ static void lora_info(ig_sim_pod_t *pod, ig_buf_t *b) {
   ig_buf_printf(b, "\"} %.6f\n", (double)ig_wall_us() / 1e6);
 }
 
+/* The engine's running / waiting / KV gauges, live or as of the last step's end (--gauges). */
+typedef struct {
+  uint32_t running, waiting;
+  double kv;
+} gauges_t;
+
+static gauges_t engine_gauges(const ig_sim_pod_t *pod) {
+  gauges_t g;
+  ig_sim_engine_gauges(&pod->eng, pod->sim->opt.step_gauges, &g.running, &g.waiting, &g.kv);
+  return g;
+}
+
 static void vllm_metrics(ig_sim_pod_t *pod, out_t *o, int v1) {
   const ig_sim_engine_t *e = &pod->eng;
   const ig_sim_stats_t *s = &e->stats;
-  gauge(o, "vllm:num_requests_running", "Number of requests in model execution batches.", e->n_running);
-  gauge(o, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", e->n_waiting);
+  gauges_t g = engine_gauges(pod);
+  gauge(o, "vllm:num_requests_running", "Number of requests in model execution batches.", g.running);
+  gauge(o, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", g.waiting);
   if (v1)
-    gauge(o, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", ig_sim_engine_kv_usage(e));
+    gauge(o, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", g.kv);
   else
-    gauge(o, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.",
-          ig_sim_engine_kv_usage(e));
+    gauge(o, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", g.kv);
   counter(o, "vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
           (double)s->prefix_queries);
   counter(o, "vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
@@ -119,9 +131,10 @@ static void vllm_metrics(ig_sim_pod_t *pod, out_t *o, int v1) {
 static void sglang_metrics(ig_sim_pod_t *pod, out_t *o) {
   const ig_sim_engine_t *e = &pod->eng;
   const ig_sim_stats_t *s = &e->stats;
-  gauge(o, "sglang:num_running_reqs", "The number of running requests.", e->n_running);
-  gauge(o, "sglang:num_queue_reqs", "The number of requests in the waiting queue.", e->n_waiting);
-  gauge(o, "sglang:token_usage", "The token usage.", ig_sim_engine_kv_usage(e));
+  gauges_t g = engine_gauges(pod);
+  gauge(o, "sglang:num_running_reqs", "The number of running requests.", g.running);
+  gauge(o, "sglang:num_queue_reqs", "The number of requests in the waiting queue.", g.waiting);
+  gauge(o, "sglang:token_usage", "The token usage.", g.kv);
   gauge(o, "sglang:num_used_tokens", "The number of used tokens.",
         (double)ig_sim_engine_blocks_used(e) * IG_SIM_BLOCK_TOKENS);
   gauge(o, "sglang:cache_hit_rate", "The prefix cache hit rate.",
@@ -134,7 +147,8 @@ static void sglang_metrics(ig_sim_pod_t *pod, out_t *o) {
 }
 
 static void trtllm_metrics(ig_sim_pod_t *pod, out_t *o) {
-  gauge(o, "trtllm_num_requests_waiting", "Number of requests waiting to be scheduled.", pod->eng.n_waiting);
+  gauge(o, "trtllm_num_requests_waiting", "Number of requests waiting to be scheduled.",
+        engine_gauges(pod).waiting);
 }
 
 void ig_sim_metrics_render(ig_sim_pod_t *pod, ig_buf_t *b) {

@@ -19,6 +19,8 @@ static void usage(FILE *f) {
           "  --model NAME             base model name (default llama3-8b)\n"
           "  --profile NAME           llama3-8b-h100 (default) | llama3-8b-a100\n"
           "  --engine E               metrics dialect: vllm (V1, default) | vllm-v0 | sglang | trtllm\n"
+          "  --gauges G               live (default): running/waiting/KV as they are when scraped;\n"
+          "                           step: as of the last step's end, as vLLM publishes them\n"
           "  --time-scale X           simulated time runs X times faster than wall time (default 1)\n"
           "  --max-loras K            LoRA slots per pod (default 4)\n"
           "  --lora a,b,c             adapters known at start (listed by /v1/models)\n"
@@ -71,7 +73,7 @@ typedef struct {
 static int parse_options(int argc, char **argv, ig_sim_options_t *o, slow_t *slow, int *nslow) {
   enum {
     O_PODS = 256, O_BASE, O_HOST, O_MODEL, O_PROFILE, O_ENGINE, O_SCALE, O_LORAS, O_LORA, O_WAITING,
-    O_FAIL, O_SEED, O_DIE, O_SLOW, O_KV, O_SEQS, O_BATCHED, O_HELP
+    O_FAIL, O_SEED, O_DIE, O_SLOW, O_KV, O_SEQS, O_BATCHED, O_GAUGES, O_HELP
   };
   static const struct option longopts[] = {
       {"pods", required_argument, NULL, O_PODS},
@@ -88,6 +90,7 @@ static int parse_options(int argc, char **argv, ig_sim_options_t *o, slow_t *slo
       {"seed", required_argument, NULL, O_SEED},
       {"die-after-tokens", required_argument, NULL, O_DIE},
       {"slow-pod", required_argument, NULL, O_SLOW},
+      {"gauges", required_argument, NULL, O_GAUGES},
       {"kv-blocks", required_argument, NULL, O_KV},
       {"max-num-seqs", required_argument, NULL, O_SEQS},
       {"max-batched-tokens", required_argument, NULL, O_BATCHED},
@@ -125,6 +128,11 @@ static int parse_options(int argc, char **argv, ig_sim_options_t *o, slow_t *slo
       else if (!strcmp(optarg, "vllm-v0")) o->dialect = IG_SIM_VLLM_V0;
       else if (!strcmp(optarg, "sglang")) o->dialect = IG_SIM_SGLANG;
       else if (!strcmp(optarg, "trtllm")) o->dialect = IG_SIM_TRTLLM;
+      else goto bad;
+      break;
+    case O_GAUGES:
+      if (!strcmp(optarg, "step")) o->step_gauges = 1;
+      else if (!strcmp(optarg, "live")) o->step_gauges = 0;
       else goto bad;
       break;
     case O_SCALE:

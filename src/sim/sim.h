@@ -20,6 +20,7 @@ typedef struct {
   const char *model;
   const char *profile;
   ig_sim_dialect_t dialect;
+  int step_gauges; /* --gauges step: running / waiting / KV as of the last step's end (vLLM's way) */
   double time_scale;
   uint32_t max_loras;
   const char *loras; /* comma-separated adapter names, registered at start */

@@ -340,6 +340,31 @@ def test_metrics_move_under_load(procs, infergate_bin):
     assert metrics(port)["vllm:kv_cache_usage_perc"] == 0
 
 
+def test_step_gauges_hide_arrivals_until_a_step_ends(procs, infergate_bin):
+    """--gauges step: the engine's gauges are those of the last step's end, as vLLM publishes them.
+    Requests that arrive during a long step are not seen waiting (the sim's own live gauge sees them);
+    they show up running once a step has taken them in and ended."""
+    port = start_sim(procs, infergate_bin, "--gauges", "step", "--time-scale", "0.02")  # a 2,000-token
+    socks = []                                                                         # prefill: ~2 s
+    try:
+        for i, chars in enumerate((8000, 40, 40)):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW)
+            socks.append(s)
+            body = {"model": "m", "prompt": f"{i:04d}" + "w" * chars, "max_tokens": 20000, "stream": True}
+            s.sendall(raw_request("/v1/completions", body, port))
+            if i == 0:
+                wait_until(lambda: metrics(port)["infergate_sim_requests_running"] == 1, what="long prefill")
+        wait_until(lambda: metrics(port)["infergate_sim_requests_waiting"] == 2, what="two arrived")
+        m = metrics(port)
+        assert m["infergate_sim_requests_running"] == 1, "the long prefill step ended too soon for the test"
+        assert m["vllm:num_requests_waiting"] == 0 and m["vllm:num_requests_running"] == 0, m
+        wait_until(lambda: metrics(port)["vllm:num_requests_running"] == 3, what="a step took them in")
+        assert metrics(port)["vllm:num_requests_waiting"] == 0
+    finally:
+        for s in socks:
+            s.close()
+
+
 @pytest.mark.parametrize("engine,present,absent", [
     ("vllm", ["vllm:kv_cache_usage_perc", "vllm:num_requests_waiting", "vllm:lora_requests_info"],
      ["vllm:gpu_cache_usage_perc"]),
@@ -423,7 +448,7 @@ def test_idle_pods_use_no_cpu(procs, infergate_bin):
 def test_bad_options(infergate_bin):
     import subprocess
     for args in (["--pods", "0"], ["--profile", "nope"], ["--engine", "x"], ["--die-after-tokens", "5:3"],
-                 ["--slow-pod", "1"], ["--bogus"]):
+                 ["--slow-pod", "1"], ["--gauges", "sometimes"], ["--bogus"]):
         r = subprocess.run([infergate_bin, "sim", *args], capture_output=True, timeout=10)
         assert r.returncode == 2, args
         assert r.stderr

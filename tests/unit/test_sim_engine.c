@@ -343,6 +343,52 @@ static void test_abort_mid_step(void **state) {
   ig_sim_engine_free(&e);
 }
 
+/* Per-step gauges (vLLM's): while a step runs they show the last step's end, so a request that
+ * arrives mid-step is not seen waiting; it shows up running once the step that took it in has ended.
+ * A request the step had no room for shows as waiting. Live gauges show the counts as they are. */
+static void test_gauges_per_step(void **state) {
+  (void)state;
+  ig_sim_engine_config_t cfg = small_cfg();
+  cfg.prof.max_num_seqs = 2;
+  ig_sim_engine_t e;
+  ig_sim_engine_init(&e, &cfg);
+  ig_sim_seq_t s[3];
+  for (int i = 0; i < 3; i++) seq_for(&s[i], i + 1, 64, 50, -1, NULL);
+  uint32_t run, wait;
+  double kv;
+#define GAUGES(per_step, r, w)                                                                               \
+  do {                                                                                                       \
+    ig_sim_engine_gauges(&e, per_step, &run, &wait, &kv);                                                    \
+    assert_int_equal(run, r);                                                                                \
+    assert_int_equal(wait, w);                                                                               \
+  } while (0)
+  assert_int_equal(ig_sim_engine_submit(&e, &s[0], 0), 0);
+  GAUGES(1, 0, 1); /* idle: live either way */
+  assert_true(ig_sim_engine_schedule(&e) > 0);
+  GAUGES(1, 0, 0); /* the first step runs: nothing has ended yet */
+  assert_int_equal(ig_sim_engine_submit(&e, &s[1], 10), 0);
+  assert_int_equal(ig_sim_engine_submit(&e, &s[2], 10), 0);
+  GAUGES(0, 1, 2);
+  GAUGES(1, 0, 0); /* arrived mid-step: unseen */
+  counts_t c = {0};
+  ig_sim_engine_complete(&e, 100, count_emit, &c);
+  GAUGES(1, 1, 2); /* no step in flight: live */
+  assert_true(ig_sim_engine_schedule(&e) > 0); /* takes s[1] in; s[2] finds no room (2 sequences) */
+  GAUGES(1, 1, 0); /* the first step's end: one running, none of the arrivals seen */
+  ig_sim_engine_complete(&e, 200, count_emit, &c);
+  assert_true(ig_sim_engine_schedule(&e) > 0);
+  GAUGES(1, 2, 1); /* s[2] was left waiting by a step: seen */
+  ig_sim_engine_gauges(&e, 1, &run, &wait, &kv);
+  assert_true(kv > 0 && kv == e.at_step_end.kv);
+  GAUGES(0, 2, 1);
+#undef GAUGES
+  for (int i = 0; i < 3; i++) {
+    ig_sim_engine_abort(&e, &s[i]);
+    ig_sim_seq_free(&s[i]);
+  }
+  ig_sim_engine_free(&e);
+}
+
 /* Saturated with equal requests, throughput matches the closed form
  * tokens/s = C / (b0 + b1 * P * C / O + b2 * C * (O - 1) / O). */
 static void test_closed_form(void **state) {
@@ -375,7 +421,7 @@ int main(void) {
       cmocka_unit_test(test_batching_limits), cmocka_unit_test(test_prefix_hits),
       cmocka_unit_test(test_preemption),     cmocka_unit_test(test_lora_waiting),
       cmocka_unit_test(test_queue_bound),    cmocka_unit_test(test_abort_mid_step),
-      cmocka_unit_test(test_closed_form),
+      cmocka_unit_test(test_closed_form),    cmocka_unit_test(test_gauges_per_step),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,12 +4,15 @@
 # least-request, gie and default. Workloads: ShareGPT-like near saturation, and shared prefix.
 # Prints TTFT p50/p90, TPOT p50, E2E p90, throughput, prefix-cache hit rate and ratios vs round-robin.
 # Usage: bench/routing.sh [--quick] [--fleet h100] [--pods N] [--workloads sharegpt,shared-prefix]
-#                         [--json DIR]
+#                         [--gauges step|live] [--pod-rate R] [--json DIR]
 # --fleet h100: issue #5's fleet instead: 8 pods of llama3-8b-h100 (time scale 0.2), ShareGPT-like at
-# 150 requests/s per pod (simulated) near saturation, 8,000 requests per target (about 12 minutes).
+# 150 requests/s per pod (simulated; --pod-rate R for another) near saturation, 8,000 requests per
+# target (about 12 minutes).
+# --gauges: how the simulated pods publish running / waiting / KV (docs/simulator.md): step (default
+# here), as vLLM does, as of the last step's end; live, as they are when scraped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PODS=4 QUICK=0 WORKLOADS=sharegpt,shared-prefix JSONDIR="" FLEET=""
+PODS=4 QUICK=0 WORKLOADS=sharegpt,shared-prefix JSONDIR="" FLEET="" GAUGES=step POD_RATE=150
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
@@ -17,7 +20,9 @@ while [ $# -gt 0 ]; do
     --pods) PODS="$2"; shift 2 ;;
     --workloads) WORKLOADS="$2"; shift 2 ;;
     --json) JSONDIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --gauges) GAUGES="$2"; shift 2 ;;
+    --pod-rate) POD_RATE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -27,7 +32,7 @@ done
 # and ShareGPT-like requests (~250 in / 200 out) the closed form (docs/simulator.md) gives ~900 tokens/s,
 # ~4.5 requests/s, so the sharegpt rate below (4 requests/s per pod) is ~90% of the pool's capacity. Shared prefix: KV caches that cannot hold every group's
 # system prompt at once, where routing decides whether the prefix is already cached.
-SIM_COMMON=(--model llama3 --profile llama3-8b-a100 --seed 7)
+SIM_COMMON=(--model llama3 --profile llama3-8b-a100 --seed 7 --gauges "$GAUGES")
 SG_SIM=(--max-num-seqs 16) SG_EXTRA=()
 if [ "$FLEET" = h100 ]; then
   # H100 pods keep their profile's limits (1,024 sequences, 8,192-token steps): near saturation the
@@ -36,9 +41,10 @@ if [ "$FLEET" = h100 ]; then
   # simulated at time scale 0.2 is 30 per pod in wall time; thousands of streams are open at once.
   [ "$WORKLOADS" = sharegpt,shared-prefix ] && WORKLOADS=sharegpt
   [ "$PODS" = 4 ] && PODS=8
-  SIM_COMMON=(--model llama3 --profile llama3-8b-h100 --seed 7 --time-scale 0.2)
+  SIM_COMMON=(--model llama3 --profile llama3-8b-h100 --seed 7 --time-scale 0.2 --gauges "$GAUGES")
   SG_SIM=() SG_EXTRA=(--timeout 600)
-  SG_REQ=8000 SG_RATE=$((PODS * 30)) SP_GROUPS=32 SP_PER=8 SP_SYS=2048 SP_OUT=64 SP_RATE=10 SP_KV=3000
+  SG_RATE=$($PY -c "import sys; print(round(int(sys.argv[1]) * float(sys.argv[2]) * 0.2, 3))" "$PODS" "$POD_RATE")
+  SG_REQ=8000 SP_GROUPS=32 SP_PER=8 SP_SYS=2048 SP_OUT=64 SP_RATE=10 SP_KV=3000
 elif [ -n "$FLEET" ]; then
   echo "unknown fleet $FLEET (h100)" >&2; exit 2
 elif [ "$QUICK" = 1 ]; then

@@ -8,10 +8,12 @@
 #    least_conn, infergate least-request and the inference pool: TTFT and adapter loads.
 # Adapter loads are the pods' infergate_sim_lora_loads_total after the run (fresh pods per run).
 # Prints markdown tables (stdout). Usage: bench/goals.sh [--quick] [--pods N] [--goals criticality,lora-mix]
-#                                            [--time-scale X] [--json DIR]
+#                                            [--time-scale X] [--gauges live|step] [--json DIR]
+# --gauges: how the simulated pods publish running / waiting / KV (docs/simulator.md): live (default
+# here, as the documented runs), or step, as vLLM does, as of the last step's end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PODS=4 QUICK=0 GOALS=criticality,lora-mix TS=4 JSONDIR=""
+PODS=4 QUICK=0 GOALS=criticality,lora-mix TS=4 JSONDIR="" GAUGES=live
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
@@ -19,6 +21,7 @@ while [ $# -gt 0 ]; do
     --goals) GOALS="$2"; shift 2 ;;
     --time-scale) TS="$2"; shift 2 ;;
     --json) JSONDIR="$2"; shift 2 ;;
+    --gauges) GAUGES="$2"; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -34,7 +37,8 @@ LORAS=lora-sql,lora-chat,lora-code,lora-math,lora-law,lora-med
 CAP_PER_POD=4.5
 if [ "$QUICK" = 1 ]; then CRIT_REQ=90 LORA_REQ=90; else CRIT_REQ=900 LORA_REQ=400; fi
 MAX_SEQS=16
-SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs "$MAX_SEQS" --time-scale "$TS" --seed 7)
+SIM_COMMON=(--model "$MODEL" --profile llama3-8b-a100 --max-num-seqs "$MAX_SEQS" --time-scale "$TS" --seed 7
+            --gauges "$GAUGES")
 # wall-clock rate for a fraction of the pool's capacity (simulated time runs TS times faster)
 rate_for() { awk -v f="$1" -v p="$PODS" -v c="$CAP_PER_POD" -v t="$TS" 'BEGIN {printf "%.2f", f * p * c * t}'; }
 

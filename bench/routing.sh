@@ -43,7 +43,8 @@ if [ "$FLEET" = h100 ]; then
   [ "$PODS" = 4 ] && PODS=8
   SIM_COMMON=(--model llama3 --profile llama3-8b-h100 --seed 7 --time-scale 0.2 --gauges "$GAUGES")
   SG_SIM=() SG_EXTRA=(--timeout 600)
-  SG_RATE=$($PY -c "import sys; print(round(int(sys.argv[1]) * float(sys.argv[2]) * 0.2, 3))" "$PODS" "$POD_RATE")
+  SG_RATE=$($PY -c "import sys; print(round(int(sys.argv[1]) * float(sys.argv[2]) * 0.2, 3))" \
+    "$PODS" "$POD_RATE") # wall-clock requests/s for the pool
   SG_REQ=8000 SP_GROUPS=32 SP_PER=8 SP_SYS=2048 SP_OUT=64 SP_RATE=10 SP_KV=3000
 elif [ -n "$FLEET" ]; then
   echo "unknown fleet $FLEET (h100)" >&2; exit 2

@@ -274,7 +274,7 @@ int ig_sched_request_priority(const ig_sched_request_t *req);
 typedef struct {
   double run_max;       /* largest running count seen */
   double prev_running;  /* the previous scrape's running count */
-  double prev_tokens;   /* and its token counter (NaN: not exported) */
+  double prev_tokens;   /* and its token counter (NaN: not exported; 0 in a zeroed estimate) */
   int prev_queued;      /* and whether it had a request waiting */
   unsigned slots;       /* the learned limit; 0 = not known */
   unsigned unconfirmed; /* scrapes since the limit was last confirmed */
@@ -286,13 +286,13 @@ typedef struct {
  * learned limit, 0 while unknown: the running count of two scrapes in a row that both had a request
  * waiting with the same running count, which is also the largest seen, and between which a step ended
  * (the token counter moved; always assumed without one): two scrapes inside one long step see the
- * same batch whatever its limit, while the arrivals wait for the step's end. A limit is forgotten when a larger running count shows up
- * (until confirmed there), and after IG_SCHED_SLOTS_FORGET scrapes that do not confirm it (a limit
- * learned from a passing condition must not keep traffic off a pod for good, while one the pod keeps
- * meeting is confirmed again). A scrape with KV usage at or above IG_SCHED_SLOTS_KV_MAX counts as not
- * queueing (the pod waits for KV blocks, not for a slot); a pod that queues below its limit for want
- * of prefill budget teaches its effective limit, which is what a new request meets there. Non-finite
- * or negative counts count as 0. */
+ * same batch whatever its limit, while the arrivals wait for the step's end. A limit is forgotten
+ * when a larger running count shows up (until confirmed there), and after IG_SCHED_SLOTS_FORGET
+ * scrapes that do not confirm it (a limit learned from a passing condition must not keep traffic off
+ * a pod for good, while one the pod keeps meeting is confirmed again). A scrape with KV usage at or
+ * above IG_SCHED_SLOTS_KV_MAX counts as not queueing (the pod waits for KV blocks, not for a slot); a
+ * pod that queues below its limit for want of prefill budget teaches its effective limit, which is
+ * what a new request meets there. Non-finite or negative counts count as 0. */
 #define IG_SCHED_SLOTS_KV_MAX 0.8
 #define IG_SCHED_SLOTS_FORGET 600 /* scrapes: 30 s at the default 50 ms interval */
 unsigned ig_sched_slots_learn(ig_sched_slots_est_t *e, double running, double waiting, double kv_usage,

@@ -19,11 +19,11 @@ typedef struct {
 
 static const dialect_t dialects[] = {
     [IG_ENGINE_VLLM] = {"vllm:num_requests_waiting", "vllm:num_requests_running", "vllm:kv_cache_usage_perc",
-                        "vllm:gpu_cache_usage_perc", "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
-                        1},
+                        "vllm:gpu_cache_usage_perc", "vllm:prompt_tokens_total",
+                        "vllm:generation_tokens_total", 1},
     [IG_ENGINE_VLLM_V0] = {"vllm:num_requests_waiting", "vllm:num_requests_running",
-                           "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", "vllm:prompt_tokens_total",
-                           "vllm:generation_tokens_total", 1},
+                           "vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc",
+                           "vllm:prompt_tokens_total", "vllm:generation_tokens_total", 1},
     [IG_ENGINE_SGLANG] = {"sglang:num_queue_reqs", "sglang:num_running_reqs", "sglang:token_usage", NULL,
                           "sglang:prompt_tokens_total", "sglang:generation_tokens_total", 0},
     [IG_ENGINE_TRTLLM] = {"trtllm_num_requests_waiting", NULL, NULL, NULL, NULL, NULL, 0},

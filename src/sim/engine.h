@@ -187,6 +187,8 @@ uint32_t ig_sim_engine_slots_used(const ig_sim_engine_t *e);
 
 /* KV usage in [0, 1]: blocks referenced by sequences / all blocks. */
 double ig_sim_engine_kv_usage(const ig_sim_engine_t *e);
+/* Blocks held by sequences. */
+uint32_t ig_sim_engine_blocks_used(const ig_sim_engine_t *e);
 
 /* What the engine's running / waiting / KV gauges show. Live: the counts right now. Per step (as
  * vLLM's, which publishes the scheduler's numbers with each step's output): while a step runs, the
@@ -195,8 +197,6 @@ double ig_sim_engine_kv_usage(const ig_sim_engine_t *e);
  * idle engine shows its live counts either way. */
 void ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step, uint32_t *running, uint32_t *waiting,
                           double *kv);
-/* Blocks held by sequences. */
-uint32_t ig_sim_engine_blocks_used(const ig_sim_engine_t *e);
 
 /* Deterministic output text of the i-th generated token (4 characters = 1 token). */
 const char *ig_sim_token_text(uint32_t i);

@@ -649,7 +649,7 @@ static void test_slots_learn(void **state) {
   assert_int_equal(ig_sched_slots_learn(&e, 3, 0, 0.1, NAN), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 8, 2, 0.1, NAN), 0);  /* queueing once */
   assert_int_equal(ig_sched_slots_learn(&e, 7, 2, 0.1, NAN), 0);  /* a different count */
-  assert_int_equal(ig_sched_slots_learn(&e, 7, 1, 0.1, NAN), 0);  /* twice at 7, but 8 was seen: not the limit */
+  assert_int_equal(ig_sched_slots_learn(&e, 7, 1, 0.1, NAN), 0);  /* twice at 7, but 8 was seen: no limit */
   assert_int_equal(ig_sched_slots_learn(&e, 8, 1, 0.1, NAN), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 8, 3, 0.1, NAN), 8);  /* twice at the largest count: learned */
   assert_int_equal(ig_sched_slots_learn(&e, 5, 0, 0.1, NAN), 8);  /* kept while the load drops */
@@ -672,10 +672,12 @@ static void test_slots_learn(void **state) {
   assert_int_equal(ig_sched_slots_learn(&e, 3, 2, 0.5, NAN), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 3, 2, NAN, NAN), 3);
   /* a limit not met again for IG_SCHED_SLOTS_FORGET scrapes is forgotten; meeting it again renews it */
-  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 2; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 2; i++)
+    assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
   assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* the last scrape before it is forgotten */
   assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* confirmed: the count starts again */
-  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 1; i++) assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
+  for (int i = 0; i < IG_SCHED_SLOTS_FORGET - 1; i++)
+    assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 3);
   assert_int_equal(ig_sched_slots_learn(&e, 2, 0, 0.1, NAN), 0); /* forgotten */
   assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 0);
   assert_int_equal(ig_sched_slots_learn(&e, 3, 1, 0.1, NAN), 3); /* relearned */

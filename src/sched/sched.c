@@ -204,11 +204,15 @@ int ig_sched_pool_saturated(const ig_sched_t *s, const ig_sched_pod_t *pods, siz
 }
 
 /* Whether pod p, its batch size known, can start one more request at once and still have `keep` batch
- * slots free (running + waiting + pending - done + keep < batch_slots: ig_sched_pod_load); 1 when its
- * batch size is unknown. */
+ * slots free (slots in use + keep < batch_slots); 1 when its batch size is unknown. The slots in use
+ * are running + waiting + pending - done (ig_sched_pod_load), or our own requests in flight there when
+ * more: engines publish their counts as of a step's end, so a scrape that resets pending leaves out
+ * what we sent during that step, while every request of ours in flight holds a slot or waits for one. */
 static int pod_slots_free(const ig_sched_pod_t *p, double keep) {
   if (!p->batch_slots) return 1;
-  return ig_sched_pod_load(p) + keep < (double)p->batch_slots;
+  double used = ig_sched_pod_load(p);
+  if (used < (double)p->inflight) used = p->inflight;
+  return used + keep < (double)p->batch_slots;
 }
 
 /* Whether pod p keeps its headroom for Critical requests with one more request of priority <= 0: its

@@ -586,6 +586,15 @@ static void test_admit_batch_slots(void **state) {
   pods[0].done = 20; /* more than the scrape showed: no fewer than 0 used */
   assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK);
   pods[0].done = 0;
+  /* our requests in flight hold slots the scrape may not show yet (it is as of a step's end): 12 of
+   * ours on the pod are 12 slots used even though the scrape shows 2 and nothing is pending */
+  pods[0].running = 2;
+  pods[0].inflight = 12;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_QUEUE);
+  pods[0].inflight = 11;
+  assert_int_equal(ig_sched_admit(s, pods, 1, &std, NULL), IG_SCHED_ADMIT_PICK);
+  pods[0].inflight = 0;
+  pods[0].running = 12;
   /* the pick: pod 0 has the better kv score, but only pod 1 keeps 4 slots free with a Standard one */
   size_t order[2], n = 2;
   for (int i = 0; i < 20; i++) {

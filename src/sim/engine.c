@@ -566,15 +566,7 @@ void ig_sim_engine_complete(ig_sim_engine_t *e, uint64_t now_us, ig_sim_emit_fn 
   e->arrived_in_step = 0;
 }
 
-void ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step, uint32_t *running, uint32_t *waiting,
-                          double *kv) {
-  if (per_step && e->step_in_flight) {
-    *running = e->at_step_end.running;
-    *waiting = e->at_step_end.waiting;
-    *kv = e->at_step_end.kv;
-  } else {
-    *running = e->n_running;
-    *waiting = e->n_waiting;
-    *kv = ig_sim_engine_kv_usage(e);
-  }
+ig_sim_gauges_t ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step) {
+  if (per_step && e->step_in_flight) return e->at_step_end;
+  return (ig_sim_gauges_t){e->n_running, e->n_waiting, ig_sim_engine_kv_usage(e)};
 }

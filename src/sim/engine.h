@@ -119,6 +119,12 @@ typedef struct {
   unsigned in_free : 1;
 } ig_sim_block_t;
 
+/* What an engine's running / waiting / KV-usage gauges show (ig_sim_engine_gauges). */
+typedef struct {
+  uint32_t running, waiting;
+  double kv;
+} ig_sim_gauges_t;
+
 typedef struct {
   ig_sim_engine_config_t cfg;
   /* KV cache */
@@ -135,10 +141,7 @@ typedef struct {
   int step_in_flight;
   uint64_t step_us; /* duration of the step in flight */
   uint32_t arrived_in_step; /* submitted while the step in flight runs (not yet seen by a schedule) */
-  struct {
-    uint32_t running, waiting;
-    double kv;
-  } at_step_end; /* the gauges as of the last step's end (ig_sim_engine_gauges) */
+  ig_sim_gauges_t at_step_end; /* the gauges as of the last step's end (ig_sim_engine_gauges) */
   /* LoRA */
   ig_sim_adapter_t adapters[IG_SIM_MAX_ADAPTERS];
   int n_adapters;
@@ -195,8 +198,7 @@ uint32_t ig_sim_engine_blocks_used(const ig_sim_engine_t *e);
  * numbers of the last step's end - the batch less the sequences that finished in it, and the
  * requests that step left waiting; requests that arrived since wait unseen until a step ends. An
  * idle engine shows its live counts either way. */
-void ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step, uint32_t *running, uint32_t *waiting,
-                          double *kv);
+ig_sim_gauges_t ig_sim_engine_gauges(const ig_sim_engine_t *e, int per_step);
 
 /* Deterministic output text of the i-th generated token (4 characters = 1 token). */
 const char *ig_sim_token_text(uint32_t i);

@@ -85,21 +85,14 @@ static void lora_info(ig_sim_pod_t *pod, ig_buf_t *b) {
 }
 
 /* The engine's running / waiting / KV gauges, live or as of the last step's end (--gauges). */
-typedef struct {
-  uint32_t running, waiting;
-  double kv;
-} gauges_t;
-
-static gauges_t engine_gauges(const ig_sim_pod_t *pod) {
-  gauges_t g;
-  ig_sim_engine_gauges(&pod->eng, pod->sim->opt.step_gauges, &g.running, &g.waiting, &g.kv);
-  return g;
+static ig_sim_gauges_t engine_gauges(const ig_sim_pod_t *pod) {
+  return ig_sim_engine_gauges(&pod->eng, pod->sim->opt.step_gauges);
 }
 
 static void vllm_metrics(ig_sim_pod_t *pod, out_t *o, int v1) {
   const ig_sim_engine_t *e = &pod->eng;
   const ig_sim_stats_t *s = &e->stats;
-  gauges_t g = engine_gauges(pod);
+  ig_sim_gauges_t g = engine_gauges(pod);
   gauge(o, "vllm:num_requests_running", "Number of requests in model execution batches.", g.running);
   gauge(o, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", g.waiting);
   if (v1)
@@ -131,7 +124,7 @@ static void vllm_metrics(ig_sim_pod_t *pod, out_t *o, int v1) {
 static void sglang_metrics(ig_sim_pod_t *pod, out_t *o) {
   const ig_sim_engine_t *e = &pod->eng;
   const ig_sim_stats_t *s = &e->stats;
-  gauges_t g = engine_gauges(pod);
+  ig_sim_gauges_t g = engine_gauges(pod);
   gauge(o, "sglang:num_running_reqs", "The number of running requests.", g.running);
   gauge(o, "sglang:num_queue_reqs", "The number of requests in the waiting queue.", g.waiting);
   gauge(o, "sglang:token_usage", "The token usage.", g.kv);

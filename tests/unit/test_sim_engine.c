@@ -354,13 +354,12 @@ static void test_gauges_per_step(void **state) {
   ig_sim_engine_init(&e, &cfg);
   ig_sim_seq_t s[3];
   for (int i = 0; i < 3; i++) seq_for(&s[i], i + 1, 64, 50, -1, NULL);
-  uint32_t run, wait;
-  double kv;
+  ig_sim_gauges_t g;
 #define GAUGES(per_step, r, w)                                                                               \
   do {                                                                                                       \
-    ig_sim_engine_gauges(&e, per_step, &run, &wait, &kv);                                                    \
-    assert_int_equal(run, r);                                                                                \
-    assert_int_equal(wait, w);                                                                               \
+    g = ig_sim_engine_gauges(&e, per_step);                                                                  \
+    assert_int_equal(g.running, r);                                                                          \
+    assert_int_equal(g.waiting, w);                                                                          \
   } while (0)
   assert_int_equal(ig_sim_engine_submit(&e, &s[0], 0), 0);
   GAUGES(1, 0, 1); /* idle: live either way */
@@ -378,8 +377,8 @@ static void test_gauges_per_step(void **state) {
   ig_sim_engine_complete(&e, 200, count_emit, &c);
   assert_true(ig_sim_engine_schedule(&e) > 0);
   GAUGES(1, 2, 1); /* s[2] was left waiting by a step: seen */
-  ig_sim_engine_gauges(&e, 1, &run, &wait, &kv);
-  assert_true(kv > 0 && kv == e.at_step_end.kv);
+  g = ig_sim_engine_gauges(&e, 1);
+  assert_true(g.kv > 0 && g.kv == e.at_step_end.kv);
   GAUGES(0, 2, 1);
 #undef GAUGES
   for (int i = 0; i < 3; i++) {
